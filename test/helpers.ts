@@ -1,0 +1,90 @@
+/** Test helpers: closeness assertions and a finite-difference gradient check in float64. */
+import assert from "node:assert/strict";
+import { noGrad, type Tensor, tensor, tidy } from "../src/index.js";
+
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  atol = 1e-6,
+  rtol = 1e-5,
+  what = "",
+): void {
+  assert.equal(actual.length, expected.length, `${what} length ${actual.length} != ${expected.length}`);
+  for (let i = 0; i < actual.length; i++) {
+    const a = actual[i] as number;
+    const e = expected[i] as number;
+    if (Number.isNaN(e)) {
+      assert.ok(Number.isNaN(a), `${what}[${i}]: expected NaN, got ${a}`);
+      continue;
+    }
+    if (!Number.isFinite(e)) {
+      assert.equal(a, e, `${what}[${i}]`);
+      continue;
+    }
+    assert.ok(Math.abs(a - e) <= atol + rtol * Math.abs(e), `${what}[${i}]: ${a} vs expected ${e}`);
+  }
+}
+
+export function values(t: Tensor): number[] {
+  return t.toArray();
+}
+
+/** Deterministic pseudo-random numbers (no engine involved) for test inputs. */
+export function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+export function randomArray(n: number, seed: number, lo = -1, hi = 1): Float64Array {
+  const r = lcg(seed);
+  return Float64Array.from({ length: n }, () => lo + (hi - lo) * r());
+}
+
+export interface GradInput {
+  shape: number[];
+  data: Float64Array;
+}
+
+/**
+ * Checks d(sum(f(x)·w))/dx from autograd against central differences, for every element of every
+ * input, in float64. `f` receives the inputs as tensors and returns one tensor.
+ */
+export function gradcheck(name: string, f: (xs: Tensor[]) => Tensor, inputs: GradInput[], h = 1e-6, tol = 1e-6): void {
+  const weightsFor = (out: Tensor) => tensor(randomArray(out.numel, 99), { shape: [...out.shape] });
+  const analytic = tidy(() => {
+    const xs = inputs.map((i) => tensor(i.data.slice(), { shape: i.shape, requiresGrad: true }));
+    const out = f(xs);
+    const loss = out.mul(weightsFor(out)).sum();
+    loss.backward();
+    return xs.map((x) => {
+      const g = x.grad;
+      return g ? Array.from(g.data() as Float64Array) : new Array(x.numel).fill(0);
+    });
+  });
+  const evalAt = (arrays: Float64Array[]): number =>
+    tidy(() =>
+      noGrad(() => {
+        const xs = arrays.map((a, k) => tensor(a, { shape: (inputs[k] as GradInput).shape }));
+        const out = f(xs);
+        return out.mul(weightsFor(out)).sum().item();
+      }),
+    );
+  inputs.forEach((input, k) => {
+    const numeric: number[] = [];
+    for (let i = 0; i < input.data.length; i++) {
+      const plus = inputs.map((x) => x.data.slice());
+      const minus = inputs.map((x) => x.data.slice());
+      (plus[k] as Float64Array)[i] = (input.data[i] as number) + h;
+      (minus[k] as Float64Array)[i] = (input.data[i] as number) - h;
+      numeric.push((evalAt(plus) - evalAt(minus)) / (2 * h));
+    }
+    assertClose(analytic[k] as number[], numeric, tol, 1e-5, `${name}: d/dinput${k}`);
+  });
+}
+
+/** The reference fixtures (computed with PyTorch + transformers): ../shared/fixtures beside the checkout. */
+export const FIXTURES: string =
+  process.env.QDC_FIXTURES ?? new URL("../../../shared/fixtures/", import.meta.url).pathname.replace(/\/$/, "");
