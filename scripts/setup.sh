@@ -24,10 +24,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# npm dependencies: reinstall when the lock file changed since the last install
+# npm dependencies at the lock file's versions, when it changed since the last install. (`npm ci`
+# refuses this lock file: npm 11 records Biome's binary only for the platforms it resolved, and ci
+# demands every optional platform package; `npm install` honours the same pinned versions.)
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "installing npm dependencies"
-  npm ci --no-audit --no-fund --loglevel=error
+  npm install --no-audit --no-fund --loglevel=error
 fi
 
 # native addon: rebuild when its sources changed or another libtorch was chosen
