@@ -7,8 +7,10 @@
 #include <c10/core/GradMode.h>
 #include <torch/cuda.h>
 
-#ifdef QDC_WITH_CUDA
+// The caching allocator's statistics need CUDA's runtime headers as well as a CUDA libtorch.
+#if defined(QDC_WITH_CUDA) && __has_include(<cuda_runtime_api.h>) && __has_include(<c10/cuda/CUDACachingAllocator.h>)
 #include <c10/cuda/CUDACachingAllocator.h>
+#define QDC_CUDA_MEMORY_STATS 1
 #endif
 
 namespace qdc {
@@ -275,12 +277,15 @@ static Napi::Value CudaSynchronize(const Napi::CallbackInfo& info) {
 // Bytes currently allocated by the CUDA caching allocator on one device.
 static Napi::Value CudaMemoryAllocated(const Napi::CallbackInfo& info) {
   int64_t dev = OptInt(info, 0).value_or(0);
-#ifdef QDC_WITH_CUDA
+#ifdef QDC_CUDA_MEMORY_STATS
   if (!torch::cuda::is_available()) return Napi::Number::New(info.Env(), 0);
   auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(dev));
   return Napi::Number::New(info.Env(), static_cast<double>(stats.allocated_bytes[0].current));
 #else
   (void)dev;
+  if (torch::cuda::is_available()) {
+    throw Napi::Error::New(info.Env(), "CUDA memory statistics need CUDA's runtime headers at build time (set CUDA_HOME and rebuild)");
+  }
   return Napi::Number::New(info.Env(), 0);
 #endif
 }
