@@ -302,24 +302,14 @@ V ReduceOp(const Info& info) {  // (code, t, dims?, keepdim, dtype?)
     case kAmax: r = at::amax(t, ds, keep); break;
     case kAmin: r = at::amin(t, ds, keep); break;
     case kLogSumExp: r = at::logsumexp(t, ds, keep); break;
-    case kProd: {
-      r = dt ? t.to(*dt) : t;
-      std::vector<int64_t> sorted(ds.begin(), ds.end());
-      std::sort(sorted.begin(), sorted.end(), [&](int64_t a, int64_t b) {
-        return c10::maybe_wrap_dim(a, t.dim()) > c10::maybe_wrap_dim(b, t.dim());
-      });
-      if (sorted.empty()) r = r.clone();
-      for (int64_t d : sorted) r = at::prod(r, d, keep);
-      break;
-    }
-    case kAll: case kAny: {
-      r = t;
-      std::vector<int64_t> sorted(ds.begin(), ds.end());
-      std::sort(sorted.begin(), sorted.end(), [&](int64_t a, int64_t b) {
-        return c10::maybe_wrap_dim(a, t.dim()) > c10::maybe_wrap_dim(b, t.dim());
-      });
-      if (sorted.empty()) r = r.to(at::kBool);
-      for (int64_t d : sorted) r = op == kAll ? at::all(r, d, keep) : at::any(r, d, keep);
+    // prod/all/any reduce one dim at a time (1.13 has no multi-dim overloads), last dim first so
+    // the remaining dim numbers stay valid without keepdim.
+    case kProd: case kAll: case kAny: {
+      std::vector<int64_t> desc(ds.begin(), ds.end());
+      for (auto& d : desc) d = c10::maybe_wrap_dim(d, t.dim());
+      std::sort(desc.rbegin(), desc.rend());
+      r = op == kProd ? (dt ? t.to(*dt) : t.clone()) : t.to(at::kBool);
+      for (int64_t d : desc) r = op == kProd ? at::prod(r, d, keep) : op == kAll ? at::all(r, d, keep) : at::any(r, d, keep);
       break;
     }
     default: throw std::invalid_argument("unknown reduction code");
