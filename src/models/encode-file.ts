@@ -129,7 +129,7 @@ function mergeParts(parts: string[], output: string, rows: number, dim: number):
     const buf = Buffer.alloc(1 << 22);
     for (const part of parts) {
       const info = readHeader(part).tensors.get("embeddings");
-      if (!info || info.dtype !== "float32" || info.shape[1] !== dim)
+      if (info?.dtype !== "float32" || info.shape[1] !== dim)
         throw new Error(`${part}: not a float32 [n, ${dim}] embeddings part`);
       const src = openSync(part, "r");
       try {
