@@ -375,15 +375,19 @@ V Attention(const Info& info) {  // (q, k, v, mask?, dropout_p, is_causal)
   return Wrap(info.Env(), at::scaled_dot_product_attention(q, k, v, mask, p, causal));
 #else
   double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  at::Tensor scores = at::matmul(q, k.transpose(-2, -1)) * scale;
+  // scale whichever is smaller: the queries [.., L, E] or the scores [.., L, S]
+  at::Tensor scores = k.size(-2) > q.size(-1) ? at::matmul(q * scale, k.transpose(-2, -1))
+                                              : at::matmul(q, k.transpose(-2, -1)) * scale;
+  // the scores are a fresh tensor that no backward needs, so masking can be in place
+  const double ninf = -std::numeric_limits<double>::infinity();
   if (causal) {
     at::Tensor keep = at::ones({q.size(-2), k.size(-2)}, q.options().dtype(at::kBool)).tril();
-    scores = scores.masked_fill(keep.logical_not(), -std::numeric_limits<double>::infinity());
+    scores.masked_fill_(keep.logical_not(), ninf);
   } else if (mask) {
     if (mask->scalar_type() == at::kBool) {
-      scores = scores.masked_fill(mask->logical_not(), -std::numeric_limits<double>::infinity());
+      scores.masked_fill_(mask->logical_not(), ninf);
     } else {
-      scores = scores + *mask;
+      scores.add_(*mask);
     }
   }
   at::Tensor probs = at::softmax(scores, -1);

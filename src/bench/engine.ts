@@ -2,11 +2,11 @@
  * `qdc bench engine`: matmul throughput and per-op dispatch overhead of the engine, next to the
  * same measurements through PyTorch on this machine in the same run (bench/engine_peer.py).
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import { cuda, type DType, engineInfo, getNumThreads, ones, randn, type Tensor } from "../tensor/index.js";
+import { ensurePeerPython, machineName, timePerCall } from "./common.js";
 
 interface MatmulResult {
   n: number;
@@ -19,43 +19,6 @@ interface PeerResult {
   threads: number;
   matmul: MatmulResult[];
   dispatch: { add_us: number };
-}
-
-/** Seconds per call of `fn`, doubling repetitions until one timed batch lasts `minSeconds`. */
-export function timePerCall(fn: () => void, sync: () => void, minSeconds: number): number {
-  fn();
-  sync();
-  let reps = 1;
-  for (;;) {
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < reps; i++) fn();
-    sync();
-    const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
-    if (elapsed >= minSeconds) return elapsed / reps;
-    reps = Math.max(reps * 2, Math.ceil((reps * minSeconds * 1.2) / Math.max(elapsed, 1e-9)));
-  }
-}
-
-function findPython(explicit: string): string | null {
-  const candidates = explicit ? [explicit] : ["python3", "/usr/bin/python3"];
-  for (const py of candidates) {
-    const r = spawnSync(py, ["-c", "import torch"], { stdio: "ignore" });
-    if (r.status === 0) return py;
-  }
-  return null;
-}
-
-/** Debian's python3-torch is the CPU peer; installed here when missing (needs root). */
-function ensurePeerPython(explicit: string, device: string): string | null {
-  const found = findPython(explicit);
-  if (found || explicit || device !== "cpu") return found;
-  if (process.getuid?.() !== 0) return null;
-  console.error("[bench] installing Debian's python3-torch for the PyTorch peer");
-  execFileSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "python3-torch"], {
-    stdio: "inherit",
-    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
-  });
-  return findPython("/usr/bin/python3");
 }
 
 export async function runEngineBench(opts: {
@@ -83,9 +46,7 @@ export async function runEngineBench(opts: {
         [2048, "float32"],
       ];
   const info = engineInfo();
-  const machine = onCuda
-    ? `cuda (${cuda.deviceCount()} device(s))`
-    : `${cpus()[0]?.model ?? "cpu"}, ${cpus().length} cores`;
+  const machine = machineName(device);
   console.error(`[bench] engine: libtorch ${info.torch}, ${getNumThreads()} threads, ${machine}`);
 
   const ours: MatmulResult[] = [];

@@ -134,6 +134,18 @@ bench
     await runEngineBench(opts);
   });
 bench
+  .command("encode")
+  .description("documents/s of encoding with random-init BERTs (4×256 and base), against PyTorch with the same weights")
+  .addOption(new Option("--device <device>", "cpu or cuda").default("cpu"))
+  .option("--out <file>", "write the results as JSON here")
+  .option("--no-peer", "skip the PyTorch peer")
+  .option("--python <exe>", "Python with torch for the peer", "")
+  .option("--quick", "shorter timing (for smoke runs)")
+  .action(async (opts: { device: string; out?: string; peer: boolean; python: string; quick?: boolean }) => {
+    const { runEncodeBench } = await import("../bench/encode.js");
+    await runEncodeBench(opts);
+  });
+bench
   .command("run")
   .description("the continual dense-retrieval benchmark (configs: tiny, cpu, gpu, cdr)")
   .option("--config <name>", "benchmark configuration", "tiny")

@@ -6,7 +6,7 @@ export interface ForwardOptions {
   train: boolean;
 }
 
-type Params = (name: string) => Tensor;
+type Params = (name: string) => Tensor | undefined;
 
 export function activation(x: Tensor, act: EncoderConfig["hiddenAct"]): Tensor {
   switch (act) {
@@ -36,7 +36,18 @@ export function mergeHeads(x: Tensor): Tensor {
  * Last hidden states [B, S, H] for token ids [B, S] (int64) and a boolean key mask [B, 1, 1, S]
  * (true = real token).
  */
-export function bertForward(c: EncoderConfig, p: Params, ids: Tensor, mask: Tensor, opts: ForwardOptions): Tensor {
+export function bertForward(
+  c: EncoderConfig,
+  params: Params,
+  ids: Tensor,
+  mask: Tensor | null,
+  opts: ForwardOptions,
+): Tensor {
+  const p = (name: string): Tensor => {
+    const t = params(name);
+    if (!t) throw new Error(`missing parameter ${name}`);
+    return t;
+  };
   const S = ids.size(1);
   if (S > c.maxPositions)
     throw new RangeError(`sequence of ${S} tokens exceeds max_position_embeddings ${c.maxPositions}`);
@@ -50,9 +61,20 @@ export function bertForward(c: EncoderConfig, p: Params, ids: Tensor, mask: Tens
   x = dropout(x, c.hiddenDropout, opts.train);
   for (let i = 0; i < c.numLayers; i++) {
     const l = (n: string) => p(`encoder.layer.${i}.${n}`);
-    const q = heads(linear(x, l("attention.self.query.weight"), l("attention.self.query.bias")), c.numHeads);
-    const k = heads(linear(x, l("attention.self.key.weight"), l("attention.self.key.bias")), c.numHeads);
-    const v = heads(linear(x, l("attention.self.value.weight"), l("attention.self.value.bias")), c.numHeads);
+    // inference parameter maps carry the three projections fused (one GEMM); training uses them apart
+    const fused = params(`encoder.layer.${i}.attention.self.qkv.weight`);
+    let q: Tensor;
+    let k: Tensor;
+    let v: Tensor;
+    if (fused) {
+      const [B, S] = x.shape as [number, number];
+      const qkv = linear(x, fused, l("attention.self.qkv.bias")).view(B, S, 3, c.numHeads, H / c.numHeads);
+      [q, k, v] = [0, 1, 2].map((j) => qkv.select(2, j).transpose(1, 2)) as [Tensor, Tensor, Tensor];
+    } else {
+      q = heads(linear(x, l("attention.self.query.weight"), l("attention.self.query.bias")), c.numHeads);
+      k = heads(linear(x, l("attention.self.key.weight"), l("attention.self.key.bias")), c.numHeads);
+      v = heads(linear(x, l("attention.self.value.weight"), l("attention.self.value.bias")), c.numHeads);
+    }
     const a = mergeHeads(attention(q, k, v, { mask, dropout: opts.train ? c.attentionDropout : 0 }));
     const ao = dropout(
       linear(a, l("attention.output.dense.weight"), l("attention.output.dense.bias")),

@@ -48,6 +48,8 @@ export interface Batch {
   inputIds: Tensor;
   /** [B, S] int64, 1 for real tokens */
   attentionMask: Tensor;
+  /** false when every row is full length: attention then runs without a mask (and, on CUDA, can use flash kernels) */
+  padded?: boolean;
 }
 
 const NOMIC_PROMPTS = { query: "search_query: ", document: "search_document: " };
@@ -243,6 +245,7 @@ export class EmbeddingModel {
     return {
       inputIds: tensor(flat, { shape: [ids.length, S], device: this.device }),
       attentionMask: tensor(mask, { shape: [ids.length, S], device: this.device }),
+      padded: ids.some((row) => row.length < S),
     };
   }
 
@@ -257,20 +260,20 @@ export class EmbeddingModel {
     return this.#rotary;
   }
 
-  /** Last hidden states [B, S, H]. */
-  forward(inputIds: Tensor, attentionMask: Tensor, params: Map<string, Tensor> = this.params): Tensor {
+  /** Last hidden states [B, S, H]. `padded: false` promises an all-ones mask (attention skips it). */
+  forward(inputIds: Tensor, attentionMask: Tensor, params: Map<string, Tensor> = this.params, padded = true): Tensor {
     const [B, S] = inputIds.shape as [number, number];
-    const keyMask = attentionMask.gt(0).view(B, 1, 1, S);
+    const keyMask = padded ? attentionMask.gt(0).view(B, 1, 1, S) : null;
     const opts = { train: this.training };
     if (this.config.architecture === "bert") {
-      return bertForward(this.config, (n) => params.get(n) as Tensor, inputIds, keyMask, opts);
+      return bertForward(this.config, (n) => params.get(n), inputIds, keyMask, opts);
     }
     return nomicForward(this.config, (n) => params.get(n), inputIds, keyMask, opts, this.#rotaryFor(S));
   }
 
   /** Pooled (and, if the model normalises, L2-normalised) embeddings [B, H] of a batch. */
   embed(b: Batch, params?: Map<string, Tensor>): Tensor {
-    const h = this.forward(b.inputIds, b.attentionMask, params);
+    const h = this.forward(b.inputIds, b.attentionMask, params, b.padded ?? true);
     let pooled: Tensor;
     if (this.pooling === "cls") {
       pooled = h.select(1, 0);
@@ -292,14 +295,19 @@ export class EmbeddingModel {
    * runs in bfloat16.
    */
   encode(texts: string[], opts: EncodeOptions = {}): Tensor {
+    const ids = this.tokenize(texts, { kind: opts.kind, prefix: opts.prefix, maxLength: opts.maxLength });
+    return this.encodeIds(ids, opts);
+  }
+
+  /** `encode` for texts already tokenized (ids with special tokens). */
+  encodeIds(ids: number[][], opts: Omit<EncodeOptions, "kind" | "prefix" | "maxLength"> = {}): Tensor {
     const batchSize = opts.batchSize ?? 32;
     if (!Number.isInteger(batchSize) || batchSize < 1)
       throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);
-    const ids = this.tokenize(texts, { kind: opts.kind, prefix: opts.prefix, maxLength: opts.maxLength });
     const order = ids
       .map((_, i) => i)
       .sort((a, b) => (ids[b] as number[]).length - (ids[a] as number[]).length || a - b);
-    const showBar = opts.progress ?? (texts.length > 1000 && process.stderr.isTTY === true);
+    const showBar = opts.progress ?? (ids.length > 1000 && process.stderr.isTTY === true);
     const bar = showBar
       ? new cliProgress.SingleBar(
           {
@@ -309,12 +317,12 @@ export class EmbeddingModel {
           cliProgress.Presets.shades_classic,
         )
       : null;
-    bar?.start(texts.length, 0, { rate: "0" });
+    bar?.start(ids.length, 0, { rate: "0" });
     const started = Date.now();
     const wasTraining = this.training;
     this.training = false;
     const onCuda = this.device.startsWith("cuda");
-    const params = onCuda ? castParams(this.params, "bfloat16") : this.params;
+    const params = inferenceParams(this.config, this.params, onCuda ? "bfloat16" : null);
     const parts: Tensor[] = [];
     try {
       for (let start = 0; start < order.length; start += batchSize) {
@@ -329,7 +337,7 @@ export class EmbeddingModel {
     } finally {
       bar?.stop();
       this.training = wasTraining;
-      if (params !== this.params) for (const p of params.values()) p.dispose();
+      for (const [name, p] of params) if (this.params.get(name) !== p) p.dispose();
     }
     if (parts.length === 0) return tensor(new Float32Array(0), { shape: [0, this.dimension] });
     return tidy(() => {
@@ -352,6 +360,23 @@ export class EmbeddingModel {
   }
 }
 
-function castParams(params: Map<string, Tensor>, dtype: DType): Map<string, Tensor> {
-  return new Map([...params].map(([k, v]) => [k, keep(noGrad(() => v.to(dtype)))]));
+/**
+ * Parameters for inference: cast to `dtype` when given, plus each BERT layer's query/key/value
+ * weights fused into one `attention.self.qkv` projection (one GEMM instead of three).
+ */
+function inferenceParams(config: EncoderConfig, params: Map<string, Tensor>, dtype: DType | null): Map<string, Tensor> {
+  return noGrad(() => {
+    const out = new Map<string, Tensor>();
+    for (const [k, v] of params) out.set(k, dtype && v.dtype !== dtype ? keep(v.to(dtype)) : v);
+    if (config.architecture === "bert") {
+      for (let i = 0; i < config.numLayers; i++) {
+        const p = `encoder.layer.${i}.attention.self`;
+        for (const part of ["weight", "bias"]) {
+          const qkv = ["query", "key", "value"].map((m) => out.get(`${p}.${m}.${part}`) as Tensor);
+          out.set(`${p}.qkv.${part}`, keep(cat(qkv, 0)));
+        }
+      }
+    }
+    return out;
+  });
 }

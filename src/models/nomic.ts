@@ -68,7 +68,7 @@ export function nomicForward(
   c: EncoderConfig,
   p: Params,
   ids: Tensor,
-  mask: Tensor,
+  mask: Tensor | null,
   opts: ForwardOptions,
   tables: { cos: Tensor; sin: Tensor },
 ): Tensor {

@@ -1,0 +1,48 @@
+/** Shared pieces of the benchmarks: timing, the machine's name, and finding the PyTorch peer. */
+import { execFileSync, spawnSync } from "node:child_process";
+import { cpus } from "node:os";
+import { cuda } from "../tensor/index.js";
+
+/** Seconds per call of `fn`, doubling repetitions until one timed batch lasts `minSeconds`. */
+export function timePerCall(fn: () => void, sync: () => void, minSeconds: number): number {
+  fn();
+  sync();
+  let reps = 1;
+  for (;;) {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < reps; i++) fn();
+    sync();
+    const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
+    if (elapsed >= minSeconds) return elapsed / reps;
+    reps = Math.max(reps * 2, Math.ceil((reps * minSeconds * 1.2) / Math.max(elapsed, 1e-9)));
+  }
+}
+
+export function findPython(explicit: string): string | null {
+  const candidates = explicit ? [explicit] : ["python3", "/usr/bin/python3"];
+  for (const py of candidates) {
+    const r = spawnSync(py, ["-c", "import torch"], { stdio: "ignore" });
+    if (r.status === 0) return py;
+  }
+  return null;
+}
+
+/** Debian's python3-torch is the CPU peer; installed here when missing (needs root). */
+export function ensurePeerPython(explicit: string, device: string): string | null {
+  const found = findPython(explicit);
+  if (found || explicit || device !== "cpu") return found;
+  if (process.getuid?.() !== 0) return null;
+  console.error("[bench] installing Debian's python3-torch for the PyTorch peer");
+  execFileSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", "python3-torch"], {
+    stdio: "inherit",
+    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+  });
+  return findPython("/usr/bin/python3");
+}
+
+/** "<cpu model>, N cores" or the CUDA device count. */
+export function machineName(device: string): string {
+  return device.startsWith("cuda")
+    ? `cuda (${cuda.deviceCount()} device(s))`
+    : `${cpus()[0]?.model ?? "cpu"}, ${cpus().length} cores`;
+}
