@@ -338,6 +338,7 @@ static Napi::Value SetGradEnabled(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  RegisterCpuAllocator(env, exports);  // first: before any tensor is allocated
   Export<SetNumThreads>(env, exports, "setNumThreads");
   Export<GetNumThreads>(env, exports, "getNumThreads");
   Export<LiveTensors>(env, exports, "liveTensors");

@@ -84,5 +84,6 @@ Napi::Value WrapList(Napi::Env env, const std::vector<at::Tensor>& list);
 void RegisterTensorOps(Napi::Env env, Napi::Object exports);
 void RegisterAutograd(Napi::Env env, Napi::Object exports);
 void RegisterIO(Napi::Env env, Napi::Object exports);
+void RegisterCpuAllocator(Napi::Env env, Napi::Object exports);
 
 }  // namespace qdc

@@ -79,32 +79,43 @@ export async function runEncodeBench(opts: {
       saveSafetensors(idsFile, { input_ids: idsT });
       const flat = idsT.toArray();
       const ids = Array.from({ length: c.docs }, (_, i) => flat.slice(i * c.seq, (i + 1) * c.seq));
-      const seconds = timePerCall(
-        () => model.encodeIds(ids, { batchSize: c.batch, progress: false }).dispose(),
-        sync,
-        minSeconds,
-      );
-      const ours = c.docs / seconds;
-      console.error(`[bench] qdc ${c.shape.name} L=${c.seq}: ${ours.toFixed(1)} docs/s`);
-      let peer: { torch: string; results: Record<string, { docsPerSecond: number }> } | null = null;
-      if (py) {
-        const script = fileURLToPath(new URL("../../../bench/encode_peer.py", import.meta.url));
-        const cfgJson = {
-          model: modelDir,
-          ids: idsFile,
-          batchSize: c.batch,
-          device,
-          dtype: onCuda ? "bfloat16" : "float32",
-          threads: getNumThreads(),
+      // This VM's speed wanders between runs (measured: 3.3 and 6.0 docs/s for the same BERT-base
+      // run a minute apart), so qdc and the peer alternate `rounds` times and each keeps its best.
+      const rounds = opts.quick ? 1 : 3;
+      let ours = 0;
+      type PeerResult = { torch: string; results: Record<string, { docsPerSecond: number }> };
+      let peer: PeerResult | null = null;
+      for (let r = 0; r < rounds; r++) {
+        const seconds = timePerCall(
+          () => model.encodeIds(ids, { batchSize: c.batch, progress: false }).dispose(),
+          sync,
           minSeconds,
-        };
-        peer = JSON.parse(
-          execFileSync(py, [script, JSON.stringify(cfgJson)], {
-            encoding: "utf8",
-            stdio: ["ignore", "pipe", "inherit"],
-          }),
         );
+        ours = Math.max(ours, c.docs / seconds);
+        if (py) {
+          const script = fileURLToPath(new URL("../../../bench/encode_peer.py", import.meta.url));
+          const cfgJson = {
+            model: modelDir,
+            ids: idsFile,
+            batchSize: c.batch,
+            device,
+            dtype: onCuda ? "bfloat16" : "float32",
+            threads: getNumThreads(),
+            minSeconds,
+          };
+          const got = JSON.parse(
+            execFileSync(py, [script, JSON.stringify(cfgJson)], {
+              encoding: "utf8",
+              stdio: ["ignore", "pipe", "inherit"],
+            }),
+          ) as PeerResult;
+          if (!peer) peer = got;
+          else
+            for (const [k, v] of Object.entries(got.results))
+              peer.results[k] = { docsPerSecond: Math.max(peer.results[k]?.docsPerSecond ?? 0, v.docsPerSecond) };
+        }
       }
+      console.error(`[bench] qdc ${c.shape.name} L=${c.seq}: ${ours.toFixed(1)} docs/s (best of ${rounds})`);
       const best = peer ? Math.max(...Object.values(peer.results).map((r) => r.docsPerSecond)) : null;
       rows.push({
         model: c.shape.name,

@@ -1,5 +1,5 @@
 /** BERT encoder forward pass (Hugging Face BertModel without pooler): post-norm, learned positions. */
-import { arange, attention, dropout, embedding, layerNorm, linear, type Tensor } from "../tensor/index.js";
+import { arange, attention, dropout, embedding, layerNorm, linear, type Tensor, tidy } from "../tensor/index.js";
 import type { EncoderConfig } from "./config.js";
 
 export interface ForwardOptions {
@@ -60,31 +60,49 @@ export function bertForward(
   x = layerNorm(x, [H], p("embeddings.LayerNorm.weight"), p("embeddings.LayerNorm.bias"), eps);
   x = dropout(x, c.hiddenDropout, opts.train);
   for (let i = 0; i < c.numLayers; i++) {
-    const l = (n: string) => p(`encoder.layer.${i}.${n}`);
-    // inference parameter maps carry the three projections fused (one GEMM); training uses them apart
-    const fused = params(`encoder.layer.${i}.attention.self.qkv.weight`);
-    let q: Tensor;
-    let k: Tensor;
-    let v: Tensor;
-    if (fused) {
-      const [B, S] = x.shape as [number, number];
-      const qkv = linear(x, fused, l("attention.self.qkv.bias")).view(B, S, 3, c.numHeads, H / c.numHeads);
-      [q, k, v] = [0, 1, 2].map((j) => qkv.select(2, j).transpose(1, 2)) as [Tensor, Tensor, Tensor];
-    } else {
-      q = heads(linear(x, l("attention.self.query.weight"), l("attention.self.query.bias")), c.numHeads);
-      k = heads(linear(x, l("attention.self.key.weight"), l("attention.self.key.bias")), c.numHeads);
-      v = heads(linear(x, l("attention.self.value.weight"), l("attention.self.value.bias")), c.numHeads);
-    }
-    const a = mergeHeads(attention(q, k, v, { mask, dropout: opts.train ? c.attentionDropout : 0 }));
-    const ao = dropout(
-      linear(a, l("attention.output.dense.weight"), l("attention.output.dense.bias")),
-      c.hiddenDropout,
-      opts.train,
-    );
-    x = layerNorm(ao.add(x), [H], l("attention.output.LayerNorm.weight"), l("attention.output.LayerNorm.bias"), eps);
-    const h = activation(linear(x, l("intermediate.dense.weight"), l("intermediate.dense.bias")), c.hiddenAct);
-    const o = dropout(linear(h, l("output.dense.weight"), l("output.dense.bias")), c.hiddenDropout, opts.train);
-    x = layerNorm(o.add(x), [H], l("output.LayerNorm.weight"), l("output.LayerNorm.bias"), eps);
+    // each layer in its own scope: its intermediates are released as soon as it returns (what
+    // autograd needs for backward it keeps on its own)
+    const input = x;
+    x = tidy(() => bertLayer(c, params, p, i, input, mask, opts));
+    input.dispose();
   }
   return x;
+}
+
+function bertLayer(
+  c: EncoderConfig,
+  params: Params,
+  p: (name: string) => Tensor,
+  i: number,
+  x: Tensor,
+  mask: Tensor | null,
+  opts: ForwardOptions,
+): Tensor {
+  const H = c.hiddenSize;
+  const eps = c.layerNormEps;
+  const l = (n: string) => p(`encoder.layer.${i}.${n}`);
+  // inference parameter maps carry the three projections fused (one GEMM); training uses them apart
+  const fused = params(`encoder.layer.${i}.attention.self.qkv.weight`);
+  let q: Tensor;
+  let k: Tensor;
+  let v: Tensor;
+  if (fused) {
+    const [B, S] = x.shape as [number, number];
+    const qkv = linear(x, fused, l("attention.self.qkv.bias")).view(B, S, 3, c.numHeads, H / c.numHeads);
+    [q, k, v] = [0, 1, 2].map((j) => qkv.select(2, j).transpose(1, 2)) as [Tensor, Tensor, Tensor];
+  } else {
+    q = heads(linear(x, l("attention.self.query.weight"), l("attention.self.query.bias")), c.numHeads);
+    k = heads(linear(x, l("attention.self.key.weight"), l("attention.self.key.bias")), c.numHeads);
+    v = heads(linear(x, l("attention.self.value.weight"), l("attention.self.value.bias")), c.numHeads);
+  }
+  const a = mergeHeads(attention(q, k, v, { mask, dropout: opts.train ? c.attentionDropout : 0 }));
+  const ao = dropout(
+    linear(a, l("attention.output.dense.weight"), l("attention.output.dense.bias")),
+    c.hiddenDropout,
+    opts.train,
+  );
+  x = layerNorm(ao.add(x), [H], l("attention.output.LayerNorm.weight"), l("attention.output.LayerNorm.bias"), eps);
+  const h = activation(linear(x, l("intermediate.dense.weight"), l("intermediate.dense.bias")), c.hiddenAct);
+  const o = dropout(linear(h, l("output.dense.weight"), l("output.dense.bias")), c.hiddenDropout, opts.train);
+  return layerNorm(o.add(x), [H], l("output.LayerNorm.weight"), l("output.LayerNorm.bias"), eps);
 }

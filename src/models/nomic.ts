@@ -14,6 +14,7 @@ import {
   linear,
   noGrad,
   type Tensor,
+  tidy,
 } from "../tensor/index.js";
 import { type ForwardOptions, mergeHeads } from "./bert.js";
 import type { EncoderConfig } from "./config.js";
@@ -72,7 +73,6 @@ export function nomicForward(
   opts: ForwardOptions,
   tables: { cos: Tensor; sin: Tensor },
 ): Tensor {
-  const n = c.nomic!;
   const need = (name: string): Tensor => {
     const t = p(name);
     if (!t) throw new Error(`missing parameter ${name}`);
@@ -81,8 +81,6 @@ export function nomicForward(
   const H = c.hiddenSize;
   const eps = c.layerNormEps;
   const S = ids.size(1);
-  const B = ids.size(0);
-  const hd = H / c.numHeads;
   const cos = tables.cos.narrow(0, 0, S);
   const sin = tables.sin.narrow(0, 0, S);
   let x = embedding(need("embeddings.word_embeddings.weight"), ids);
@@ -90,38 +88,60 @@ export function nomicForward(
   x = layerNorm(x, [H], need("emb_ln.weight"), need("emb_ln.bias"), eps);
   x = dropout(x, c.hiddenDropout, opts.train);
   for (let i = 0; i < c.numLayers; i++) {
-    const l = (name: string) => p(`encoder.layers.${i}.${name}`);
-    const qkv = linear(x, need(`encoder.layers.${i}.attn.Wqkv.weight`), l("attn.Wqkv.bias")).view(
-      B,
-      S,
-      3,
-      c.numHeads,
-      hd,
-    );
-    const q = applyRotary(qkv.select(2, 0).transpose(1, 2), cos, sin, n.rotaryInterleaved);
-    const k = applyRotary(qkv.select(2, 1).transpose(1, 2), cos, sin, n.rotaryInterleaved);
-    const v = qkv.select(2, 2).transpose(1, 2);
-    const a = mergeHeads(attention(q, k, v, { mask, dropout: opts.train ? c.attentionDropout : 0 }));
-    const ao = dropout(
-      linear(a, need(`encoder.layers.${i}.attn.out_proj.weight`), l("attn.out_proj.bias")),
-      c.hiddenDropout,
-      opts.train,
-    );
-    x = layerNorm(ao.add(x), [H], l("norm1.weight"), l("norm1.bias"), eps);
-    let h: Tensor;
-    if (n.mlp === "gelu") {
-      h = linear(x, need(`encoder.layers.${i}.mlp.fc1.weight`), l("mlp.fc1.bias")).gelu();
-    } else {
-      const up = linear(x, need(`encoder.layers.${i}.mlp.fc11.weight`), l("mlp.fc11.bias"));
-      const gate = linear(x, need(`encoder.layers.${i}.mlp.fc12.weight`), l("mlp.fc12.bias"));
-      h = up.mul(n.mlp === "swiglu" ? gate.silu() : n.mlp === "geglu" ? gate.gelu() : gate.sigmoid());
-    }
-    const m = dropout(
-      linear(h, need(`encoder.layers.${i}.mlp.fc2.weight`), l("mlp.fc2.bias")),
-      c.hiddenDropout,
-      opts.train,
-    );
-    x = layerNorm(m.add(x), [H], l("norm2.weight"), l("norm2.bias"), eps);
+    // each layer in its own scope, as in bertForward
+    const input = x;
+    x = tidy(() => nomicLayer(c, p, need, i, input, mask, opts, cos, sin));
+    input.dispose();
   }
   return x;
+}
+
+function nomicLayer(
+  c: EncoderConfig,
+  p: Params,
+  need: (name: string) => Tensor,
+  i: number,
+  x: Tensor,
+  mask: Tensor | null,
+  opts: ForwardOptions,
+  cos: Tensor,
+  sin: Tensor,
+): Tensor {
+  const n = c.nomic!;
+  const H = c.hiddenSize;
+  const eps = c.layerNormEps;
+  const [B, S] = x.shape as [number, number];
+  const hd = H / c.numHeads;
+  const l = (name: string) => p(`encoder.layers.${i}.${name}`);
+  const qkv = linear(x, need(`encoder.layers.${i}.attn.Wqkv.weight`), l("attn.Wqkv.bias")).view(
+    B,
+    S,
+    3,
+    c.numHeads,
+    hd,
+  );
+  const q = applyRotary(qkv.select(2, 0).transpose(1, 2), cos, sin, n.rotaryInterleaved);
+  const k = applyRotary(qkv.select(2, 1).transpose(1, 2), cos, sin, n.rotaryInterleaved);
+  const v = qkv.select(2, 2).transpose(1, 2);
+  const a = mergeHeads(attention(q, k, v, { mask, dropout: opts.train ? c.attentionDropout : 0 }));
+  const ao = dropout(
+    linear(a, need(`encoder.layers.${i}.attn.out_proj.weight`), l("attn.out_proj.bias")),
+    c.hiddenDropout,
+    opts.train,
+  );
+  x = layerNorm(ao.add(x), [H], l("norm1.weight"), l("norm1.bias"), eps);
+  let h: Tensor;
+  if (n.mlp === "gelu") {
+    h = linear(x, need(`encoder.layers.${i}.mlp.fc1.weight`), l("mlp.fc1.bias")).gelu();
+  } else {
+    const up = linear(x, need(`encoder.layers.${i}.mlp.fc11.weight`), l("mlp.fc11.bias"));
+    const gate = linear(x, need(`encoder.layers.${i}.mlp.fc12.weight`), l("mlp.fc12.bias"));
+    h = up.mul(n.mlp === "swiglu" ? gate.silu() : n.mlp === "geglu" ? gate.gelu() : gate.sigmoid());
+  }
+  const m = dropout(
+    linear(h, need(`encoder.layers.${i}.mlp.fc2.weight`), l("mlp.fc2.bias")),
+    c.hiddenDropout,
+    opts.train,
+  );
+  return layerNorm(m.add(x), [H], l("norm2.weight"), l("norm2.bias"), eps);
 }
