@@ -6,6 +6,7 @@ import vm from "node:vm";
 import {
   AdamW,
   clipGradNorm,
+  cpuCache,
   crossEntropy,
   keep,
   linear,
@@ -89,6 +90,39 @@ describe("memory scopes", () => {
       await sleep(20);
     }
     assert.equal(liveTensors(), before);
+  });
+
+  it("the CPU cache reuses freed blocks and hands out correct memory", () => {
+    if (!cpuCache.stats().enabled) return; // libtorch 2.x builds keep their own allocator
+    const a = randn([512, 512], { seed: 1 });
+    const before = cpuCache.stats();
+    a.dispose();
+    const z = zeros([512, 512]);
+    const after = cpuCache.stats();
+    assert.equal(after.hits, (before.hits ?? 0) + 1, "the freed block was reused");
+    assert.ok(z.toArray().every((v) => v === 0));
+    z.dispose();
+    assert.ok((cpuCache.stats().cachedBytes ?? 0) >= 512 * 512 * 4);
+    cpuCache.empty();
+    assert.equal(cpuCache.stats().cachedBytes, 0);
+    cpuCache.setLimit(0);
+    zeros([512, 512]).dispose();
+    assert.equal(cpuCache.stats().cachedBytes, 0);
+    cpuCache.setLimit(2 ** 30);
+    assert.throws(() => cpuCache.setLimit(-1), /cache limit/);
+  });
+
+  it("forgotten large tensors are collected under memory pressure without an explicit gc", async () => {
+    const before = liveTensors();
+    let peak = 0;
+    for (let i = 0; i < 40; i++) {
+      zeros([16, 1024, 1024]); // 64 MiB, never disposed
+      peak = Math.max(peak, liveTensors() - before);
+      await sleep(1);
+    }
+    // past 1 GiB of live host tensors V8 is told about the memory and collects the garbage
+    assert.ok(liveTensors() - before < 40, `all ${liveTensors() - before} forgotten tensors are still alive`);
+    assert.ok(peak < 40);
   });
 
   it("a training loop of 5,000 steps keeps live tensors and RSS flat", () => {

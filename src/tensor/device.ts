@@ -9,6 +9,18 @@ export const cuda = {
   memoryAllocated: (device = 0): number => N.cudaMemoryAllocated(device),
 };
 
+/**
+ * The CPU caching allocator (libtorch 1.x builds): freed host blocks of 64 KiB and more are kept
+ * for reuse up to a limit (1 GiB by default; QDC_CPU_CACHE_MB sets it at start-up).
+ */
+export const cpuCache = {
+  stats: () => N.cpuCacheStats(),
+  /** Returns every cached block to the system. */
+  empty: (): void => N.emptyCpuCache(),
+  /** Most bytes kept; 0 turns caching off. */
+  setLimit: (bytes: number): void => N.setCpuCacheLimit(bytes),
+};
+
 /** "cuda" when a GPU is usable, else "cpu". */
 export function defaultDevice(): "cpu" | "cuda" {
   return N.cudaAvailable() ? "cuda" : "cpu";

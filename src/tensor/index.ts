@@ -1,7 +1,7 @@
 /** qdc's tensor engine: libtorch through the project's N-API addon. */
 export { enableGrad, isGradEnabled, noGrad } from "./autograd.js";
 export * from "./create.js";
-export { cuda, defaultDevice, engineInfo, getNumThreads, liveTensors, setNumThreads } from "./device.js";
+export { cpuCache, cuda, defaultDevice, engineInfo, getNumThreads, liveTensors, setNumThreads } from "./device.js";
 export { DTYPES, type DType, ITEM_SIZE, isDType, isFloating, type TypedArray } from "./dtype.js";
 export * from "./functional.js";
 export { AdamW, type AdamWHyper, clipGradNorm, type ParamGroup } from "./optim.js";

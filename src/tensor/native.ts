@@ -118,6 +118,18 @@ export interface Native {
   ): void;
   clipGradNorm(params: Id[], maxNorm: number, normType: number): number;
 
+  setCpuCacheLimit(bytes: number): void;
+  emptyCpuCache(): void;
+  cpuCacheStats(): {
+    enabled: boolean;
+    cachedBytes?: number;
+    limitBytes?: number;
+    hits?: number;
+    misses?: number;
+    frees?: number;
+    liveBlocks?: number;
+  };
+
   fromData(data: ArrayBufferView, dtype: number, shape: number[], device?: string | null): Id;
   toBuffer(t: Id): ArrayBuffer;
   fromFile(path: string, byteOffset: number, dtype: number, shape: number[], device?: string | null): Id;
@@ -182,3 +194,10 @@ function defaultThreads(): number {
 }
 
 N.setNumThreads(defaultThreads());
+
+const cacheMb = process.env.QDC_CPU_CACHE_MB;
+if (cacheMb !== undefined && cacheMb !== "") {
+  const mb = Number(cacheMb);
+  if (!(mb >= 0)) throw new Error(`QDC_CPU_CACHE_MB must be a number of MiB >= 0, got '${cacheMb}'`);
+  N.setCpuCacheLimit(mb * 2 ** 20);
+}
