@@ -49,47 +49,67 @@ export async function runEngineBench(opts: {
   const machine = machineName(device);
   console.error(`[bench] engine: libtorch ${info.torch}, ${getNumThreads()} threads, ${machine}`);
 
-  const ours: MatmulResult[] = [];
-  for (const [n, dtype] of sizes) {
-    const a = randn([n, n], { device, seed: 1 }).to(dtype);
-    const b = randn([n, n], { device, seed: 2 }).to(dtype);
-    const s = timePerCall(() => a.matmul(b).dispose(), sync, minSeconds);
-    ours.push({ n, dtype, seconds: s, gflops: (2 * n ** 3) / s / 1e9 });
-    a.dispose();
-    b.dispose();
-    console.error(`[bench] qdc matmul ${n} ${dtype}: ${((2 * n ** 3) / s / 1e9).toFixed(1)} GFLOP/s`);
-  }
-  const x: Tensor = ones([1], { device });
-  const iters = 200000;
-  const addUs =
-    (timePerCall(
+  const measureOurs = (): { matmul: MatmulResult[]; addUs: number } => {
+    const matmul: MatmulResult[] = [];
+    for (const [n, dtype] of sizes) {
+      const a = randn([n, n], { device, seed: 1 }).to(dtype);
+      const b = randn([n, n], { device, seed: 2 }).to(dtype);
+      const s = timePerCall(() => a.matmul(b).dispose(), sync, minSeconds);
+      matmul.push({ n, dtype, seconds: s, gflops: (2 * n ** 3) / s / 1e9 });
+      a.dispose();
+      b.dispose();
+    }
+    const x: Tensor = ones([1], { device });
+    const perCall = timePerCall(
       () => {
         for (let i = 0; i < iters; i++) x.add(x).dispose();
       },
       sync,
       minSeconds,
-    ) /
-      iters) *
-    1e6;
-  x.dispose();
-
-  let peer: PeerResult | null = null;
-  if (opts.peer) {
-    const py = ensurePeerPython(opts.python, device);
-    if (!py) {
-      console.error("[bench] no Python with torch found: peer skipped (pass --python)");
-    } else {
-      const script = fileURLToPath(new URL("../../../bench/engine_peer.py", import.meta.url));
-      const cfg = { device, threads: getNumThreads(), sizes, minSeconds, dispatchIters: iters };
-      const out = execFileSync(py, [script, JSON.stringify(cfg)], {
-        encoding: "utf8",
-        stdio: ["ignore", "pipe", "inherit"],
-      });
-      peer = JSON.parse(out) as PeerResult;
+    );
+    x.dispose();
+    return { matmul, addUs: (perCall / iters) * 1e6 };
+  };
+  const iters = 200000;
+  const py = opts.peer ? ensurePeerPython(opts.python, device) : null;
+  if (opts.peer && !py) console.error("[bench] no Python with torch found: peer skipped (pass --python)");
+  const measurePeer = (): PeerResult | null => {
+    if (!py) return null;
+    const script = fileURLToPath(new URL("../../../bench/engine_peer.py", import.meta.url));
+    const cfg = { device, threads: getNumThreads(), sizes, minSeconds, dispatchIters: iters };
+    const out = execFileSync(py, [script, JSON.stringify(cfg)], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    return JSON.parse(out) as PeerResult;
+  };
+  // This VM's speed wanders between runs, so qdc and the peer alternate three rounds and each
+  // keeps its best (highest GFLOP/s, lowest dispatch time).
+  let ours = measureOurs();
+  let peer = measurePeer();
+  for (let round = 1; round < 3; round++) {
+    const o = measureOurs();
+    ours = {
+      matmul: ours.matmul.map((m, i) =>
+        (o.matmul[i] as MatmulResult).gflops > m.gflops ? (o.matmul[i] as MatmulResult) : m,
+      ),
+      addUs: Math.min(ours.addUs, o.addUs),
+    };
+    const p = measurePeer();
+    if (peer && p) {
+      peer = {
+        ...peer,
+        matmul: peer.matmul.map((m, i) =>
+          (p.matmul[i] as MatmulResult).gflops > m.gflops ? (p.matmul[i] as MatmulResult) : m,
+        ),
+        dispatch: { add_us: Math.min(peer.dispatch.add_us, p.dispatch.add_us) },
+      };
     }
   }
+  for (const m of ours.matmul) console.error(`[bench] qdc matmul ${m.n} ${m.dtype}: ${m.gflops.toFixed(1)} GFLOP/s`);
+  const addUs = ours.addUs;
 
-  const rows = ours.map((r, i) => {
+  const rows = ours.matmul.map((r, i) => {
     const p = peer?.matmul[i];
     return { ...r, peerGflops: p?.gflops ?? null, ratio: p ? r.gflops / p.gflops : null };
   });
