@@ -117,6 +117,79 @@ program
     },
   );
 
+function number(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number, got '${v}'`);
+    return n;
+  };
+}
+function nonNegativeInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0)
+      throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${v}'`);
+    return n;
+  };
+}
+
+program
+  .command("train")
+  .description("fine-tune an embedding model contrastively (InfoNCE + optional embedding distillation); resumable")
+  .requiredOption("--data <files...>", "training rows: JSONL or JSONL.gz {query, document, negatives}")
+  .requiredOption("--init <dir>", "starting model directory")
+  .requiredOption("--out <dir>", "trained model directory (with train.log.jsonl and checkpoint/)")
+  .option("--batch-size <n>", "queries per step", positiveInt("--batch-size"), 32)
+  .option("--negatives <k>", "hard negatives per query", nonNegativeInt("--negatives"), 7)
+  .option("--lr <x>", "peak learning rate", number("--lr"), 2e-5)
+  .option("--warmup <n>", "warm-up steps", nonNegativeInt("--warmup"), 0)
+  .requiredOption("--steps <n>", "optimiser steps", positiveInt("--steps"))
+  .option("--weight-decay <x>", "AdamW weight decay (not on biases and 1-d parameters)", number("--weight-decay"), 0.01)
+  .option("--kd-query <w>", "weight of query embedding distillation (0: off)", number("--kd-query"), 0)
+  .option("--kd-doc <w>", "weight of document embedding distillation (0: off)", number("--kd-doc"), 0)
+  .option("--logit-scale <s>", "InfoNCE logit scale", number("--logit-scale"), 50)
+  .option("--bidirectional", "add the document→query InfoNCE term")
+  .option("--clip <x>", "gradient-norm clipping (0: off)", number("--clip"), 1.0)
+  .option("--accumulation <n>", "micro-batches per step", positiveInt("--accumulation"), 1)
+  .option("--no-shuffle", "read rows in file order")
+  .option("--no-prefix", "do not prepend the model's query/document prompts")
+  .option("--seed <n>", "random seed", nonNegativeInt("--seed"), 0)
+  .option("--max-length <n>", "tokens per text", positiveInt("--max-length"), 128)
+  .option("--checkpoint-every <n>", "steps between checkpoints", positiveInt("--checkpoint-every"))
+  .option("--resume", "continue from the checkpoint in --out")
+  .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
+  .action(async (opts) => {
+    const { train } = await import("../train/trainer.js");
+    const r = await train({
+      data: opts.data,
+      init: opts.init,
+      out: opts.out,
+      batchSize: opts.batchSize,
+      negatives: opts.negatives,
+      lr: opts.lr,
+      warmup: opts.warmup,
+      steps: opts.steps,
+      weightDecay: opts.weightDecay,
+      kdQuery: opts.kdQuery,
+      kdDoc: opts.kdDoc,
+      logitScale: opts.logitScale,
+      bidirectional: opts.bidirectional ?? false,
+      clip: opts.clip,
+      accumulation: opts.accumulation,
+      shuffle: opts.shuffle,
+      prefix: opts.prefix,
+      seed: opts.seed,
+      maxLength: opts.maxLength,
+      checkpointEvery: opts.checkpointEvery,
+      resume: opts.resume ?? false,
+      device: opts.device,
+      progress: process.stderr.isTTY === true,
+    });
+    console.error(
+      `trained ${r.steps} steps${r.resumedFrom ? ` (resumed at step ${r.resumedFrom})` : ""} → ${opts.out}`,
+    );
+  });
+
 const bench = program
   .command("bench")
   .description(

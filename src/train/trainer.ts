@@ -1,0 +1,304 @@
+/**
+ * One fine-tuning task: contrastive training of an embedding model on training rows, with optional
+ * embedding distillation against the frozen starting model (the QDC recipe). AdamW with a
+ * decay / no-decay split, linear warm-up and decay, gradient clipping and accumulation. Checkpoints
+ * (weights, optimiser, schedule position, data position, random state) are written atomically
+ * every N steps; `resume` continues from the last one and, on CPU in float32, ends with the same
+ * weights as an uninterrupted run. Every step is logged to `<out>/train.log.jsonl`.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import cliProgress from "cli-progress";
+import { RowStream, type StreamPosition, type TrainingRow } from "../data/pairs.js";
+import { Rng } from "../data/rng.js";
+import { EmbeddingModel } from "../models/embedding-model.js";
+import {
+  AdamW,
+  clipGradNorm,
+  getRngState,
+  loadSafetensors,
+  manualSeed,
+  noGrad,
+  saveSafetensors,
+  setRngState,
+  type Tensor,
+  tidy,
+} from "../tensor/index.js";
+import { cosineDistillation, infoNCE } from "./losses.js";
+import { linearSchedule } from "./schedule.js";
+
+export interface TrainOptions {
+  /** training files (JSONL or JSONL.gz rows {query, document, negatives}) */
+  data: string[];
+  /** the starting model directory */
+  init: string;
+  /** the trained model directory (also holds train.log.jsonl and the checkpoint) */
+  out: string;
+  batchSize: number;
+  /** hard negatives per query */
+  negatives: number;
+  lr: number;
+  warmup: number;
+  steps: number;
+  weightDecay?: number;
+  betas?: [number, number];
+  eps?: number;
+  /** distillation weights (0 turns a term off; both 0: no teacher) */
+  kdQuery?: number;
+  kdDoc?: number;
+  logitScale?: number;
+  bidirectional?: boolean;
+  /** gradient-norm clipping (0: off) */
+  clip?: number;
+  /** micro-batches per step (gradient accumulation) */
+  accumulation?: number;
+  shuffle?: boolean;
+  /** use the model's query/document prompts (false: texts are used as they are) */
+  prefix?: boolean;
+  seed?: number;
+  maxLength?: number;
+  checkpointEvery?: number;
+  resume?: boolean;
+  device?: string;
+  /** progress bar on stderr */
+  progress?: boolean;
+  /** called with every step's log entry */
+  onStep?: (entry: StepLog) => void;
+  /** test hook: stop (throw) after this many steps of this run, as a crash would */
+  crashAfter?: number;
+}
+
+export interface StepLog {
+  step: number;
+  lr: number;
+  loss: number;
+  infonce: number;
+  kd_query: number;
+  kd_doc: number;
+  grad_norm: number;
+  epoch: number;
+  rows: number;
+  seconds: number;
+}
+
+interface CheckpointState {
+  step: number;
+  position: StreamPosition;
+  negativeRng: number;
+  torchRng: string;
+  options: Record<string, unknown>;
+}
+
+/** Parameters that get no weight decay: fewer than 2 dims of size > 1, or 'bias' in the name. */
+export function noDecay(name: string, shape: readonly number[]): boolean {
+  return shape.filter((d) => d !== 1).length < 2 || name.includes("bias");
+}
+
+function pickNegatives(row: TrainingRow, k: number, rng: Rng): string[] {
+  if (k === 0) return [];
+  if (row.negatives.length < k)
+    throw new Error(`${row.source}: row has ${row.negatives.length} negatives, training asks for ${k}`);
+  if (row.negatives.length === k) return row.negatives;
+  return rng.sample(row.negatives.length, k).map((i) => row.negatives[i] as string);
+}
+
+function checkOptions(o: TrainOptions): void {
+  const int = (name: string, v: number, min: number) => {
+    if (!Number.isInteger(v) || v < min) throw new RangeError(`${name} must be an integer >= ${min}, got ${v}`);
+  };
+  int("batchSize", o.batchSize, 1);
+  int("negatives", o.negatives, 0);
+  int("steps", o.steps, 1);
+  int("warmup", o.warmup, 0);
+  int("accumulation", o.accumulation ?? 1, 1);
+  int("checkpointEvery", o.checkpointEvery ?? 1, 1);
+  if (o.batchSize % (o.accumulation ?? 1) !== 0)
+    throw new RangeError(`batchSize ${o.batchSize} is not divisible by accumulation ${o.accumulation}`);
+  if (!(o.lr >= 0)) throw new RangeError(`lr must be >= 0, got ${o.lr}`);
+}
+
+/** The options that must match for a checkpoint to be resumed. */
+function identity(o: TrainOptions): Record<string, unknown> {
+  return {
+    data: o.data,
+    init: o.init,
+    batchSize: o.batchSize,
+    negatives: o.negatives,
+    lr: o.lr,
+    warmup: o.warmup,
+    steps: o.steps,
+    seed: o.seed ?? 0,
+    shuffle: o.shuffle ?? true,
+    accumulation: o.accumulation ?? 1,
+  };
+}
+
+export async function train(o: TrainOptions): Promise<{ steps: number; resumedFrom: number }> {
+  checkOptions(o);
+  const device = o.device ?? "cpu";
+  const seed = o.seed ?? 0;
+  const accumulation = o.accumulation ?? 1;
+  const kdQ = o.kdQuery ?? 0;
+  const kdD = o.kdDoc ?? 0;
+  const scale = o.logitScale ?? 50;
+  const clip = o.clip ?? 1.0;
+  const prefix = o.prefix === false ? false : undefined;
+  mkdirSync(o.out, { recursive: true });
+  const ckptDir = join(o.out, "checkpoint");
+  const logPath = join(o.out, "train.log.jsonl");
+
+  manualSeed(seed);
+  const student = EmbeddingModel.load(o.init, { device, requiresGrad: true });
+  student.training = true;
+  const teacher = kdQ > 0 || kdD > 0 ? EmbeddingModel.load(o.init, { device }) : null;
+  const named = student.parameters();
+  const decay = named.filter(([n, p]) => !noDecay(n, p.shape)).map(([, p]) => p);
+  const plain = named.filter(([n, p]) => noDecay(n, p.shape)).map(([, p]) => p);
+  const opt = new AdamW(
+    [
+      { params: decay, weightDecay: o.weightDecay ?? 0.01 },
+      { params: plain, weightDecay: 0 },
+    ],
+    { lr: o.lr, betas: o.betas ?? [0.9, 0.999], eps: o.eps ?? 1e-8 },
+  );
+  const stream = new RowStream(o.data, { shuffle: o.shuffle ?? true, seed });
+  const negRng = new Rng(seed + 1);
+
+  let start = 0;
+  if (o.resume && existsSync(join(ckptDir, "state.json"))) {
+    const state = JSON.parse(readFileSync(join(ckptDir, "state.json"), "utf8")) as CheckpointState;
+    if (JSON.stringify(state.options) !== JSON.stringify(identity(o))) {
+      throw new Error(
+        `${ckptDir}: the checkpoint was made with other options (${JSON.stringify(state.options)}); remove it or rerun with those`,
+      );
+    }
+    const weights = loadSafetensors(join(ckptDir, "model.safetensors"), { device });
+    for (const [name, p] of named) {
+      const w = weights.get(name);
+      if (!w) throw new Error(`${ckptDir}/model.safetensors: missing tensor '${name}'`);
+      p.copy_(w);
+      w.dispose();
+    }
+    opt.load(join(ckptDir, "optimizer.safetensors"));
+    await stream.seek(state.position);
+    negRng.state = state.negativeRng;
+    setRngState(Uint8Array.from(Buffer.from(state.torchRng, "base64")));
+    start = state.step;
+    // drop log lines of steps that ran after the checkpoint and will run again
+    if (existsSync(logPath)) {
+      const kept = readFileSync(logPath, "utf8")
+        .split("\n")
+        .filter((l) => l.trim() !== "" && (JSON.parse(l) as StepLog).step < start);
+      writeFileSync(logPath, kept.map((l) => `${l}\n`).join(""));
+    }
+  } else {
+    rmSync(logPath, { force: true });
+  }
+
+  const saveCheckpoint = (step: number) => {
+    const tmp = `${ckptDir}.tmp-${process.pid}`;
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp, { recursive: true });
+    saveSafetensors(join(tmp, "model.safetensors"), new Map(named));
+    opt.save(join(tmp, "optimizer.safetensors"));
+    const state: CheckpointState = {
+      step,
+      position: { ...stream.position },
+      negativeRng: negRng.state,
+      torchRng: Buffer.from(getRngState()).toString("base64"),
+      options: identity(o),
+    };
+    writeFileSync(join(tmp, "state.json"), JSON.stringify(state, null, 1));
+    const old = `${ckptDir}.old-${process.pid}`;
+    if (existsSync(ckptDir)) renameSync(ckptDir, old);
+    renameSync(tmp, ckptDir);
+    rmSync(old, { recursive: true, force: true });
+  };
+
+  const bar =
+    o.progress === true
+      ? new cliProgress.SingleBar(
+          {
+            format: "train {bar} {value}/{total} steps | {rate} steps/s | ETA {eta_formatted} | loss {loss}",
+            stream: process.stderr,
+          },
+          cliProgress.Presets.shades_classic,
+        )
+      : null;
+  bar?.start(o.steps, start, { rate: "0", loss: "-" });
+  const t0 = Date.now();
+  const every = o.checkpointEvery ?? Math.max(1, Math.min(500, o.steps));
+  let ran = 0;
+  try {
+    for (let step = start; step < o.steps; step++) {
+      const lr = linearSchedule(step, o.lr, o.warmup, o.steps);
+      opt.setLr(lr);
+      const rows = await stream.next(o.batchSize);
+      const per = o.batchSize / accumulation;
+      const parts = { loss: 0, infonce: 0, kd_query: 0, kd_doc: 0 };
+      opt.zeroGrad();
+      for (let a = 0; a < accumulation; a++) {
+        const micro = rows.slice(a * per, (a + 1) * per);
+        const queries = micro.map((r) => r.query);
+        const docs = micro.flatMap((r) => [r.document, ...pickNegatives(r, o.negatives, negRng)]);
+        tidy(() => {
+          const qe = student.embedTexts(queries, { kind: "query", prefix, maxLength: o.maxLength });
+          const de = student.embedTexts(docs, { kind: "document", prefix, maxLength: o.maxLength });
+          const con = infoNCE(qe, de, { scale, bidirectional: o.bidirectional });
+          let total: Tensor = con;
+          let kq = 0;
+          let kd = 0;
+          if (teacher) {
+            const [qo, dob] = noGrad(() => [
+              teacher.embedTexts(queries, { kind: "query", prefix, maxLength: o.maxLength }),
+              teacher.embedTexts(docs, { kind: "document", prefix, maxLength: o.maxLength }),
+            ]);
+            const lq = cosineDistillation(qe, qo as Tensor);
+            const ld = cosineDistillation(de, dob as Tensor);
+            total = total.add(lq.mul(kdQ)).add(ld.mul(kdD));
+            kq = lq.item();
+            kd = ld.item();
+          }
+          total.div(accumulation).backward();
+          parts.loss += total.item() / accumulation;
+          parts.infonce += con.item() / accumulation;
+          parts.kd_query += kq / accumulation;
+          parts.kd_doc += kd / accumulation;
+        });
+      }
+      const gradNorm =
+        clip > 0
+          ? clipGradNorm(
+              named.map(([, p]) => p),
+              clip,
+            )
+          : Number.NaN;
+      opt.step();
+      const entry: StepLog = {
+        step,
+        lr,
+        ...parts,
+        grad_norm: gradNorm,
+        epoch: stream.position.epoch,
+        rows: stream.position.rows,
+        seconds: (Date.now() - t0) / 1000,
+      };
+      writeFileSync(logPath, `${JSON.stringify(entry)}\n`, { flag: "a" });
+      o.onStep?.(entry);
+      ran++;
+      bar?.update(step + 1, {
+        rate: (ran / Math.max(1e-3, (Date.now() - t0) / 1000)).toFixed(2),
+        loss: parts.loss.toFixed(4),
+      });
+      if ((step + 1) % every === 0 || step + 1 === o.steps) saveCheckpoint(step + 1);
+      if (o.crashAfter !== undefined && ran >= o.crashAfter && step + 1 < o.steps)
+        throw new Error(`simulated crash after step ${step}`);
+    }
+  } finally {
+    bar?.stop();
+  }
+  student.training = false;
+  student.save(o.out);
+  teacher?.dispose();
+  return { steps: o.steps, resumedFrom: start };
+}

@@ -1,0 +1,227 @@
+/** Training: parity with the PyTorch train-step fixture through the CLI, resume, readers, losses, schedule. */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { gzipSync } from "node:zlib";
+import { RowStream, readRows } from "../src/data/pairs.js";
+import { loadSafetensors, tensor, tidy } from "../src/index.js";
+import { cosineDistillation, infoNCE } from "../src/train/losses.js";
+import { linearSchedule } from "../src/train/schedule.js";
+import { noDecay, train } from "../src/train/trainer.js";
+import { assertClose, FIXTURES } from "./helpers.js";
+
+const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
+const tmp = () => mkdtempSync(join(tmpdir(), "qdc-train-"));
+const fixture = join(FIXTURES, "train-step");
+const recipe = (out: string) => [
+  "train",
+  "--data",
+  join(fixture, "train.jsonl"),
+  "--init",
+  join(FIXTURES, "bert-tiny"),
+  "--out",
+  out,
+  "--batch-size",
+  "3",
+  "--negatives",
+  "1",
+  "--lr",
+  "1e-3",
+  "--warmup",
+  "2",
+  "--steps",
+  "4",
+  "--weight-decay",
+  "0.01",
+  "--kd-query",
+  "1",
+  "--kd-doc",
+  "1",
+  "--logit-scale",
+  "50",
+  "--no-shuffle",
+  "--no-prefix",
+  "--seed",
+  "0",
+  "--max-length",
+  "32",
+];
+
+describe("train-step parity (CLI flag form)", () => {
+  it("per-step losses, lr and grad norms, and the final weights match PyTorch within 1e-5", () => {
+    const out = tmp();
+    execFileSync("node", [cli, ...recipe(out)], { stdio: "pipe" });
+    const expected = JSON.parse(readFileSync(join(fixture, "steps.json"), "utf8")).steps as Record<string, number>[];
+    const log = readFileSync(join(out, "train.log.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    assert.equal(log.length, 4);
+    log.forEach((got, i) => {
+      const e = expected[i]!;
+      assert.equal(got.step, e.step);
+      assertClose([got.lr], [e.lr!], 1e-12, 0, `lr ${i}`);
+      for (const k of ["loss", "infonce", "kd_query", "kd_doc"])
+        assertClose([got[k]], [e[k]!], 1e-5, 0, `${k} at step ${i}`);
+      assertClose([got.grad_norm], [e.grad_norm_before_clip!], 1e-4, 1e-5, `grad norm at step ${i}`);
+    });
+    const after = loadSafetensors(join(fixture, "weights_after.safetensors"));
+    const mine = loadSafetensors(join(out, "model.safetensors"));
+    assert.equal(mine.size, after.size);
+    for (const [name, w] of after) assertClose(mine.get(name)!.toArray(), w.toArray(), 1e-5, 0, name);
+  });
+});
+
+describe("resume", () => {
+  it("a run interrupted after k steps and resumed ends with the same weights as one run", async () => {
+    const base = {
+      data: [join(fixture, "train.jsonl")],
+      init: join(FIXTURES, "bert-tiny"),
+      batchSize: 2,
+      negatives: 1,
+      lr: 1e-3,
+      warmup: 1,
+      steps: 5,
+      kdQuery: 1,
+      kdDoc: 0.5,
+      shuffle: true,
+      seed: 7,
+      maxLength: 32,
+      checkpointEvery: 1,
+    };
+    const whole = tmp();
+    await train({ ...base, out: whole });
+    const broken = tmp();
+    await assert.rejects(train({ ...base, out: broken, crashAfter: 2 }), /simulated crash/);
+    const r = await train({ ...base, out: broken, resume: true });
+    assert.equal(r.resumedFrom, 2);
+    assert.deepEqual(readFileSync(join(broken, "model.safetensors")), readFileSync(join(whole, "model.safetensors")));
+    const steps = readFileSync(join(broken, "train.log.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l).step);
+    assert.deepEqual(steps, [0, 1, 2, 3, 4]);
+    await assert.rejects(
+      train({ ...base, lr: 5e-4, out: broken, resume: true }),
+      /checkpoint was made with other options/,
+    );
+  });
+});
+
+describe("training data", () => {
+  it("reads gzipped rows, applies prefixes and validates rows with file:line", async () => {
+    const dir = tmp();
+    const rows = [
+      { query: "q1", document: "d1", negatives: ["n1", "n2"] },
+      { query: "q2", document: "d2" },
+    ];
+    writeFileSync(join(dir, "a.jsonl.gz"), gzipSync(rows.map((r) => JSON.stringify(r)).join("\n")));
+    const got = [];
+    for await (const r of readRows([join(dir, "a.jsonl.gz")], { queryPrefix: "Q: ", documentPrefix: "D: " }))
+      got.push(r);
+    assert.deepEqual(
+      got.map((r) => [r.query, r.document, r.negatives]),
+      [
+        ["Q: q1", "D: d1", ["D: n1", "D: n2"]],
+        ["Q: q2", "D: d2", []],
+      ],
+    );
+    const bad = async (line: string, re: RegExp) => {
+      writeFileSync(join(dir, "bad.jsonl"), `${JSON.stringify(rows[0])}\n${line}\n`);
+      await assert.rejects(async () => {
+        for await (const _ of readRows([join(dir, "bad.jsonl")]));
+      }, re);
+    };
+    await bad('{"query": "", "document": "d"}', /bad\.jsonl:2: empty 'query'/);
+    await bad('{"query": "q", "document": "  "}', /bad\.jsonl:2: empty 'document'/);
+    await bad('{"query": "q"}', /bad\.jsonl:2: 'document' must be a string, got null/);
+    await bad(
+      '{"query": "q", "document": "d", "negatives": "x"}',
+      /bad\.jsonl:2: 'negatives' must be a list of strings/,
+    );
+    await bad("[1, 2]", /bad\.jsonl:2: a row must be a JSON object/);
+    await bad("{nope", /bad\.jsonl:2: not valid JSON/);
+  });
+
+  it("batches wrap around epochs, shuffle deterministically and seek to a position", async () => {
+    const dir = tmp();
+    writeFileSync(
+      join(dir, "r.jsonl"),
+      Array.from({ length: 5 }, (_, i) => JSON.stringify({ query: `q${i}`, document: `d${i}` })).join("\n"),
+    );
+    const plain = new RowStream([join(dir, "r.jsonl")], { shuffle: false });
+    const seen = [...(await plain.next(3)), ...(await plain.next(3))].map((r) => r.query);
+    assert.deepEqual(seen, ["q0", "q1", "q2", "q3", "q4", "q0"]);
+    assert.deepEqual(plain.position, { epoch: 1, rows: 1 });
+    const a = new RowStream([join(dir, "r.jsonl")], { seed: 3, shuffleBuffer: 2 });
+    const first = (await a.next(7)).map((r) => r.query);
+    assert.deepEqual([...first.slice(0, 5)].sort(), ["q0", "q1", "q2", "q3", "q4"]);
+    const b = new RowStream([join(dir, "r.jsonl")], { seed: 3, shuffleBuffer: 2 });
+    await b.seek({ epoch: 1, rows: 1 });
+    assert.deepEqual(
+      (await b.next(1)).map((r) => r.query),
+      [first[6]],
+    );
+    await assert.rejects(new RowStream([join(dir, "none.jsonl")]).next(1), /no such training file/);
+  });
+
+  it("rows with too few hard negatives are refused", async () => {
+    const dir = tmp();
+    writeFileSync(join(dir, "r.jsonl"), `${JSON.stringify({ query: "q", document: "d", negatives: ["n"] })}\n`);
+    await assert.rejects(
+      train({
+        data: [join(dir, "r.jsonl")],
+        init: join(FIXTURES, "bert-tiny"),
+        out: tmp(),
+        batchSize: 1,
+        negatives: 2,
+        lr: 1e-3,
+        warmup: 0,
+        steps: 1,
+      }),
+      /r\.jsonl:1: row has 1 negatives, training asks for 2/,
+    );
+  });
+});
+
+describe("losses and schedule", () => {
+  it("InfoNCE equals a hand computation with in-batch and hard negatives", () => {
+    tidy(() => {
+      const q = tensor([
+        [1, 0],
+        [0, 1],
+      ]);
+      const d = tensor([
+        [1, 0],
+        [0.6, 0.8],
+        [0, 1],
+        [0.8, 0.6],
+      ]);
+      // query 0: positive d0, query 1: positive d2; logits = 2·q·dᵀ
+      const l0 = -Math.log(Math.exp(2) / (Math.exp(2) + Math.exp(1.2) + Math.exp(0) + Math.exp(1.6)));
+      const l1 = -Math.log(Math.exp(2) / (Math.exp(0) + Math.exp(1.6) + Math.exp(2) + Math.exp(1.2)));
+      assertClose([infoNCE(q, d, { scale: 2 }).item()], [(l0 + l1) / 2], 1e-6);
+      // bidirectional: positives d0, d2 against the queries
+      const b0 = -Math.log(Math.exp(2) / (Math.exp(2) + Math.exp(0)));
+      assertClose([infoNCE(q, d, { scale: 2, bidirectional: true }).item()], [((l0 + l1) / 2 + b0) / 2], 1e-6);
+      assert.throws(() => infoNCE(q, d.narrow(0, 0, 3), { scale: 1 }), /3 documents for 2 queries/);
+      assertClose([cosineDistillation(tensor([[1, 0]]), tensor([[0.6, 0.8]])).item()], [0.4], 1e-6);
+    });
+  });
+  it("linear warm-up then decay to 0, lr of step 0 is 0", () => {
+    assert.deepEqual(
+      [0, 1, 2, 3, 4].map((s) => linearSchedule(s, 1e-3, 2, 4)),
+      [0, 0.0005, 0.001, 0.0005, 0],
+    );
+    assert.equal(linearSchedule(0, 1, 0, 10), 1);
+  });
+  it("no weight decay for biases and parameters with fewer than 2 real dims", () => {
+    assert.equal(noDecay("encoder.layer.0.output.dense.bias", [64]), true);
+    assert.equal(noDecay("embeddings.LayerNorm.weight", [64]), true);
+    assert.equal(noDecay("x.weight", [1, 64]), true);
+    assert.equal(noDecay("encoder.layer.0.output.dense.weight", [64, 128]), false);
+  });
+});
