@@ -1,6 +1,6 @@
 /** Training: parity with the PyTorch train-step fixture through the CLI, resume, readers, losses, schedule. */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -223,5 +223,61 @@ describe("losses and schedule", () => {
     assert.equal(noDecay("embeddings.LayerNorm.weight", [64]), true);
     assert.equal(noDecay("x.weight", [1, 64]), true);
     assert.equal(noDecay("encoder.layer.0.output.dense.weight", [64, 128]), false);
+  });
+});
+
+describe("continual runner", () => {
+  it("runs YAML tasks in order from each previous model, records lineage, and skips finished tasks", () => {
+    const dir = tmp();
+    const beir = join(dir, "beir");
+    execFileSync("mkdir", ["-p", join(beir, "qrels")]);
+    writeFileSync(
+      join(beir, "corpus.jsonl"),
+      [
+        { _id: "d1", title: "jq", text: "command-line JSON processor" },
+        { _id: "d2", title: "", text: "GNU C Library" },
+        { _id: "d3", title: "xz", text: "compression" },
+      ]
+        .map((r) => JSON.stringify(r))
+        .join("\n"),
+    );
+    writeFileSync(
+      join(beir, "queries.jsonl"),
+      [JSON.stringify({ _id: "q1", text: "json tool" }), JSON.stringify({ _id: "q2", text: "libc" })].join("\n"),
+    );
+    writeFileSync(join(beir, "qrels", "train.tsv"), "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t2\nq2\td3\t0\n");
+    writeFileSync(
+      join(dir, "run.yaml"),
+      [
+        "run: demo",
+        "out: runs",
+        `init: ${join(FIXTURES, "bert-tiny")}`,
+        "defaults: { batch_size: 2, lr: 0.001, warmup: 1, kd: true, max_length: 32, negatives: 0 }",
+        "tasks:",
+        `  - { name: first, data: [${join(fixture, "train.jsonl")}], steps: 2, negatives: 1 }`,
+        "  - { name: second, beir: { dir: beir, split: train }, epochs: 2 }",
+      ].join("\n"),
+    );
+    const out = execFileSync("node", [cli, "train", "--config", join(dir, "run.yaml")], {
+      encoding: "utf8",
+      stdio: "pipe",
+    });
+    assert.equal(out, "");
+    const first = join(dir, "runs", "demo", "first");
+    const second = join(dir, "runs", "demo", "second");
+    assert.equal(JSON.parse(readFileSync(join(first, "lineage.json"), "utf8")).parent, join(FIXTURES, "bert-tiny"));
+    assert.equal(JSON.parse(readFileSync(join(second, "lineage.json"), "utf8")).parent, first);
+    // 2 positive pairs × 2 epochs / batch 2 = 2 steps
+    assert.equal(readFileSync(join(second, "train.log.jsonl"), "utf8").trim().split("\n").length, 2);
+    const again = execFileSync("node", [cli, "train", "--config", join(dir, "run.yaml")], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    assert.equal(again, "");
+    writeFileSync(join(dir, "bad.yaml"), "run: x\ninit: m\ntasks:\n  - { name: a, steps: 1 }\n");
+    const r = spawnSync("node", [cli, "train", "--config", join(dir, "bad.yaml")], { encoding: "utf8" });
+    assert.match(r.stderr, /bad\.yaml: tasks\.0: give exactly one of 'data' and 'beir'/);
+    const flags = spawnSync("node", [cli, "train", "--init", "x"], { encoding: "utf8" });
+    assert.match(flags.stderr, /give --config, or the flags --data \(or --beir\), --out, --steps/);
   });
 });

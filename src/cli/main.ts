@@ -135,15 +135,21 @@ function nonNegativeInt(name: string) {
 
 program
   .command("train")
-  .description("fine-tune an embedding model contrastively (InfoNCE + optional embedding distillation); resumable")
-  .requiredOption("--data <files...>", "training rows: JSONL or JSONL.gz {query, document, negatives}")
-  .requiredOption("--init <dir>", "starting model directory")
-  .requiredOption("--out <dir>", "trained model directory (with train.log.jsonl and checkpoint/)")
+  .description(
+    "fine-tune an embedding model contrastively (InfoNCE + optional embedding distillation); resumable.\n" +
+      "Either --config run.yaml (the continual runner: tasks in order) or the flags for one task.",
+  )
+  .option("--config <file>", "YAML run file: tasks in order, each from the previous task's model")
+  .option("--data <files...>", "training rows: JSONL or JSONL.gz {query, document, negatives}")
+  .option("--beir <dir>", "train on a BEIR folder's qrels pairs instead of --data")
+  .option("--split <name>", "BEIR split for --beir", "train")
+  .option("--init <dir>", "starting model directory")
+  .option("--out <dir>", "trained model directory (with train.log.jsonl and checkpoint/)")
   .option("--batch-size <n>", "queries per step", positiveInt("--batch-size"), 32)
   .option("--negatives <k>", "hard negatives per query", nonNegativeInt("--negatives"), 7)
   .option("--lr <x>", "peak learning rate", number("--lr"), 2e-5)
   .option("--warmup <n>", "warm-up steps", nonNegativeInt("--warmup"), 0)
-  .requiredOption("--steps <n>", "optimiser steps", positiveInt("--steps"))
+  .option("--steps <n>", "optimiser steps", positiveInt("--steps"))
   .option("--weight-decay <x>", "AdamW weight decay (not on biases and 1-d parameters)", number("--weight-decay"), 0.01)
   .option("--kd-query <w>", "weight of query embedding distillation (0: off)", number("--kd-query"), 0)
   .option("--kd-doc <w>", "weight of document embedding distillation (0: off)", number("--kd-doc"), 0)
@@ -159,9 +165,19 @@ program
   .option("--resume", "continue from the checkpoint in --out")
   .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
   .action(async (opts) => {
+    if (opts.config) {
+      const { readRunConfig, runContinual } = await import("../train/continual.js");
+      const dirs = await runContinual(readRunConfig(opts.config), { progress: process.stderr.isTTY === true });
+      console.error(`run finished: ${dirs.join(", ")}`);
+      return;
+    }
+    const missing = ["init", "out", "steps"].filter((k) => opts[k] === undefined);
+    if (!opts.data && !opts.beir) missing.unshift("data (or --beir)");
+    if (missing.length)
+      throw new Error(`train: give --config, or the flags ${missing.map((m) => `--${m}`).join(", ")}`);
     const { train } = await import("../train/trainer.js");
     const r = await train({
-      data: opts.data,
+      data: opts.beir ? { beir: opts.beir, split: opts.split } : opts.data,
       init: opts.init,
       out: opts.out,
       batchSize: opts.batchSize,

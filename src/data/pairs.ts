@@ -8,6 +8,7 @@
 import { createReadStream, existsSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { createGunzip } from "node:zlib";
+import { readBeirPairs } from "./beir.js";
 import { Rng } from "./rng.js";
 import { InputError } from "./texts.js";
 
@@ -76,8 +77,12 @@ export interface StreamPosition {
   rows: number;
 }
 
-/** Batches over the files, epoch after epoch. */
+/** Where training rows come from: JSONL files, or a BEIR folder's split turned into pairs. */
+export type RowSource = string[] | { beir: string; split: string };
+
+/** Batches over the rows, epoch after epoch. */
 export class RowStream {
+  readonly #source: RowSource;
   readonly #files: string[];
   readonly #opts: RowOptions;
   readonly #shuffle: boolean;
@@ -86,17 +91,36 @@ export class RowStream {
   #iter: AsyncGenerator<TrainingRow> | null = null;
   position: StreamPosition = { epoch: 0, rows: 0 };
 
-  constructor(files: string[], opts: RowOptions & { shuffle?: boolean; shuffleBuffer?: number; seed?: number } = {}) {
-    if (files.length === 0) throw new Error("no training files given");
-    this.#files = files;
+  constructor(source: RowSource, opts: RowOptions & { shuffle?: boolean; shuffleBuffer?: number; seed?: number } = {}) {
+    if (Array.isArray(source) && source.length === 0) throw new Error("no training files given");
+    this.#source = source;
+    this.#files = Array.isArray(source) ? source : [source.beir];
     this.#opts = opts;
     this.#shuffle = opts.shuffle ?? true;
     this.#bufferSize = opts.shuffleBuffer ?? 10000;
     this.#seed = opts.seed ?? 0;
   }
 
+  #rows(): AsyncGenerator<TrainingRow> {
+    const src = this.#source;
+    if (Array.isArray(src)) return readRows(src, this.#opts);
+    const qp = this.#opts.queryPrefix ?? "";
+    const dp = this.#opts.documentPrefix ?? "";
+    return (async function* () {
+      for await (const r of readBeirPairs(src.beir, src.split))
+        yield { ...r, query: qp + r.query, document: dp + r.document };
+    })();
+  }
+
+  /** Rows in one pass over the source. */
+  async count(): Promise<number> {
+    let n = 0;
+    for await (const _ of this.#rows()) n++;
+    return n;
+  }
+
   async *#epoch(epoch: number): AsyncGenerator<TrainingRow> {
-    const rows = readRows(this.#files, this.#opts);
+    const rows = this.#rows();
     if (!this.#shuffle) {
       yield* rows;
       return;

@@ -9,7 +9,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import cliProgress from "cli-progress";
-import { RowStream, type StreamPosition, type TrainingRow } from "../data/pairs.js";
+import { type RowSource, RowStream, type StreamPosition, type TrainingRow } from "../data/pairs.js";
 import { Rng } from "../data/rng.js";
 import { EmbeddingModel } from "../models/embedding-model.js";
 import {
@@ -28,8 +28,8 @@ import { cosineDistillation, infoNCE } from "./losses.js";
 import { linearSchedule } from "./schedule.js";
 
 export interface TrainOptions {
-  /** training files (JSONL or JSONL.gz rows {query, document, negatives}) */
-  data: string[];
+  /** training files (JSONL or JSONL.gz rows {query, document, negatives}), or a BEIR folder's split */
+  data: RowSource;
   /** the starting model directory */
   init: string;
   /** the trained model directory (also holds train.log.jsonl and the checkpoint) */

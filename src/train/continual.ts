@@ -1,0 +1,168 @@
+/**
+ * The continual runner: a YAML file lists tasks in order; each task fine-tunes the previous task's
+ * model (the first starts from `init`) and writes `<out>/<run>/<task>/` (a model directory with
+ * train.log.jsonl and `lineage.json` naming its parent). Rerunning skips finished tasks and
+ * resumes the interrupted one from its checkpoint.
+ *
+ *   run: demo
+ *   out: runs                 # default "runs"
+ *   init: models/base
+ *   defaults: { batch_size: 32, negatives: 7, lr: 2e-5, warmup: 100, kd: true }
+ *   tasks:
+ *     - name: msmarco
+ *       data: [data/msmarco-0.jsonl.gz, data/msmarco-1.jsonl.gz]   # or beir: {dir: data/nq, split: train}
+ *       steps: 1000                                                  # or epochs: 1
+ */
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { RowStream } from "../data/pairs.js";
+import { type TrainOptions, train } from "./trainer.js";
+
+const TaskSettings = z
+  .object({
+    batch_size: z.number().int().positive(),
+    negatives: z.number().int().nonnegative(),
+    lr: z.number().nonnegative(),
+    warmup: z.number().int().nonnegative(),
+    weight_decay: z.number().nonnegative(),
+    kd: z.boolean(),
+    kd_query: z.number().nonnegative(),
+    kd_doc: z.number().nonnegative(),
+    logit_scale: z.number().positive(),
+    bidirectional: z.boolean(),
+    clip: z.number().nonnegative(),
+    accumulation: z.number().int().positive(),
+    shuffle: z.boolean(),
+    prefix: z.boolean(),
+    seed: z.number().int().nonnegative(),
+    max_length: z.number().int().positive(),
+    checkpoint_every: z.number().int().positive(),
+  })
+  .partial()
+  .strict();
+
+const Task = TaskSettings.extend({
+  name: z.string().regex(/^[A-Za-z0-9._-]+$/, "task names are file names: letters, digits, . _ -"),
+  data: z.array(z.string()).nonempty().optional(),
+  beir: z
+    .object({ dir: z.string(), split: z.string().default("train") })
+    .strict()
+    .optional(),
+  steps: z.number().int().positive().optional(),
+  epochs: z.number().positive().optional(),
+})
+  .strict()
+  .refine((t) => (t.data ? 1 : 0) + (t.beir ? 1 : 0) === 1, { message: "give exactly one of 'data' and 'beir'" })
+  .refine((t) => (t.steps ? 1 : 0) + (t.epochs ? 1 : 0) === 1, { message: "give exactly one of 'steps' and 'epochs'" });
+
+export const RunConfig = z
+  .object({
+    run: z.string().regex(/^[A-Za-z0-9._-]+$/),
+    out: z.string().default("runs"),
+    init: z.string(),
+    device: z.string().default("cpu"),
+    defaults: TaskSettings.default({}),
+    tasks: z.array(Task).nonempty(),
+  })
+  .strict()
+  .refine((c) => new Set(c.tasks.map((t) => t.name)).size === c.tasks.length, { message: "task names must be unique" });
+export type RunConfig = z.infer<typeof RunConfig>;
+
+/** Reads and validates a run file; paths in it are relative to the file. */
+export function readRunConfig(path: string): RunConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new Error(`${path}: ${(e as Error).message}`);
+  }
+  const parsed = RunConfig.safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(top)"}: ${i.message}`).join("; ");
+    throw new Error(`${path}: ${issues}`);
+  }
+  const base = dirname(resolve(path));
+  const abs = (p: string) => (isAbsolute(p) ? p : join(base, p));
+  const c = parsed.data;
+  return {
+    ...c,
+    out: abs(c.out),
+    init: abs(c.init),
+    tasks: c.tasks.map((t) => ({
+      ...t,
+      data: t.data?.map(abs) as typeof t.data,
+      beir: t.beir ? { ...t.beir, dir: abs(t.beir.dir) } : undefined,
+    })),
+  } as RunConfig;
+}
+
+export interface Lineage {
+  task: string;
+  index: number;
+  parent: string;
+  run: string;
+  finishedAt: string;
+}
+
+export async function runContinual(
+  config: RunConfig,
+  opts: { progress?: boolean; log?: (msg: string) => void } = {},
+): Promise<string[]> {
+  const log = opts.log ?? ((m: string) => console.error(m));
+  const dirs: string[] = [];
+  let parent = config.init;
+  for (const [index, task] of config.tasks.entries()) {
+    const s = { ...config.defaults, ...task };
+    const out = join(config.out, config.run, task.name);
+    const lineagePath = join(out, "lineage.json");
+    if (existsSync(lineagePath)) {
+      log(`task ${index + 1}/${config.tasks.length} ${task.name}: done earlier, skipped`);
+      dirs.push(out);
+      parent = out;
+      continue;
+    }
+    const data = task.data ?? {
+      beir: (task.beir as { dir: string }).dir,
+      split: (task.beir as { split: string }).split,
+    };
+    const batchSize = s.batch_size ?? 32;
+    let steps = task.steps ?? 0;
+    if (!steps)
+      steps = Math.max(1, Math.ceil(((await new RowStream(data).count()) * (task.epochs as number)) / batchSize));
+    const kd = s.kd ?? false;
+    const options: TrainOptions = {
+      data,
+      init: parent,
+      out,
+      batchSize,
+      negatives: s.negatives ?? 0,
+      lr: s.lr ?? 2e-5,
+      warmup: s.warmup ?? 0,
+      steps,
+      weightDecay: s.weight_decay,
+      kdQuery: kd ? (s.kd_query ?? 1) : 0,
+      kdDoc: kd ? (s.kd_doc ?? 1) : 0,
+      logitScale: s.logit_scale,
+      bidirectional: s.bidirectional,
+      clip: s.clip,
+      accumulation: s.accumulation,
+      shuffle: s.shuffle,
+      prefix: s.prefix,
+      seed: s.seed,
+      maxLength: s.max_length,
+      checkpointEvery: s.checkpoint_every,
+      resume: true,
+      device: config.device,
+      progress: opts.progress,
+    };
+    log(`task ${index + 1}/${config.tasks.length} ${task.name}: ${steps} steps from ${parent}`);
+    await train(options);
+    const lineage: Lineage = { task: task.name, index, parent, run: config.run, finishedAt: new Date().toISOString() };
+    writeFileSync(lineagePath, `${JSON.stringify(lineage, null, 2)}\n`);
+    dirs.push(out);
+    parent = out;
+  }
+  return dirs;
+}
