@@ -38,10 +38,10 @@ def load_safetensors(path):
 class PlainBert(torch.nn.Module):
     """BertModel's eager forward (no pooler), parameters held under Hugging Face's names."""
 
-    def __init__(self, cfg, weights):
+    def __init__(self, cfg, weights, trainable=False):
         super().__init__()
         self.cfg = cfg
-        self.w = torch.nn.ParameterDict({k.replace(".", "__"): torch.nn.Parameter(v, requires_grad=False) for k, v in weights.items()})
+        self.w = torch.nn.ParameterDict({k.replace(".", "__"): torch.nn.Parameter(v, requires_grad=trainable) for k, v in weights.items()})
 
     def p(self, name):
         return self.w[name.replace(".", "__")]

@@ -235,6 +235,20 @@ bench
     await runEncodeBench(opts);
   });
 bench
+  .command("train")
+  .description(
+    "time of one contrastive training step (BERT 4×256 on CPU, BERT-base on CUDA) against the same step in PyTorch",
+  )
+  .addOption(new Option("--device <device>", "cpu or cuda").default("cpu"))
+  .option("--out <file>", "write the results as JSON here")
+  .option("--no-peer", "skip the PyTorch peer")
+  .option("--python <exe>", "Python with torch for the peer", "")
+  .option("--quick", "shorter timing (for smoke runs)")
+  .action(async (opts: { device: string; out?: string; peer: boolean; python: string; quick?: boolean }) => {
+    const { runTrainBench } = await import("../bench/train.js");
+    await runTrainBench(opts);
+  });
+bench
   .command("run")
   .description("the continual dense-retrieval benchmark (configs: tiny, cpu, gpu, cdr)")
   .option("--config <name>", "benchmark configuration", "tiny")
