@@ -281,3 +281,40 @@ describe("continual runner", () => {
     assert.match(flags.stderr, /give --config, or the flags --data \(or --beir\), --out, --steps/);
   });
 });
+
+describe("GradCache and a learned logit scale", () => {
+  const base = {
+    data: [join(fixture, "train.jsonl")],
+    init: join(FIXTURES, "bert-tiny"),
+    batchSize: 6,
+    negatives: 1,
+    lr: 1e-3,
+    warmup: 0,
+    steps: 2,
+    kdQuery: 1,
+    kdDoc: 1,
+    shuffle: false,
+    maxLength: 32,
+  };
+  it("GradCache in chunks of 2 gives the same losses and weights as whole-batch steps", async () => {
+    const plain = tmp();
+    const cached = tmp();
+    const logs: [number[], number[]] = [[], []];
+    await train({ ...base, out: plain, onStep: (e) => logs[0].push(e.loss) });
+    await train({ ...base, out: cached, gradCacheChunk: 2, onStep: (e) => logs[1].push(e.loss) });
+    // chunks pad differently from the whole batch, so agreement is to float32 rounding (1e-5, as the fixture)
+    assertClose(logs[1], logs[0], 1e-5, 0, "losses");
+    const a = loadSafetensors(join(plain, "model.safetensors"));
+    const b = loadSafetensors(join(cached, "model.safetensors"));
+    for (const [name, w] of a) assertClose(b.get(name)!.toArray(), w.toArray(), 1e-5, 0, name);
+  });
+  it("a trainable logit scale moves, is logged, and fixed scales stay put", async () => {
+    const scales: number[] = [];
+    await train({ ...base, out: tmp(), trainableScale: true, lr: 0.05, onStep: (e) => scales.push(e.logit_scale) });
+    assertClose([scales[0]!], [50], 1e-4, 0, "starting scale (float32 log/exp)");
+    assert.ok(Math.abs(scales[1]! - 50) > 0.1, `scale did not move: ${scales[1]}`);
+    const fixed: number[] = [];
+    await train({ ...base, out: tmp(), onStep: (e) => fixed.push(e.logit_scale) });
+    assert.deepEqual(fixed, [50, 50]);
+  });
+});

@@ -154,6 +154,12 @@ program
   .option("--kd-query <w>", "weight of query embedding distillation (0: off)", number("--kd-query"), 0)
   .option("--kd-doc <w>", "weight of document embedding distillation (0: off)", number("--kd-doc"), 0)
   .option("--logit-scale <s>", "InfoNCE logit scale", number("--logit-scale"), 50)
+  .option("--trainable-scale", "learn the logit scale (starting from --logit-scale)")
+  .option(
+    "--grad-cache <n>",
+    "GradCache: embed at most n texts per forward pass (exact loss, bounded memory)",
+    positiveInt("--grad-cache"),
+  )
   .option("--bidirectional", "add the document→query InfoNCE term")
   .option("--clip <x>", "gradient-norm clipping (0: off)", number("--clip"), 1.0)
   .option("--accumulation <n>", "micro-batches per step", positiveInt("--accumulation"), 1)
@@ -189,6 +195,8 @@ program
       kdQuery: opts.kdQuery,
       kdDoc: opts.kdDoc,
       logitScale: opts.logitScale,
+      trainableScale: opts.trainableScale ?? false,
+      gradCacheChunk: opts.gradCache,
       bidirectional: opts.bidirectional ?? false,
       clip: opts.clip,
       accumulation: opts.accumulation,

@@ -14,17 +14,63 @@ import { Rng } from "../data/rng.js";
 import { EmbeddingModel } from "../models/embedding-model.js";
 import {
   AdamW,
+  cat,
   clipGradNorm,
   getRngState,
+  keep,
   loadSafetensors,
   manualSeed,
   noGrad,
   saveSafetensors,
   setRngState,
   type Tensor,
+  tensor,
   tidy,
 } from "../tensor/index.js";
 import { cosineDistillation, infoNCE } from "./losses.js";
+
+interface CachedEmbedding {
+  /** the embeddings as a leaf that collects the loss's gradient */
+  emb: Tensor;
+  /** recomputes each chunk with autograd and back-propagates its share of emb's gradient */
+  replay: () => void;
+}
+
+/** GradCache's first pass: embeddings of `texts` in chunks without autograd, with each chunk's random state. */
+function gradCacheEmbed(
+  texts: string[],
+  kind: "query" | "document",
+  chunk: number,
+  embed: (texts: string[], kind: "query" | "document") => Tensor,
+): CachedEmbedding {
+  const parts: { texts: string[]; rng: Uint8Array }[] = [];
+  const embs: Tensor[] = [];
+  for (let i = 0; i < texts.length; i += chunk) {
+    const part = { texts: texts.slice(i, i + chunk), rng: getRngState() };
+    parts.push(part);
+    embs.push(noGrad(() => embed(part.texts, kind)));
+  }
+  const after = getRngState();
+  const emb = cat(embs).requiresGrad_();
+  return {
+    emb,
+    replay: () => {
+      const grad = emb.grad;
+      if (!grad) return;
+      let offset = 0;
+      for (const p of parts) {
+        setRngState(p.rng); // the same dropout masks as the first pass
+        tidy(() => {
+          const e = embed(p.texts, kind);
+          e.backward(grad.narrow(0, offset, p.texts.length));
+        });
+        offset += p.texts.length;
+      }
+      setRngState(after);
+    },
+  };
+}
+
 import { linearSchedule } from "./schedule.js";
 
 export interface TrainOptions {
@@ -47,6 +93,15 @@ export interface TrainOptions {
   kdQuery?: number;
   kdDoc?: number;
   logitScale?: number;
+  /** learn the logit scale (as log-scale, starting from `logitScale`, no weight decay) */
+  trainableScale?: boolean;
+  /**
+   * GradCache: embed at most this many texts per forward pass. Embeddings are computed without
+   * autograd, the loss's gradient with respect to them is taken, then each chunk is recomputed with
+   * autograd and back-propagated with its cached gradient: the batch's contrastive loss is exact
+   * while activation memory is that of one chunk.
+   */
+  gradCacheChunk?: number;
   bidirectional?: boolean;
   /** gradient-norm clipping (0: off) */
   clip?: number;
@@ -71,6 +126,7 @@ export interface TrainOptions {
 export interface StepLog {
   step: number;
   lr: number;
+  logit_scale: number;
   loss: number;
   infonce: number;
   kd_query: number;
@@ -90,6 +146,8 @@ interface CheckpointState {
 }
 
 /** Parameters that get no weight decay: fewer than 2 dims of size > 1, or 'bias' in the name. */
+const LOGIT_SCALE = "qdc.logit_scale.log";
+
 export function noDecay(name: string, shape: readonly number[]): boolean {
   return shape.filter((d) => d !== 1).length < 2 || name.includes("bias");
 }
@@ -112,6 +170,8 @@ function checkOptions(o: TrainOptions): void {
   int("warmup", o.warmup, 0);
   int("accumulation", o.accumulation ?? 1, 1);
   int("checkpointEvery", o.checkpointEvery ?? 1, 1);
+  int("gradCacheChunk", o.gradCacheChunk ?? 1, 1);
+  if (!((o.logitScale ?? 50) > 0)) throw new RangeError(`logitScale must be > 0, got ${o.logitScale}`);
   if (o.batchSize % (o.accumulation ?? 1) !== 0)
     throw new RangeError(`batchSize ${o.batchSize} is not divisible by accumulation ${o.accumulation}`);
   if (!(o.lr >= 0)) throw new RangeError(`lr must be >= 0, got ${o.lr}`);
@@ -130,6 +190,7 @@ function identity(o: TrainOptions): Record<string, unknown> {
     seed: o.seed ?? 0,
     shuffle: o.shuffle ?? true,
     accumulation: o.accumulation ?? 1,
+    trainableScale: o.trainableScale ?? false,
   };
 }
 
@@ -154,6 +215,12 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
   const named = student.parameters();
   const decay = named.filter(([n, p]) => !noDecay(n, p.shape)).map(([, p]) => p);
   const plain = named.filter(([n, p]) => noDecay(n, p.shape)).map(([, p]) => p);
+  // a learned logit scale lives as its logarithm (kept positive), outside the model
+  const logScale = o.trainableScale ? keep(tensor([Math.log(scale)], { device }).requiresGrad_()) : null;
+  if (logScale) {
+    plain.push(logScale);
+    named.push([LOGIT_SCALE, logScale]);
+  }
   const opt = new AdamW(
     [
       { params: decay, weightDecay: o.weightDecay ?? 0.01 },
@@ -236,15 +303,22 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
       const rows = await stream.next(o.batchSize);
       const per = o.batchSize / accumulation;
       const parts = { loss: 0, infonce: 0, kd_query: 0, kd_doc: 0 };
+      const usedScale = logScale ? Math.exp(logScale.item()) : scale;
       opt.zeroGrad();
       for (let a = 0; a < accumulation; a++) {
         const micro = rows.slice(a * per, (a + 1) * per);
         const queries = micro.map((r) => r.query);
         const docs = micro.flatMap((r) => [r.document, ...pickNegatives(r, o.negatives, negRng)]);
         tidy(() => {
-          const qe = student.embedTexts(queries, { kind: "query", prefix, maxLength: o.maxLength });
-          const de = student.embedTexts(docs, { kind: "document", prefix, maxLength: o.maxLength });
-          const con = infoNCE(qe, de, { scale, bidirectional: o.bidirectional });
+          const embed = (texts: string[], kind: "query" | "document") =>
+            student.embedTexts(texts, { kind, prefix, maxLength: o.maxLength });
+          const chunk = o.gradCacheChunk;
+          const cached = chunk
+            ? [gradCacheEmbed(queries, "query", chunk, embed), gradCacheEmbed(docs, "document", chunk, embed)]
+            : null;
+          const qe = cached ? (cached[0] as CachedEmbedding).emb : embed(queries, "query");
+          const de = cached ? (cached[1] as CachedEmbedding).emb : embed(docs, "document");
+          const con = infoNCE(qe, de, { scale: logScale ? logScale.exp() : scale, bidirectional: o.bidirectional });
           let total: Tensor = con;
           let kq = 0;
           let kd = 0;
@@ -260,6 +334,7 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
             kd = ld.item();
           }
           total.div(accumulation).backward();
+          if (cached) for (const c of cached) c.replay();
           parts.loss += total.item() / accumulation;
           parts.infonce += con.item() / accumulation;
           parts.kd_query += kq / accumulation;
@@ -277,6 +352,7 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
       const entry: StepLog = {
         step,
         lr,
+        logit_scale: usedScale,
         ...parts,
         grad_norm: gradNorm,
         epoch: stream.position.epoch,
