@@ -318,3 +318,29 @@ describe("GradCache and a learned logit scale", () => {
     assert.deepEqual(fixed, [50, 50]);
   });
 });
+
+describe("mixed precision", () => {
+  it("bf16 compute with float32 master weights tracks the float32 run and keeps float32 weights", async () => {
+    const base = {
+      data: [join(fixture, "train.jsonl")],
+      init: join(FIXTURES, "bert-tiny"),
+      batchSize: 3,
+      negatives: 1,
+      lr: 1e-3,
+      warmup: 0,
+      steps: 2,
+      shuffle: false,
+      maxLength: 32,
+    };
+    const fp32: number[] = [];
+    const bf16: number[] = [];
+    await train({ ...base, out: tmp(), precision: "fp32", onStep: (e) => fp32.push(e.loss) });
+    const out = tmp();
+    await train({ ...base, out, precision: "bf16", onStep: (e) => bf16.push(e.loss) });
+    // bfloat16 keeps 8 bits of mantissa: the losses agree to about 1e-2
+    assertClose(bf16, fp32, 3e-2, 0, "bf16 vs fp32 losses");
+    assert.notDeepEqual(bf16, fp32);
+    const w = loadSafetensors(join(out, "model.safetensors"));
+    assert.ok([...w.values()].every((t) => t.dtype === "float32"));
+  });
+});

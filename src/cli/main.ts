@@ -160,6 +160,11 @@ program
     "GradCache: embed at most n texts per forward pass (exact loss, bounded memory)",
     positiveInt("--grad-cache"),
   )
+  .addOption(
+    new Option("--precision <p>", "bf16 compute with float32 master weights, or fp32 (auto: bf16 on CUDA)")
+      .choices(["auto", "bf16", "fp32"])
+      .default("auto"),
+  )
   .option("--bidirectional", "add the document→query InfoNCE term")
   .option("--clip <x>", "gradient-norm clipping (0: off)", number("--clip"), 1.0)
   .option("--accumulation <n>", "micro-batches per step", positiveInt("--accumulation"), 1)
@@ -197,6 +202,7 @@ program
       logitScale: opts.logitScale,
       trainableScale: opts.trainableScale ?? false,
       gradCacheChunk: opts.gradCache,
+      precision: opts.precision,
       bidirectional: opts.bidirectional ?? false,
       clip: opts.clip,
       accumulation: opts.accumulation,

@@ -273,7 +273,8 @@ export class EmbeddingModel {
 
   /** Pooled (and, if the model normalises, L2-normalised) embeddings [B, H] of a batch. */
   embed(b: Batch, params?: Map<string, Tensor>): Tensor {
-    const h = this.forward(b.inputIds, b.attentionMask, params, b.padded ?? true);
+    // pooling and normalisation run in float32 whatever the encoder's compute dtype
+    const h = this.forward(b.inputIds, b.attentionMask, params, b.padded ?? true).float();
     let pooled: Tensor;
     if (this.pooling === "cls") {
       pooled = h.select(1, 0);
@@ -281,12 +282,24 @@ export class EmbeddingModel {
       const m = b.attentionMask.unsqueeze(-1).to(h.dtype);
       pooled = h.mul(m).sum(1).div(m.sum(1).clamp(1e-9));
     }
-    return this.normalize ? normalize(pooled.float()) : pooled.float();
+    return this.normalize ? normalize(pooled) : pooled;
   }
 
   /** Embeddings of texts, differentiable (for training). */
-  embedTexts(texts: string[], opts: { kind?: TextKind; prefix?: string | false; maxLength?: number } = {}): Tensor {
-    return this.embed(this.batch(this.tokenize(texts, opts)));
+  embedTexts(
+    texts: string[],
+    opts: { kind?: TextKind; prefix?: string | false; maxLength?: number; params?: Map<string, Tensor> } = {},
+  ): Tensor {
+    return this.embed(this.batch(this.tokenize(texts, opts)), opts.params);
+  }
+
+  /**
+   * The parameters cast to `dtype` through autograd, for mixed-precision training: the forward pass
+   * computes in `dtype` while gradients flow back to the float32 master weights (what autocast does
+   * for matmuls; here LayerNorm and softmax run in `dtype` too, pooling and the loss in float32).
+   */
+  castParams(dtype: DType): Map<string, Tensor> {
+    return new Map([...this.params].map(([k, v]) => [k, v.to(dtype)]));
   }
 
   /**

@@ -102,6 +102,11 @@ export interface TrainOptions {
    * while activation memory is that of one chunk.
    */
   gradCacheChunk?: number;
+  /**
+   * "bf16": the encoder computes in bfloat16 with float32 master weights and float32 pooling and
+   * losses; "auto" (default) is bf16 on CUDA and float32 on CPU.
+   */
+  precision?: "auto" | "bf16" | "fp32";
   bidirectional?: boolean;
   /** gradient-norm clipping (0: off) */
   clip?: number;
@@ -204,6 +209,8 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
   const scale = o.logitScale ?? 50;
   const clip = o.clip ?? 1.0;
   const prefix = o.prefix === false ? false : undefined;
+  const precision = o.precision ?? "auto";
+  const bf16 = precision === "bf16" || (precision === "auto" && device.startsWith("cuda"));
   mkdirSync(o.out, { recursive: true });
   const ckptDir = join(o.out, "checkpoint");
   const logPath = join(o.out, "train.log.jsonl");
@@ -310,8 +317,9 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
         const queries = micro.map((r) => r.query);
         const docs = micro.flatMap((r) => [r.document, ...pickNegatives(r, o.negatives, negRng)]);
         tidy(() => {
+          const cast = bf16 ? student.castParams("bfloat16") : undefined;
           const embed = (texts: string[], kind: "query" | "document") =>
-            student.embedTexts(texts, { kind, prefix, maxLength: o.maxLength });
+            student.embedTexts(texts, { kind, prefix, maxLength: o.maxLength, params: cast });
           const chunk = o.gradCacheChunk;
           const cached = chunk
             ? [gradCacheEmbed(queries, "query", chunk, embed), gradCacheEmbed(docs, "document", chunk, embed)]
