@@ -1,7 +1,30 @@
 /** Shared pieces of the benchmarks: timing, the machine's name, and finding the PyTorch peer. */
 import { execFileSync, spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
+import { join } from "node:path";
+import { Tokenizer } from "../models/index.js";
 import { cuda } from "../tensor/index.js";
+
+/** Options every benchmark command takes. */
+export interface BenchOptions {
+  device: string;
+  out?: string;
+  peer: boolean;
+  python: string;
+  quick?: boolean;
+}
+
+/** Vocabulary size of the benchmarks' random-init BERTs (BERT-base's). */
+export const VOCAB = 30522;
+
+/** A WordPiece vocabulary of VOCAB tokens (special tokens first) written to `dir`, for a tokenizer the model accepts. */
+export function syntheticTokenizer(dir: string): Tokenizer {
+  const special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+  const words = Array.from({ length: VOCAB - special.length }, (_, i) => `w${i}`);
+  writeFileSync(join(dir, "vocab.txt"), `${[...special, ...words].join("\n")}\n`);
+  return Tokenizer.fromDir(dir);
+}
 
 /** Seconds per call of `fn`, doubling repetitions until one timed batch lasts `minSeconds`. */
 export function timePerCall(fn: () => void, sync: () => void, minSeconds: number): number {

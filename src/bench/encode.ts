@@ -8,9 +8,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { bertConfig, EmbeddingModel, Tokenizer } from "../models/index.js";
+import { bertConfig, EmbeddingModel } from "../models/index.js";
 import { cuda, getNumThreads, randint, saveSafetensors } from "../tensor/index.js";
-import { ensurePeerPython, machineName, timePerCall } from "./common.js";
+import { type BenchOptions, ensurePeerPython, machineName, syntheticTokenizer, timePerCall, VOCAB } from "./common.js";
 
 interface Shape {
   name: string;
@@ -22,23 +22,8 @@ const SHAPES: Shape[] = [
   { name: "BERT 4×256", layers: 4, hidden: 256, heads: 4 },
   { name: "BERT-base 12×768", layers: 12, hidden: 768, heads: 12 },
 ];
-const VOCAB = 30522;
 
-/** A WordPiece vocabulary of VOCAB tokens (special tokens first), for a tokenizer the model accepts. */
-function syntheticTokenizer(dir: string): Tokenizer {
-  const special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
-  const words = Array.from({ length: VOCAB - special.length }, (_, i) => `w${i}`);
-  writeFileSync(join(dir, "vocab.txt"), `${[...special, ...words].join("\n")}\n`);
-  return Tokenizer.fromDir(dir);
-}
-
-export async function runEncodeBench(opts: {
-  device: string;
-  out?: string;
-  peer: boolean;
-  python: string;
-  quick?: boolean;
-}): Promise<void> {
+export async function runEncodeBench(opts: BenchOptions): Promise<void> {
   const device = opts.device;
   const onCuda = device.startsWith("cuda");
   if (onCuda && !cuda.isAvailable()) throw new Error("--device cuda: CUDA is not available");

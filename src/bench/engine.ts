@@ -6,7 +6,7 @@ import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { cuda, type DType, engineInfo, getNumThreads, ones, randn, type Tensor } from "../tensor/index.js";
-import { ensurePeerPython, machineName, timePerCall } from "./common.js";
+import { type BenchOptions, ensurePeerPython, machineName, timePerCall } from "./common.js";
 
 interface MatmulResult {
   n: number;
@@ -21,12 +21,7 @@ interface PeerResult {
   dispatch: { add_us: number };
 }
 
-export async function runEngineBench(opts: {
-  device: string;
-  out?: string;
-  peer: boolean;
-  python: string;
-}): Promise<void> {
+export async function runEngineBench(opts: BenchOptions): Promise<void> {
   const device = opts.device;
   const onCuda = device.startsWith("cuda");
   if (onCuda && !cuda.isAvailable())

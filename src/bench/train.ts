@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { bertConfig, EmbeddingModel, Tokenizer } from "../models/index.js";
+import { bertConfig, EmbeddingModel } from "../models/index.js";
 import {
   AdamW,
   clipGradNorm,
@@ -23,17 +23,9 @@ import {
 } from "../tensor/index.js";
 import { infoNCE } from "../train/losses.js";
 import { noDecay } from "../train/trainer.js";
-import { ensurePeerPython, machineName, timePerCall } from "./common.js";
+import { type BenchOptions, ensurePeerPython, machineName, syntheticTokenizer, timePerCall, VOCAB } from "./common.js";
 
-const VOCAB = 30522;
-
-export async function runTrainBench(opts: {
-  device: string;
-  out?: string;
-  peer: boolean;
-  python: string;
-  quick?: boolean;
-}): Promise<void> {
+export async function runTrainBench(opts: BenchOptions): Promise<void> {
   const device = opts.device;
   const onCuda = device.startsWith("cuda");
   if (onCuda && !cuda.isAvailable()) throw new Error("--device cuda: CUDA is not available");
@@ -49,12 +41,7 @@ export async function runTrainBench(opts: {
   const minSeconds = opts.quick ? 1 : 10;
   const rounds = opts.quick ? 1 : 2;
   try {
-    const special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
-    writeFileSync(
-      join(work, "vocab.txt"),
-      `${[...special, ...Array.from({ length: VOCAB - 5 }, (_, i) => `w${i}`)].join("\n")}\n`,
-    );
-    const tok = Tokenizer.fromDir(work);
+    const tok = syntheticTokenizer(work);
     const cfg = bertConfig({
       vocabSize: VOCAB,
       hiddenSize: shape.hidden,

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** The `qdc` command. Subcommands load the engine lazily, so --help and --version always work. */
 import { Command, InvalidArgumentError, Option } from "commander";
+import type { BenchOptions } from "../bench/common.js";
 import { VERSION } from "../version.js";
 
 const program = new Command();
@@ -223,45 +224,33 @@ program
 const bench = program
   .command("bench")
   .description(
-    "benchmarks: engine now; encode, train, drift, serve and the continual-retrieval benchmark as their issues land",
+    "benchmarks against PyTorch on the same machine in the same run; the continual-retrieval benchmark as its issue lands",
   );
-bench
-  .command("engine")
-  .description("matmul GFLOP/s and per-op dispatch overhead, against PyTorch on this machine in the same run")
-  .addOption(new Option("--device <device>", "cpu or cuda").default("cpu"))
-  .option("--out <file>", "write the results as JSON here")
-  .option("--no-peer", "skip the PyTorch peer")
-  .option("--python <exe>", "Python with torch for the peer", "")
-  .action(async (opts: { device: string; out?: string; peer: boolean; python: string }) => {
-    const { runEngineBench } = await import("../bench/engine.js");
-    await runEngineBench(opts);
-  });
-bench
-  .command("encode")
-  .description("documents/s of encoding with random-init BERTs (4×256 and base), against PyTorch with the same weights")
-  .addOption(new Option("--device <device>", "cpu or cuda").default("cpu"))
-  .option("--out <file>", "write the results as JSON here")
-  .option("--no-peer", "skip the PyTorch peer")
-  .option("--python <exe>", "Python with torch for the peer", "")
-  .option("--quick", "shorter timing (for smoke runs)")
-  .action(async (opts: { device: string; out?: string; peer: boolean; python: string; quick?: boolean }) => {
-    const { runEncodeBench } = await import("../bench/encode.js");
-    await runEncodeBench(opts);
-  });
-bench
-  .command("train")
-  .description(
-    "time of one contrastive training step (BERT 4×256 on CPU, BERT-base on CUDA) against the same step in PyTorch",
-  )
-  .addOption(new Option("--device <device>", "cpu or cuda").default("cpu"))
-  .option("--out <file>", "write the results as JSON here")
-  .option("--no-peer", "skip the PyTorch peer")
-  .option("--python <exe>", "Python with torch for the peer", "")
-  .option("--quick", "shorter timing (for smoke runs)")
-  .action(async (opts: { device: string; out?: string; peer: boolean; python: string; quick?: boolean }) => {
-    const { runTrainBench } = await import("../bench/train.js");
-    await runTrainBench(opts);
-  });
+
+/** A benchmark subcommand with the options they all share. */
+function benchCommand(name: string, description: string, run: (opts: BenchOptions) => Promise<void>): void {
+  bench
+    .command(name)
+    .description(description)
+    .addOption(new Option("--device <device>", "cpu or cuda").default("cpu"))
+    .option("--out <file>", "write the results as JSON here")
+    .option("--no-peer", "skip the PyTorch peer")
+    .option("--python <exe>", "Python with torch for the peer", "")
+    .option("--quick", "shorter timing (for smoke runs)")
+    .action(run);
+}
+
+benchCommand("engine", "matmul GFLOP/s and per-op dispatch overhead", async (o) =>
+  (await import("../bench/engine.js")).runEngineBench(o),
+);
+benchCommand(
+  "encode",
+  "documents/s of encoding with random-init BERTs (4×256 and base), same weights on both sides",
+  async (o) => (await import("../bench/encode.js")).runEncodeBench(o),
+);
+benchCommand("train", "time of one contrastive training step (BERT 4×256 on CPU, BERT-base on CUDA)", async (o) =>
+  (await import("../bench/train.js")).runTrainBench(o),
+);
 bench
   .command("run")
   .description("the continual dense-retrieval benchmark (configs: tiny, cpu, gpu, cdr)")
