@@ -3,27 +3,22 @@
  * (query, relevant document) pair of the split with a positive score, without hard negatives.
  * Only the documents the qrels name are kept in memory.
  */
-import { createReadStream, existsSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
+import { InputError, readJsonl, readLines } from "./lines.js";
 import type { TrainingRow } from "./pairs.js";
-import { InputError } from "./texts.js";
 
-async function* lines(file: string): AsyncGenerator<[string, number]> {
+function requireFile(file: string): void {
   if (!existsSync(file))
     throw new Error(`${file}: missing (a BEIR folder has corpus.jsonl, queries.jsonl and qrels/<split>.tsv)`);
-  const rl = createInterface({ input: createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY });
-  let n = 0;
-  for await (const line of rl) {
-    n++;
-    if (line.trim() !== "") yield [line, n];
-  }
 }
 
 /** qrels/<split>.tsv: query-id, corpus-id, score (a header line is skipped). */
 export async function readQrels(file: string): Promise<Map<string, Map<string, number>>> {
+  requireFile(file);
   const out = new Map<string, Map<string, number>>();
-  for await (const [line, n] of lines(file)) {
+  for await (const [line, n] of readLines(file)) {
+    if (line.trim() === "") continue;
     const cols = line.split("\t");
     if (n === 1 && Number.isNaN(Number(cols[2]))) continue; // header
     if (cols.length < 3)
@@ -46,14 +41,10 @@ async function readJsonlById(
   keep: (id: string) => boolean,
   text: (row: Record<string, unknown>) => string,
 ): Promise<Map<string, string>> {
+  requireFile(file);
   const out = new Map<string, string>();
-  for await (const [line, n] of lines(file)) {
-    let row: Record<string, unknown>;
-    try {
-      row = JSON.parse(line) as Record<string, unknown>;
-    } catch (e) {
-      throw new InputError(file, n, `not valid JSON (${(e as Error).message})`);
-    }
+  for await (const [value, n] of readJsonl(file)) {
+    const row = (value ?? {}) as Record<string, unknown>;
     const id = row._id;
     if (typeof id !== "string" && typeof id !== "number") throw new InputError(file, n, "missing '_id'");
     if (keep(String(id))) out.set(String(id), text(row));

@@ -5,12 +5,10 @@
  * `RowStream` turns them into batches: epochs wrap around, optional seeded shuffling through a
  * bounded buffer (constant memory), and a position that a resumed run skips to.
  */
-import { createReadStream, existsSync } from "node:fs";
-import { createInterface } from "node:readline";
-import { createGunzip } from "node:zlib";
+import { existsSync } from "node:fs";
 import { readBeirPairs } from "./beir.js";
+import { InputError, readJsonl } from "./lines.js";
 import { Rng } from "./rng.js";
-import { InputError } from "./texts.js";
 
 export interface TrainingRow {
   query: string;
@@ -47,19 +45,7 @@ export async function* readRows(files: string[], opts: RowOptions = {}): AsyncGe
   const dp = opts.documentPrefix ?? "";
   for (const file of files) {
     if (!existsSync(file)) throw new Error(`${file}: no such training file`);
-    let stream: NodeJS.ReadableStream = createReadStream(file);
-    if (file.endsWith(".gz")) stream = stream.pipe(createGunzip());
-    const lines = createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
-    let n = 0;
-    for await (const line of lines) {
-      n++;
-      if (line.trim() === "") continue;
-      let raw: unknown;
-      try {
-        raw = JSON.parse(line);
-      } catch (e) {
-        throw new InputError(file, n, `not valid JSON (${(e as Error).message})`);
-      }
+    for await (const [raw, n] of readJsonl(file)) {
       const row = validate(raw, file, n);
       yield {
         query: qp + row.query,

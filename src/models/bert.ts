@@ -6,7 +6,17 @@ export interface ForwardOptions {
   train: boolean;
 }
 
-type Params = (name: string) => Tensor | undefined;
+/** Parameter lookup by Hugging Face name; undefined for optional tensors that are absent (biases). */
+export type Params = (name: string) => Tensor | undefined;
+
+/** The lookup for tensors that must exist. */
+export function required(params: Params): (name: string) => Tensor {
+  return (name) => {
+    const t = params(name);
+    if (!t) throw new Error(`missing parameter ${name}`);
+    return t;
+  };
+}
 
 export function activation(x: Tensor, act: EncoderConfig["hiddenAct"]): Tensor {
   switch (act) {
@@ -43,11 +53,7 @@ export function bertForward(
   mask: Tensor | null,
   opts: ForwardOptions,
 ): Tensor {
-  const p = (name: string): Tensor => {
-    const t = params(name);
-    if (!t) throw new Error(`missing parameter ${name}`);
-    return t;
-  };
+  const p = required(params);
   const S = ids.size(1);
   if (S > c.maxPositions)
     throw new RangeError(`sequence of ${S} tokens exceeds max_position_embeddings ${c.maxPositions}`);

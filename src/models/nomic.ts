@@ -16,10 +16,8 @@ import {
   type Tensor,
   tidy,
 } from "../tensor/index.js";
-import { type ForwardOptions, mergeHeads } from "./bert.js";
+import { type ForwardOptions, mergeHeads, type Params, required } from "./bert.js";
 import type { EncoderConfig } from "./config.js";
-
-type Params = (name: string) => Tensor | undefined;
 
 /** cos and sin tables [S, rotaryDim] (each half repeated) for positions 0..S-1, computed in float32. */
 export function rotaryTables(c: EncoderConfig, S: number, device: string): { cos: Tensor; sin: Tensor } {
@@ -73,11 +71,7 @@ export function nomicForward(
   opts: ForwardOptions,
   tables: { cos: Tensor; sin: Tensor },
 ): Tensor {
-  const need = (name: string): Tensor => {
-    const t = p(name);
-    if (!t) throw new Error(`missing parameter ${name}`);
-    return t;
-  };
+  const need = required(p);
   const H = c.hiddenSize;
   const eps = c.layerNormEps;
   const S = ids.size(1);

@@ -1,5 +1,5 @@
 /** Functions of several tensors and the neural-network building blocks (torch.nn.functional's). */
-import { type DType, dtypeCode } from "./dtype.js";
+import type { DType } from "./dtype.js";
 import { N } from "./native.js";
 import { Tensor, type TensorLike } from "./tensor.js";
 
@@ -97,9 +97,4 @@ export function attention(
   return Tensor.wrap(
     N.attention(q.id, k.id, v.id, opts.mask ? opts.mask.id : null, opts.dropout ?? 0, opts.causal ?? false),
   );
-}
-
-/** The dtype code for native calls that take an optional dtype. */
-export function optionalDType(d?: DType): number | null {
-  return d ? dtypeCode(d) : null;
 }
