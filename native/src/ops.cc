@@ -396,6 +396,14 @@ V Attention(const Info& info) {  // (q, k, v, mask?, dropout_p, is_causal)
 #endif
 }
 
+// ---- linear algebra ----
+
+V Svd(const Info& info) {  // (t) → [U, S, Vh], reduced
+  auto r = at::linalg_svd(Tensor(info, 0), /*full_matrices=*/false);
+  return WrapList(info.Env(), {std::get<0>(r), std::get<1>(r), std::get<2>(r)});
+}
+V Solve(const Info& info) { return Wrap(info.Env(), at::linalg_solve(Tensor(info, 0), Tensor(info, 1))); }
+
 // ---- in place (used by optimisers and weight loading; they do not record autograd history) ----
 
 V CopyInto(const Info& info) {
@@ -483,6 +491,8 @@ void RegisterTensorOps(Napi::Env env, Napi::Object e) {
   Export<CosineSimilarity>(env, e, "cosineSimilarity");
   Export<Normalize>(env, e, "normalize");
   Export<Attention>(env, e, "attention");
+  Export<Svd>(env, e, "svd");
+  Export<Solve>(env, e, "solve");
   Export<CopyInto>(env, e, "copyInto");
   Export<FillInto>(env, e, "fillInto");
   Export<Equal>(env, e, "equal");

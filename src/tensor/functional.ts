@@ -98,3 +98,13 @@ export function attention(
     N.attention(q.id, k.id, v.id, opts.mask ? opts.mask.id : null, opts.dropout ?? 0, opts.causal ?? false),
   );
 }
+
+/** Reduced singular value decomposition A = U·diag(S)·Vh. */
+export function svd(a: Tensor): { U: Tensor; S: Tensor; Vh: Tensor } {
+  const [u, s, vh] = N.svd(a.id);
+  return { U: Tensor.wrap(u), S: Tensor.wrap(s), Vh: Tensor.wrap(vh) };
+}
+/** X with A·X = B (A square). */
+export function solve(a: Tensor, b: Tensor): Tensor {
+  return Tensor.wrap(N.solve(a.id, b.id));
+}

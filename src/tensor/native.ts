@@ -94,6 +94,8 @@ export interface Native {
   cosineSimilarity(a: Id, b: Id, dim: number, eps: number): Id;
   normalize(x: Id, p: number, dim: number, eps: number): Id;
   attention(q: Id, k: Id, v: Id, mask: Id | null, dropoutP: number, isCausal: boolean): Id;
+  svd(t: Id): [Id, Id, Id];
+  solve(a: Id, b: Id): Id;
   copyInto(dst: Id, src: Id): void;
   fillInto(dst: Id, value: number | boolean): void;
   equal(a: Id, b: Id): boolean;

@@ -1,0 +1,221 @@
+/**
+ * The drift estimators.
+ * - mean: the paper's QDC, Δ = mean(new − old); q ↦ q − Δ.
+ * - kernel: local drift as in Semantic Drift Compensation, Δ(q) = Σ wᵢδᵢ / Σ wᵢ with
+ *   wᵢ = exp(−‖q − newᵢ‖² / 2σ²) over the fitted pairs (σ: median distance to the 10th neighbour).
+ * - procrustes: the orthogonal W minimising ‖new·W − old‖ (W = U·Vᵀ from the SVD of newᵀ·old),
+ *   optionally about the means.
+ * - affine: ridge least squares old ≈ new·W + b, full or with W − I of low rank.
+ * - mlp: a small residual MLP, q ↦ q + W₂·gelu(W₁q + b₁) + b₂, trained on the pairs (as Drift-Adapter).
+ */
+import {
+  AdamW,
+  eye,
+  keep,
+  linear,
+  noGrad,
+  ones,
+  randn,
+  solve,
+  svd,
+  type Tensor,
+  tidy,
+  zeros,
+} from "../tensor/index.js";
+import type { Compensator, Method } from "./compensator.js";
+
+function owned(tensors: Record<string, Tensor>): Record<string, Tensor> {
+  for (const t of Object.values(tensors)) keep(t);
+  return tensors;
+}
+
+class Fixed implements Compensator {
+  constructor(
+    readonly method: Method,
+    private readonly tensors: Record<string, Tensor>,
+    private readonly settings: Record<string, unknown>,
+    private readonly fn: (q: Tensor, t: Record<string, Tensor>) => Tensor,
+  ) {}
+  apply(q: Tensor): Tensor {
+    return tidy(() => noGrad(() => this.fn(q.to({ dtype: "float32" }), this.tensors)));
+  }
+  state() {
+    return { tensors: this.tensors, settings: this.settings };
+  }
+  dispose(): void {
+    for (const t of Object.values(this.tensors)) t.dispose();
+  }
+}
+
+const applyMean = (q: Tensor, t: Record<string, Tensor>) => q.sub(t.drift as Tensor);
+const applyKernel = (q: Tensor, t: Record<string, Tensor>) => {
+  const sigma = (t.sigma as Tensor).item();
+  const centres = t.centres as Tensor;
+  // ‖q − c‖² = ‖q‖² + ‖c‖² − 2 q·c; the weights are a softmax over the fitted points
+  const d2 = q.square().sum(1, true).add(centres.square().sum(1).unsqueeze(0)).sub(q.matmul(centres.T).mul(2));
+  const w = d2.div(-2 * sigma * sigma).softmax(1);
+  return q.sub(w.matmul(t.deltas as Tensor));
+};
+const applyMap = (q: Tensor, t: Record<string, Tensor>) => {
+  const centred = t.mu_new ? q.sub(t.mu_new) : q;
+  const mapped = centred.matmul(t.W as Tensor);
+  return t.b ? mapped.add(t.b) : mapped;
+};
+const applyMlp = (q: Tensor, t: Record<string, Tensor>) =>
+  q.add(linear(linear(q, t.w1 as Tensor, t.b1).gelu(), t.w2 as Tensor, t.b2));
+
+export const APPLY: Record<Method, (q: Tensor, t: Record<string, Tensor>) => Tensor> = {
+  mean: applyMean,
+  kernel: applyKernel,
+  procrustes: applyMap,
+  affine: applyMap,
+  mlp: applyMlp,
+};
+
+/** Rebuilds a compensator from saved tensors and settings. */
+export function restore(
+  method: Method,
+  tensors: Record<string, Tensor>,
+  settings: Record<string, unknown>,
+): Compensator {
+  return new Fixed(method, owned(tensors), settings, APPLY[method]);
+}
+
+export function fitMean(oldE: Tensor, newE: Tensor): Compensator {
+  const drift = tidy(() => newE.sub(oldE).mean(0));
+  return new Fixed("mean", owned({ drift }), {}, applyMean);
+}
+
+export function fitKernel(oldE: Tensor, newE: Tensor, opts: { sigma?: number; maxCentres?: number } = {}): Compensator {
+  const n = newE.size(0);
+  const m = Math.min(n, opts.maxCentres ?? 4096);
+  const tensors = tidy(() => {
+    const centres = newE.narrow(0, 0, m).float().contiguous();
+    const deltas = newE
+      .narrow(0, 0, m)
+      .sub(oldE.narrow(0, 0, m))
+      .float()
+      .contiguous();
+    let sigma = opts.sigma;
+    if (sigma === undefined) {
+      // the median distance from a fitted point to its 10th nearest neighbour (over up to 512
+      // points): local enough to follow drift that differs between regions of the space
+      const k = Math.min(m, 512);
+      const s = centres.narrow(0, 0, k);
+      const d2 = s.square().sum(1, true).add(s.square().sum(1).unsqueeze(0)).sub(s.matmul(s.T).mul(2)).clamp(0);
+      const nn = Math.min(10, k - 1);
+      const kth = d2
+        .topk(nn + 1, 1, false)
+        .values.select(1, nn)
+        .sqrt()
+        .toArray()
+        .sort((a, b) => a - b);
+      sigma = kth[Math.floor(kth.length / 2)] ?? 1;
+      if (!(sigma > 0)) sigma = 1;
+    }
+    return { centres, deltas, sigma: ones([1]).mul(sigma) };
+  });
+  return new Fixed("kernel", owned(tensors), { centres: m }, applyKernel);
+}
+
+export function fitProcrustes(oldE: Tensor, newE: Tensor, opts: { centre?: boolean } = {}): Compensator {
+  const centre = opts.centre ?? false;
+  const tensors = tidy(() => {
+    const x = newE.to("float64");
+    const y = oldE.to("float64");
+    const muX = x.mean(0);
+    const muY = y.mean(0);
+    const xc = centre ? x.sub(muX) : x;
+    const yc = centre ? y.sub(muY) : y;
+    const { U, Vh } = svd(xc.T.matmul(yc));
+    const out: Record<string, Tensor> = { W: U.matmul(Vh).float() };
+    if (centre) {
+      out.mu_new = muX.float();
+      out.b = muY.float();
+    }
+    return out;
+  });
+  return new Fixed("procrustes", owned(tensors), { centre }, applyMap);
+}
+
+export function fitAffine(oldE: Tensor, newE: Tensor, opts: { ridge?: number; rank?: number } = {}): Compensator {
+  // the ridge penalty is relative to the mean eigenvalue of the centred Gram matrix
+  const ridge = opts.ridge ?? 1e-4;
+  const tensors = tidy(() => {
+    const x = newE.to("float64");
+    const y = oldE.to("float64");
+    const muX = x.mean(0);
+    const muY = y.mean(0);
+    const xc = x.sub(muX);
+    const yc = y.sub(muY);
+    const d = x.size(1);
+    const g = xc.T.matmul(xc);
+    const meanEig = xc.square().sum().item() / d || 1; // trace(G) / d
+    const gram = g.add(eye(d, { dtype: "float64" }).mul(ridge * meanEig));
+    let W = solve(gram, xc.T.matmul(yc));
+    if (opts.rank !== undefined && opts.rank < d) {
+      // keep the identity and the `rank` strongest directions of the change W − I
+      const I = eye(d, { dtype: "float64" });
+      const { U, S, Vh } = svd(W.sub(I));
+      const r = opts.rank;
+      W = I.add(
+        U.narrow(1, 0, r)
+          .mul(S.narrow(0, 0, r))
+          .matmul(Vh.narrow(0, 0, r)),
+      );
+    }
+    // old ≈ (new − μx)·W + μy
+    return { W: W.float(), mu_new: muX.float(), b: muY.float() };
+  });
+  return new Fixed("affine", owned(tensors), { ridge, rank: opts.rank ?? null }, applyMap);
+}
+
+export function fitMlp(
+  oldE: Tensor,
+  newE: Tensor,
+  opts: { hidden?: number; epochs?: number; lr?: number; batchSize?: number; seed?: number } = {},
+): Compensator {
+  const d = newE.size(1);
+  const hidden = opts.hidden ?? Math.max(64, Math.min(1024, 2 * d));
+  const epochs = opts.epochs ?? 200;
+  const batch = opts.batchSize ?? 256;
+  const seed = opts.seed ?? 0;
+  const w1 = keep(
+    randn([hidden, d], { seed })
+      .mul(1 / Math.sqrt(d))
+      .requiresGrad_(),
+  );
+  const b1 = keep(zeros([hidden], { requiresGrad: true }));
+  const w2 = keep(zeros([d, hidden], { requiresGrad: true }));
+  const b2 = keep(zeros([d], { requiresGrad: true }));
+  const opt = new AdamW(
+    [
+      { params: [w1, w2], weightDecay: 1e-4 },
+      { params: [b1, b2], weightDecay: 0 },
+    ],
+    { lr: opts.lr ?? 3e-3 },
+  );
+  const x = newE.float();
+  const y = oldE.float();
+  const n = x.size(0);
+  for (let e = 0; e < epochs; e++) {
+    for (let s = 0; s < n; s += batch) {
+      const len = Math.min(batch, n - s);
+      opt.zeroGrad();
+      tidy(() => {
+        const xb = x.narrow(0, s, len);
+        const pred = applyMlp(xb, { w1, b1, w2, b2 });
+        pred
+          .sub(y.narrow(0, s, len))
+          .square()
+          .sum(1)
+          .mean()
+          .backward();
+      });
+      opt.step();
+    }
+  }
+  const tensors = noGrad(() => ({ w1: w1.detach(), b1: b1.detach(), w2: w2.detach(), b2: b2.detach() }));
+  for (const t of [w1, b1, w2, b2]) t.dispose();
+  return new Fixed("mlp", owned(tensors), { hidden, epochs }, applyMlp);
+}

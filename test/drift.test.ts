@@ -1,0 +1,87 @@
+/** Drift compensators: the QDC fixture, and recovery of known synthetic transforms. */
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import {
+  alignment,
+  fitAuto,
+  fitCompensator,
+  loadCompensator,
+  loadSafetensors,
+  normalize,
+  randn,
+  saveCompensator,
+  svd,
+  type Tensor,
+  tensor,
+  tidy,
+} from "../src/index.js";
+import { assertClose, FIXTURES } from "./helpers.js";
+
+describe("QDC fixture", () => {
+  it("mean drift and compensated queries match PyTorch within 1e-5", () => {
+    const f = loadSafetensors(join(FIXTURES, "qdc/drift.safetensors"));
+    const c = fitCompensator("mean", f.get("query_old")!, f.get("query_new")!);
+    assertClose(c.state().tensors.drift!.toArray(), f.get("drift")!.toArray(), 1e-5, 0, "drift");
+    assertClose(c.apply(f.get("query_new")!).toArray(), f.get("compensated")!.toArray(), 1e-5, 0, "compensated");
+    const path = join(mkdtempSync(join(tmpdir(), "qdc-drift-")), "mean.safetensors");
+    saveCompensator(path, c, { fittedOn: { queries: "fixture" } });
+    const back = loadCompensator(path);
+    assert.deepEqual(back.fittedOn, { queries: "fixture" });
+    assert.ok(back.compensator.apply(f.get("query_new")!).equal(c.apply(f.get("query_new")!)));
+  });
+});
+
+/** Pairs (old, new = f(old) + noise) of normalised 32-d embeddings in 8 clusters, as real embeddings cluster. */
+function pairs(f: (x: Tensor) => Tensor, n: number, seed: number): { oldE: Tensor; newE: Tensor } {
+  return tidy(() => {
+    const centres = normalize(randn([8, 32], { seed: 99 }));
+    const which = tensor(
+      Array.from({ length: n }, (_, i) => i % 8),
+      { dtype: "int64" },
+    );
+    const oldE = normalize(centres.indexSelect(0, which).add(randn([n, 32], { seed }).mul(0.08)));
+    const newE = f(oldE).add(randn([n, 32], { seed: seed + 1 }).mul(0.005));
+    return { oldE, newE };
+  });
+}
+
+describe("estimators recover known transforms", () => {
+  const rotation = tidy(() => svd(randn([32, 32], { seed: 5 })).U.matmul(svd(randn([32, 32], { seed: 5 })).Vh));
+  const affineW = tidy(() => rotation.mul(0.8).add(randn([32, 32], { seed: 6 }).mul(0.05)));
+  const shift = tidy(() => randn([32], { seed: 7 }).mul(0.1));
+  const transforms: Record<string, (x: Tensor) => Tensor> = {
+    rotation: (x) => x.matmul(rotation),
+    affine: (x) => x.matmul(affineW).add(shift),
+    // each cluster drifts its own way: a smooth, non-linear field (nearest-centre weights)
+    nonlinear: (x) => {
+      const centres = normalize(randn([8, 32], { seed: 99 }));
+      const shifts = randn([8, 32], { seed: 98 }).mul(0.1);
+      return x.add(x.matmul(centres.T).mul(20).softmax(1).matmul(shifts));
+    },
+  };
+  const expectBest: Record<string, string[]> = {
+    rotation: ["procrustes", "affine"],
+    affine: ["affine"],
+    nonlinear: ["mlp", "kernel"],
+  };
+  for (const [name, f] of Object.entries(transforms)) {
+    it(`${name}: the right family aligns held-out pairs and auto picks it`, () => {
+      const train = pairs(f, 2000, 11);
+      const test = pairs(f, 300, 21);
+      const before = tidy(() => test.newE.mul(test.oldE).sum(1).div(test.newE.norm(2, 1)).mean().item());
+      const auto = fitAuto(train.oldE, train.newE, { mlpEpochs: 150 });
+      const best = Object.entries(auto.scores).sort((a, b) => b[1] - a[1])[0]![0];
+      assert.ok(expectBest[name]!.includes(best), `${name}: auto picked ${best} (${JSON.stringify(auto.scores)})`);
+      assert.equal(auto.compensator.method, best);
+      const after = alignment(auto.compensator, test.oldE, test.newE);
+      assert.ok(after > 0.98, `${name}: held-out alignment ${after} (before ${before})`);
+      assert.ok(after > before, `${name}: compensation did not help (${before} → ${after})`);
+    });
+  }
+  it("rejects mismatched pairs", () => {
+    assert.throws(() => fitCompensator("mean", randn([4, 8]), randn([4, 9])), /same shape/);
+  });
+});
