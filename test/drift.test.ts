@@ -1,6 +1,7 @@
 /** Drift compensators: the QDC fixture, and recovery of known synthetic transforms. */
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -83,5 +84,53 @@ describe("estimators recover known transforms", () => {
   }
   it("rejects mismatched pairs", () => {
     assert.throws(() => fitCompensator("mean", randn([4, 8]), randn([4, 9])), /same shape/);
+  });
+});
+
+describe("qdc drift fit", () => {
+  it("reproduces the QDC fixture through the CLI (old = start model, new = trained weights)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "qdc-drift-cli-"));
+    const newDir = join(dir, "new");
+    mkdirSync(newDir);
+    for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"])
+      copyFileSync(join(FIXTURES, "bert-tiny", f), join(newDir, f));
+    copyFileSync(join(FIXTURES, "train-step/weights_after.safetensors"), join(newDir, "model.safetensors"));
+    const queries = JSON.parse(readFileSync(join(FIXTURES, "qdc/case.json"), "utf8")).queries as string[];
+    writeFileSync(join(dir, "q.txt"), queries.join("\n"));
+    const out = join(dir, "drift.safetensors");
+    const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
+    execFileSync(
+      "node",
+      [
+        cli,
+        "drift",
+        "fit",
+        "--old",
+        join(FIXTURES, "bert-tiny"),
+        "--new",
+        newDir,
+        "--queries",
+        join(dir, "q.txt"),
+        "--method",
+        "mean",
+        "--no-prefix",
+        "--max-length",
+        "32",
+        "--out",
+        out,
+      ],
+      { stdio: "pipe" },
+    );
+    const f = loadSafetensors(join(FIXTURES, "qdc/drift.safetensors"));
+    const { compensator, fittedOn } = loadCompensator(out);
+    assert.equal(fittedOn.pairs, 6);
+    assertClose(compensator.state().tensors.drift!.toArray(), f.get("drift")!.toArray(), 1e-5, 0, "drift");
+    assertClose(
+      compensator.apply(f.get("query_new")!).toArray(),
+      f.get("compensated")!.toArray(),
+      1e-5,
+      0,
+      "compensated",
+    );
   });
 });

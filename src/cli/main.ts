@@ -118,6 +118,66 @@ program
     },
   );
 
+const drift = program.command("drift").description("query drift compensation between two model versions");
+drift
+  .command("fit")
+  .description("fit a compensator mapping the new model's queries into the old model's space")
+  .requiredOption("--old <dir>", "the older model (the one the index was built with)")
+  .requiredOption("--new <dir>", "the newer model")
+  .requiredOption("--queries <file>", "training queries: .txt or .jsonl with 'text' (.gz accepted)")
+  .option("--documents <file>", "also fit on these documents")
+  .addOption(
+    new Option("--method <m>", "estimator")
+      .choices(["mean", "kernel", "procrustes", "affine", "mlp", "auto"])
+      .default("mean"),
+  )
+  .requiredOption("--out <file>", "compensator .safetensors")
+  .option("--prefix <str>", "prepend this to queries instead of the model's query prompt")
+  .option("--no-prefix", "prepend nothing")
+  .option("--max-length <n>", "tokens per text", positiveInt("--max-length"))
+  .option("--batch-size <n>", "texts per forward pass", positiveInt("--batch-size"), 64)
+  .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
+  .action(async (opts) => {
+    const { EmbeddingModel } = await import("../models/embedding-model.js");
+    const { readTexts } = await import("../data/texts.js");
+    const { fitAuto, fitCompensator } = await import("../drift/fit.js");
+    const { saveCompensator } = await import("../drift/compensator.js");
+    const { cat } = await import("../tensor/index.js");
+    const prefix = opts.prefix === false ? false : typeof opts.prefix === "string" ? opts.prefix : undefined;
+    const read = async (file: string) => {
+      const out: string[] = [];
+      for await (const t of readTexts(file)) out.push(t);
+      return out;
+    };
+    const queries = await read(opts.queries);
+    const documents = opts.documents ? await read(opts.documents) : [];
+    const embedAll = (dir: string) => {
+      const model = EmbeddingModel.load(dir, { device: opts.device });
+      const enc = { batchSize: opts.batchSize, maxLength: opts.maxLength, prefix };
+      const q = model.encode(queries, { ...enc, kind: "query" });
+      const parts = documents.length ? [q, model.encode(documents, { ...enc, kind: "document" })] : [q];
+      model.dispose();
+      return parts.length > 1 ? cat(parts) : q;
+    };
+    const oldE = embedAll(opts.old);
+    const newE = embedAll(opts.new);
+    const fitted =
+      opts.method === "auto"
+        ? fitAuto(oldE, newE)
+        : { compensator: fitCompensator(opts.method, oldE, newE), scores: undefined };
+    saveCompensator(opts.out, fitted.compensator, {
+      fittedOn: {
+        old: opts.old,
+        new: opts.new,
+        queries: opts.queries,
+        documents: opts.documents ?? null,
+        pairs: oldE.size(0),
+      },
+    });
+    const picked = fitted.scores ? ` (auto: ${JSON.stringify(fitted.scores)})` : "";
+    console.error(`fitted ${fitted.compensator.method} on ${oldE.size(0)} pairs → ${opts.out}${picked}`);
+  });
+
 function number(name: string) {
   return (v: string): number => {
     const n = Number(v);
