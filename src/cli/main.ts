@@ -178,6 +178,107 @@ drift
     console.error(`fitted ${fitted.compensator.method} on ${oldE.size(0)} pairs → ${opts.out}${picked}`);
   });
 
+const index = program.command("index").description("versioned exact indexes of document embeddings");
+index
+  .command("build")
+  .description("embed a corpus once into a new index (safetensors shards + manifest)")
+  .requiredOption("--model <dir>", "model directory (its path is the index's model version)")
+  .requiredOption("--corpus <file>", "documents: .jsonl with _id, text (and title), or .txt (ids = line numbers)")
+  .requiredOption("--out <dir>", "new index directory")
+  .option("--shard-size <n>", "documents per shard", positiveInt("--shard-size"), 100000)
+  .option("--batch-size <n>", "texts per forward pass", positiveInt("--batch-size"), 64)
+  .option("--max-length <n>", "tokens per document", positiveInt("--max-length"))
+  .option("--prefix <str>", "prepend this instead of the model's document prompt")
+  .option("--no-prefix", "prepend nothing")
+  .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
+  .action(async (opts) => {
+    const { resolve } = await import("node:path");
+    const { EmbeddingModel } = await import("../models/embedding-model.js");
+    const { readIdTexts, chunked } = await import("../data/texts.js");
+    const { ExactIndex } = await import("../index/exact-index.js");
+    const model = EmbeddingModel.load(opts.model, { device: opts.device });
+    const idx = ExactIndex.create(opts.out, model.dimension);
+    const prefix = opts.prefix === false ? false : typeof opts.prefix === "string" ? opts.prefix : undefined;
+    let n = 0;
+    for await (const docs of chunked(readIdTexts(opts.corpus), opts.shardSize)) {
+      const emb = model.encode(
+        docs.map((d) => d.text),
+        {
+          kind: "document",
+          batchSize: opts.batchSize,
+          maxLength: opts.maxLength,
+          prefix,
+          progress: process.stderr.isTTY === true,
+        },
+      );
+      idx.addShard(
+        emb,
+        docs.map((d) => d.id),
+        resolve(opts.model),
+        resolve(opts.model),
+      );
+      emb.dispose();
+      n += docs.length;
+    }
+    console.error(`indexed ${n} documents with ${resolve(opts.model)} → ${opts.out}`);
+  });
+
+program
+  .command("search")
+  .description("exact top-k search of an index; queries of a newer model are compensated along its lineage")
+  .requiredOption("--index <dir>", "index directory")
+  .requiredOption("--model <dir>", "query model (the index's model or a descendant)")
+  .requiredOption("--queries <file>", "queries: .jsonl with _id and text, or .txt (ids = line numbers)")
+  .requiredOption("--output <file>", "TREC run file")
+  .addOption(
+    new Option("--compensate <mode>", "how queries reach older shards")
+      .choices(["auto", "mean", "kernel", "procrustes", "affine", "mlp", "none"])
+      .default("mean"),
+  )
+  .option("-k <n>", "results per query", positiveInt("-k"), 100)
+  .option("--run-name <name>", "last column of the TREC run", "qdc")
+  .option("--batch-size <n>", "texts per forward pass", positiveInt("--batch-size"), 64)
+  .option("--max-length <n>", "tokens per query", positiveInt("--max-length"))
+  .option("--prefix <str>", "prepend this instead of the model's query prompt")
+  .option("--no-prefix", "prepend nothing")
+  .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
+  .action(async (opts) => {
+    const { EmbeddingModel } = await import("../models/embedding-model.js");
+    const { readIdTexts } = await import("../data/texts.js");
+    const { ExactIndex } = await import("../index/exact-index.js");
+    const { compensationChain } = await import("../index/lineage.js");
+    const { writeAtomically } = await import("../tensor/index.js");
+    const { writeSync } = await import("node:fs");
+    const idx = ExactIndex.open(opts.index);
+    const model = EmbeddingModel.load(opts.model, { device: opts.device });
+    if (model.dimension !== idx.manifest.dim) {
+      throw new Error(`the model embeds ${model.dimension}-d vectors, the index holds ${idx.manifest.dim}-d ones`);
+    }
+    // every version in the index must be reachable before any work is done
+    const chains = new Map(idx.versions.map((v) => [v, compensationChain(opts.model, v, opts.compensate)]));
+    const queries: { id: string; text: string }[] = [];
+    for await (const q of readIdTexts(opts.queries)) queries.push(q);
+    const prefix = opts.prefix === false ? false : typeof opts.prefix === "string" ? opts.prefix : undefined;
+    const emb = model.encode(
+      queries.map((q) => q.text),
+      { kind: "query", batchSize: opts.batchSize, maxLength: opts.maxLength, prefix },
+    );
+    const transformed = new Map<string, ReturnType<typeof emb.clone>>();
+    const hits = idx.search(emb, opts.k, {
+      transform: (v) => {
+        if (!transformed.has(v)) transformed.set(v, (chains.get(v) as (q: typeof emb) => typeof emb)(emb));
+        return transformed.get(v) ?? null;
+      },
+    });
+    writeAtomically(opts.output, (fd) => {
+      hits.forEach((h, i) => {
+        const qid = (queries[i] as { id: string }).id;
+        h.forEach((x, r) => writeSync(fd, `${qid} Q0 ${x.id} ${r + 1} ${x.score.toFixed(6)} ${opts.runName}\n`));
+      });
+    });
+    console.error(`searched ${queries.length} queries (compensation: ${opts.compensate}) → ${opts.output}`);
+  });
+
 function number(name: string) {
   return (v: string): number => {
     const n = Number(v);

@@ -22,6 +22,27 @@ export async function* readTexts(file: string, opts: { field?: string } = {}): A
     yield text;
   }
 }
+/**
+ * Texts with ids: `.jsonl` rows with `_id` (or `id`) and `text` (plus `title`, joined as BEIR does),
+ * or `.txt` lines whose ids are their line numbers.
+ */
+export async function* readIdTexts(file: string): AsyncGenerator<{ id: string; text: string }> {
+  const base = file.endsWith(".gz") ? file.slice(0, -3) : file;
+  if (!(base.endsWith(".jsonl") || base.endsWith(".json"))) {
+    for await (const [line, n] of readLines(file)) yield { id: String(n), text: line };
+    return;
+  }
+  for await (const [value, n] of readJsonl(file)) {
+    const row = (value ?? {}) as Record<string, unknown>;
+    const id = row._id ?? row.id;
+    if (typeof id !== "string" && typeof id !== "number") throw new InputError(file, n, "missing '_id' (or 'id')");
+    if (typeof row.text !== "string")
+      throw new InputError(file, n, `expected a string field 'text', got ${JSON.stringify(row.text ?? null)}`);
+    const title = typeof row.title === "string" ? row.title.trim() : "";
+    yield { id: String(id), text: title ? `${title} ${row.text}` : row.text };
+  }
+}
+
 /** Groups an async stream into arrays of `size`. */
 export async function* chunked<T>(items: AsyncIterable<T>, size: number): AsyncGenerator<T[]> {
   let buf: T[] = [];

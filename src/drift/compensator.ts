@@ -4,6 +4,8 @@
  * (old(x), new(x)) of the same texts, saved as safetensors (tensors + JSON metadata naming the data
  * it was fitted on) and applied to batches [N, D].
  */
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
 import { loadSafetensors, readHeader, saveSafetensors, type Tensor } from "../tensor/index.js";
 
 export type Method = "mean" | "kernel" | "procrustes" | "affine" | "mlp";
@@ -24,6 +26,7 @@ export interface FitInfo {
 }
 
 export function saveCompensator(path: string, c: Compensator, info: FitInfo): void {
+  mkdirSync(dirname(path), { recursive: true });
   const { tensors, settings } = c.state();
   saveSafetensors(path, tensors, {
     qdc_compensator: c.method,
