@@ -273,7 +273,8 @@ program
     writeAtomically(opts.output, (fd) => {
       hits.forEach((h, i) => {
         const qid = (queries[i] as { id: string }).id;
-        h.forEach((x, r) => writeSync(fd, `${qid} Q0 ${x.id} ${r + 1} ${x.score.toFixed(6)} ${opts.runName}\n`));
+        const text = h.map((x, r) => `${qid} Q0 ${x.id} ${r + 1} ${x.score.toFixed(6)} ${opts.runName}\n`).join("");
+        writeSync(fd, text);
       });
     });
     console.error(`searched ${queries.length} queries (compensation: ${opts.compensate}) → ${opts.output}`);
