@@ -413,6 +413,11 @@ benchCommand(
 benchCommand("train", "time of one contrastive training step (BERT 4×256 on CPU, BERT-base on CUDA)", async (o) =>
   (await import("../bench/train.js")).runTrainBench(o),
 );
+benchCommand(
+  "drift",
+  "µs per query of each drift compensator, and exact search queries/s over 100k and 1M vectors",
+  async (o) => (await import("../bench/drift.js")).runDriftBench(o),
+);
 bench
   .command("run")
   .description("the continual dense-retrieval benchmark (configs: tiny, cpu, gpu, cdr)")

@@ -1,0 +1,71 @@
+/**
+ * `qdc bench drift`: the cost of compensating a query with each estimator (µs per query, one query
+ * at a time and in batches of 1,000), and exact search throughput (queries/s) over 100k and 1M
+ * random normalised vectors of 768 dimensions in the versioned index.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fitCompensator } from "../drift/fit.js";
+import { ExactIndex } from "../index/exact-index.js";
+import { cuda, getNumThreads, normalize, randn, tidy } from "../tensor/index.js";
+import { type BenchOptions, machineName, timePerCall } from "./common.js";
+
+export async function runDriftBench(opts: BenchOptions): Promise<void> {
+  const device = opts.device;
+  const sync = device.startsWith("cuda") ? () => cuda.synchronize() : () => {};
+  const D = 768;
+  const minSeconds = opts.quick ? 0.3 : 1;
+  const oldE = tidy(() => normalize(randn([4000, D], { seed: 1 })));
+  const newE = tidy(() => normalize(oldE.add(randn([4000, D], { seed: 2 }).mul(0.1))));
+  const compensation: Record<string, { usPerQuerySingle: number; usPerQueryBatch1000: number }> = {};
+  for (const method of ["mean", "kernel", "procrustes", "affine", "mlp"] as const) {
+    const c = fitCompensator(method, oldE, newE, { mlpEpochs: 2 });
+    const one = newE.narrow(0, 0, 1);
+    const batch = newE.narrow(0, 0, 1000);
+    const single = timePerCall(() => c.apply(one).dispose(), sync, minSeconds);
+    const many = timePerCall(() => c.apply(batch).dispose(), sync, minSeconds);
+    compensation[method] = { usPerQuerySingle: single * 1e6, usPerQueryBatch1000: (many / 1000) * 1e6 };
+    console.error(
+      `[bench] ${method}: ${(single * 1e6).toFixed(1)} µs (1 query), ${((many / 1000) * 1e6).toFixed(2)} µs/query (batch 1000)`,
+    );
+    c.dispose();
+  }
+  const search: Record<string, { queriesPerSecond: number; batch: number }> = {};
+  const work = mkdtempSync(join(tmpdir(), "qdc-bench-drift-"));
+  try {
+    for (const n of opts.quick ? [100000] : [100000, 1000000]) {
+      const idx = ExactIndex.create(join(work, `idx-${n}`), D);
+      const shard = 250000;
+      for (let s = 0; s < n; s += shard) {
+        const len = Math.min(shard, n - s);
+        const emb = tidy(() => normalize(randn([len, D], { seed: 10 + s })));
+        idx.addShard(
+          emb,
+          Array.from({ length: len }, (_, i) => `d${s + i}`),
+          "v1",
+          "bench",
+        );
+        emb.dispose();
+      }
+      const q = tidy(() => normalize(randn([64, D], { seed: 3 })));
+      idx.search(q, 10); // loads the shards
+      const t = timePerCall(() => idx.search(q, 10), sync, minSeconds);
+      search[String(n)] = { queriesPerSecond: 64 / t, batch: 64 };
+      console.error(`[bench] exact search over ${n} × ${D}: ${(64 / t).toFixed(1)} queries/s (batches of 64, k = 10)`);
+      idx.close();
+      q.dispose();
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  const result = { machine: machineName(device), device, threads: getNumThreads(), dim: D, compensation, search };
+  console.log(`drift benchmark — ${result.machine}, ${result.threads} threads, ${D}-d`);
+  console.log("| estimator | µs, 1 query | µs/query, batch 1000 |");
+  console.log("|---|---|---|");
+  for (const [m, r] of Object.entries(compensation))
+    console.log(`| ${m} | ${r.usPerQuerySingle.toFixed(1)} | ${r.usPerQueryBatch1000.toFixed(2)} |`);
+  for (const [n, r] of Object.entries(search))
+    console.log(`exact search, ${n} vectors: ${r.queriesPerSecond.toFixed(1)} queries/s`);
+  if (opts.out) writeFileSync(opts.out, `${JSON.stringify(result, null, 2)}\n`);
+}
