@@ -38,6 +38,21 @@ function positiveInt(name: string) {
   };
 }
 
+/** The options of every command that embeds texts: prompt prefix, token budget, batch size, device. */
+function withEncoding(cmd: Command, prompt: string): Command {
+  return cmd
+    .option("--prefix <str>", `prepend this instead of the model's ${prompt}`)
+    .option("--no-prefix", "prepend nothing")
+    .option("--max-length <n>", "tokens per text including special tokens", positiveInt("--max-length"))
+    .option("--batch-size <n>", "texts per forward pass", positiveInt("--batch-size"), 64)
+    .option("--device <device>", "cpu, cuda or cuda:N", "cpu");
+}
+
+/** `--prefix STR` / `--no-prefix` / neither, as EncodeOptions.prefix. */
+function prefixOf(opts: { prefix?: string | boolean }): string | false | undefined {
+  return opts.prefix === false ? false : typeof opts.prefix === "string" ? opts.prefix : undefined;
+}
+
 program
   .command("tokenize")
   .description("token ids of each input text, one JSON array per line (special tokens included)")
@@ -59,226 +74,213 @@ program
     if (opts.output) await new Promise<void>((r) => out.end(() => r()));
   });
 
-program
-  .command("encode")
-  .description("embed every input text into a safetensors file (tensor 'embeddings', float32, input order); resumable")
-  .requiredOption("--model <dir>", "model directory in Hugging Face format")
-  .requiredOption("--input <file>", "texts: .txt (one per line) or .jsonl with a 'text' field (.gz accepted)")
-  .requiredOption("--output <file>", "output .safetensors file")
-  .addOption(new Option("--kind <kind>", "which prompt to prepend").choices(["query", "document"]).default("document"))
-  .option("--prefix <str>", "prepend this instead of the model's prompt")
-  .option("--no-prefix", "prepend nothing")
-  .option("--max-length <n>", "tokens per text including special tokens", positiveInt("--max-length"))
-  .option("--batch-size <n>", "texts per forward pass", positiveInt("--batch-size"), 64)
-  .option("--chunk-size <n>", "texts per resumable chunk on disk", positiveInt("--chunk-size"), 20000)
-  .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
-  .action(
-    async (opts: {
-      model: string;
-      input: string;
-      output: string;
-      kind: "query" | "document";
-      prefix: string | boolean;
-      maxLength?: number;
-      batchSize: number;
-      chunkSize: number;
-      device: string;
-    }) => {
-      const { EmbeddingModel } = await import("../models/embedding-model.js");
-      const { encodeFile } = await import("../models/encode-file.js");
-      const { readTexts } = await import("../data/texts.js");
-      const cliProgress = (await import("cli-progress")).default;
-      let total = 0;
-      for await (const _ of readTexts(opts.input)) total++;
-      const model = EmbeddingModel.load(opts.model, { device: opts.device });
-      const bar = new cliProgress.SingleBar(
-        {
-          format: "encode {bar} {value}/{total} texts | {speed} texts/s | ETA {eta_formatted}",
-          stream: process.stderr,
-          etaBuffer: 50,
-        },
-        cliProgress.Presets.shades_classic,
-      );
-      const t0 = Date.now();
-      bar.start(total, 0, { speed: "0" });
-      const result = await encodeFile(model, opts.input, opts.output, {
-        kind: opts.kind,
-        prefix: opts.prefix === false ? false : typeof opts.prefix === "string" ? opts.prefix : undefined,
-        maxLength: opts.maxLength,
-        batchSize: opts.batchSize,
-        chunkSize: opts.chunkSize,
-        progress: false,
-        onProgress: (done) => bar.update(done, { speed: (done / Math.max(1e-3, (Date.now() - t0) / 1000)).toFixed(1) }),
-      });
-      bar.stop();
-      console.error(
-        `encoded ${result.rows} texts → ${opts.output} [${result.rows}, ${result.dim}] in ${result.seconds.toFixed(1)} s` +
-          (result.resumedChunks ? ` (${result.resumedChunks} chunk(s) resumed)` : ""),
-      );
-    },
-  );
+withEncoding(
+  program
+    .command("encode")
+    .description(
+      "embed every input text into a safetensors file (tensor 'embeddings', float32, input order); resumable",
+    )
+    .requiredOption("--model <dir>", "model directory in Hugging Face format")
+    .requiredOption("--input <file>", "texts: .txt (one per line) or .jsonl with a 'text' field (.gz accepted)")
+    .requiredOption("--output <file>", "output .safetensors file")
+    .addOption(
+      new Option("--kind <kind>", "which prompt to prepend").choices(["query", "document"]).default("document"),
+    )
+    .option("--chunk-size <n>", "texts per resumable chunk on disk", positiveInt("--chunk-size"), 20000),
+  "prompt for --kind",
+).action(
+  async (opts: {
+    model: string;
+    input: string;
+    output: string;
+    kind: "query" | "document";
+    prefix: string | boolean;
+    maxLength?: number;
+    batchSize: number;
+    chunkSize: number;
+    device: string;
+  }) => {
+    const { EmbeddingModel } = await import("../models/embedding-model.js");
+    const { encodeFile } = await import("../models/encode-file.js");
+    const { readTexts } = await import("../data/texts.js");
+    const cliProgress = (await import("cli-progress")).default;
+    let total = 0;
+    for await (const _ of readTexts(opts.input)) total++;
+    const model = EmbeddingModel.load(opts.model, { device: opts.device });
+    const bar = new cliProgress.SingleBar(
+      {
+        format: "encode {bar} {value}/{total} texts | {speed} texts/s | ETA {eta_formatted}",
+        stream: process.stderr,
+        etaBuffer: 50,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    const t0 = Date.now();
+    bar.start(total, 0, { speed: "0" });
+    const result = await encodeFile(model, opts.input, opts.output, {
+      kind: opts.kind,
+      prefix: prefixOf(opts),
+      maxLength: opts.maxLength,
+      batchSize: opts.batchSize,
+      chunkSize: opts.chunkSize,
+      progress: false,
+      onProgress: (done) => bar.update(done, { speed: (done / Math.max(1e-3, (Date.now() - t0) / 1000)).toFixed(1) }),
+    });
+    bar.stop();
+    console.error(
+      `encoded ${result.rows} texts → ${opts.output} [${result.rows}, ${result.dim}] in ${result.seconds.toFixed(1)} s` +
+        (result.resumedChunks ? ` (${result.resumedChunks} chunk(s) resumed)` : ""),
+    );
+  },
+);
 
 const drift = program.command("drift").description("query drift compensation between two model versions");
-drift
-  .command("fit")
-  .description("fit a compensator mapping the new model's queries into the old model's space")
-  .requiredOption("--old <dir>", "the older model (the one the index was built with)")
-  .requiredOption("--new <dir>", "the newer model")
-  .requiredOption("--queries <file>", "training queries: .txt or .jsonl with 'text' (.gz accepted)")
-  .option("--documents <file>", "also fit on these documents")
-  .addOption(
-    new Option("--method <m>", "estimator")
-      .choices(["mean", "kernel", "procrustes", "affine", "mlp", "auto"])
-      .default("mean"),
-  )
-  .requiredOption("--out <file>", "compensator .safetensors")
-  .option("--prefix <str>", "prepend this to queries instead of the model's query prompt")
-  .option("--no-prefix", "prepend nothing")
-  .option("--max-length <n>", "tokens per text", positiveInt("--max-length"))
-  .option("--batch-size <n>", "texts per forward pass", positiveInt("--batch-size"), 64)
-  .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
-  .action(async (opts) => {
-    const { EmbeddingModel } = await import("../models/embedding-model.js");
-    const { readTexts } = await import("../data/texts.js");
-    const { fitAuto, fitCompensator } = await import("../drift/fit.js");
-    const { saveCompensator } = await import("../drift/compensator.js");
-    const { cat } = await import("../tensor/index.js");
-    const prefix = opts.prefix === false ? false : typeof opts.prefix === "string" ? opts.prefix : undefined;
-    const read = async (file: string) => {
-      const out: string[] = [];
-      for await (const t of readTexts(file)) out.push(t);
-      return out;
-    };
-    const queries = await read(opts.queries);
-    const documents = opts.documents ? await read(opts.documents) : [];
-    const embedAll = (dir: string) => {
-      const model = EmbeddingModel.load(dir, { device: opts.device });
-      const enc = { batchSize: opts.batchSize, maxLength: opts.maxLength, prefix };
-      const q = model.encode(queries, { ...enc, kind: "query" });
-      const parts = documents.length ? [q, model.encode(documents, { ...enc, kind: "document" })] : [q];
-      model.dispose();
-      return parts.length > 1 ? cat(parts) : q;
-    };
-    const oldE = embedAll(opts.old);
-    const newE = embedAll(opts.new);
-    const fitted =
-      opts.method === "auto"
-        ? fitAuto(oldE, newE)
-        : { compensator: fitCompensator(opts.method, oldE, newE), scores: undefined };
-    saveCompensator(opts.out, fitted.compensator, {
-      fittedOn: {
-        old: opts.old,
-        new: opts.new,
-        queries: opts.queries,
-        documents: opts.documents ?? null,
-        pairs: oldE.size(0),
-      },
-    });
-    const picked = fitted.scores ? ` (auto: ${JSON.stringify(fitted.scores)})` : "";
-    console.error(`fitted ${fitted.compensator.method} on ${oldE.size(0)} pairs → ${opts.out}${picked}`);
+withEncoding(
+  drift
+    .command("fit")
+    .description("fit a compensator mapping the new model's queries into the old model's space")
+    .requiredOption("--old <dir>", "the older model (the one the index was built with)")
+    .requiredOption("--new <dir>", "the newer model")
+    .requiredOption("--queries <file>", "training queries: .txt or .jsonl with 'text' (.gz accepted)")
+    .option("--documents <file>", "also fit on these documents")
+    .addOption(
+      new Option("--method <m>", "estimator")
+        .choices(["mean", "kernel", "procrustes", "affine", "mlp", "auto"])
+        .default("mean"),
+    )
+    .requiredOption("--out <file>", "compensator .safetensors"),
+  "query prompt",
+).action(async (opts) => {
+  const { EmbeddingModel } = await import("../models/embedding-model.js");
+  const { readTexts } = await import("../data/texts.js");
+  const { fitAuto, fitCompensator } = await import("../drift/fit.js");
+  const { saveCompensator } = await import("../drift/compensator.js");
+  const { cat } = await import("../tensor/index.js");
+  const prefix = prefixOf(opts);
+  const read = async (file: string) => {
+    const out: string[] = [];
+    for await (const t of readTexts(file)) out.push(t);
+    return out;
+  };
+  const queries = await read(opts.queries);
+  const documents = opts.documents ? await read(opts.documents) : [];
+  const embedAll = (dir: string) => {
+    const model = EmbeddingModel.load(dir, { device: opts.device });
+    const enc = { batchSize: opts.batchSize, maxLength: opts.maxLength, prefix };
+    const q = model.encode(queries, { ...enc, kind: "query" });
+    const parts = documents.length ? [q, model.encode(documents, { ...enc, kind: "document" })] : [q];
+    model.dispose();
+    return parts.length > 1 ? cat(parts) : q;
+  };
+  const oldE = embedAll(opts.old);
+  const newE = embedAll(opts.new);
+  const fitted =
+    opts.method === "auto"
+      ? fitAuto(oldE, newE)
+      : { compensator: fitCompensator(opts.method, oldE, newE), scores: undefined };
+  saveCompensator(opts.out, fitted.compensator, {
+    fittedOn: {
+      old: opts.old,
+      new: opts.new,
+      queries: opts.queries,
+      documents: opts.documents ?? null,
+      pairs: oldE.size(0),
+    },
   });
+  const picked = fitted.scores ? ` (auto: ${JSON.stringify(fitted.scores)})` : "";
+  console.error(`fitted ${fitted.compensator.method} on ${oldE.size(0)} pairs → ${opts.out}${picked}`);
+});
 
 const index = program.command("index").description("versioned exact indexes of document embeddings");
-index
-  .command("build")
-  .description("embed a corpus once into a new index (safetensors shards + manifest)")
-  .requiredOption("--model <dir>", "model directory (its path is the index's model version)")
-  .requiredOption("--corpus <file>", "documents: .jsonl with _id, text (and title), or .txt (ids = line numbers)")
-  .requiredOption("--out <dir>", "new index directory")
-  .option("--shard-size <n>", "documents per shard", positiveInt("--shard-size"), 100000)
-  .option("--batch-size <n>", "texts per forward pass", positiveInt("--batch-size"), 64)
-  .option("--max-length <n>", "tokens per document", positiveInt("--max-length"))
-  .option("--prefix <str>", "prepend this instead of the model's document prompt")
-  .option("--no-prefix", "prepend nothing")
-  .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
-  .action(async (opts) => {
-    const { resolve } = await import("node:path");
-    const { EmbeddingModel } = await import("../models/embedding-model.js");
-    const { readIdTexts, chunked } = await import("../data/texts.js");
-    const { ExactIndex } = await import("../index/exact-index.js");
-    const model = EmbeddingModel.load(opts.model, { device: opts.device });
-    const idx = ExactIndex.create(opts.out, model.dimension);
-    const prefix = opts.prefix === false ? false : typeof opts.prefix === "string" ? opts.prefix : undefined;
-    let n = 0;
-    for await (const docs of chunked(readIdTexts(opts.corpus), opts.shardSize)) {
-      const emb = model.encode(
-        docs.map((d) => d.text),
-        {
-          kind: "document",
-          batchSize: opts.batchSize,
-          maxLength: opts.maxLength,
-          prefix,
-          progress: process.stderr.isTTY === true,
-        },
-      );
-      idx.addShard(
-        emb,
-        docs.map((d) => d.id),
-        resolve(opts.model),
-        resolve(opts.model),
-      );
-      emb.dispose();
-      n += docs.length;
-    }
-    console.error(`indexed ${n} documents with ${resolve(opts.model)} → ${opts.out}`);
-  });
-
-program
-  .command("search")
-  .description("exact top-k search of an index; queries of a newer model are compensated along its lineage")
-  .requiredOption("--index <dir>", "index directory")
-  .requiredOption("--model <dir>", "query model (the index's model or a descendant)")
-  .requiredOption("--queries <file>", "queries: .jsonl with _id and text, or .txt (ids = line numbers)")
-  .requiredOption("--output <file>", "TREC run file")
-  .addOption(
-    new Option("--compensate <mode>", "how queries reach older shards")
-      .choices(["auto", "mean", "kernel", "procrustes", "affine", "mlp", "none"])
-      .default("mean"),
-  )
-  .option("-k <n>", "results per query", positiveInt("-k"), 100)
-  .option("--run-name <name>", "last column of the TREC run", "qdc")
-  .option("--batch-size <n>", "texts per forward pass", positiveInt("--batch-size"), 64)
-  .option("--max-length <n>", "tokens per query", positiveInt("--max-length"))
-  .option("--prefix <str>", "prepend this instead of the model's query prompt")
-  .option("--no-prefix", "prepend nothing")
-  .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
-  .action(async (opts) => {
-    const { EmbeddingModel } = await import("../models/embedding-model.js");
-    const { readIdTexts } = await import("../data/texts.js");
-    const { ExactIndex } = await import("../index/exact-index.js");
-    const { compensationChain } = await import("../index/lineage.js");
-    const { writeAtomically } = await import("../tensor/index.js");
-    const { writeSync } = await import("node:fs");
-    const idx = ExactIndex.open(opts.index);
-    const model = EmbeddingModel.load(opts.model, { device: opts.device });
-    if (model.dimension !== idx.manifest.dim) {
-      throw new Error(`the model embeds ${model.dimension}-d vectors, the index holds ${idx.manifest.dim}-d ones`);
-    }
-    // every version in the index must be reachable before any work is done
-    const chains = new Map(idx.versions.map((v) => [v, compensationChain(opts.model, v, opts.compensate)]));
-    const queries: { id: string; text: string }[] = [];
-    for await (const q of readIdTexts(opts.queries)) queries.push(q);
-    const prefix = opts.prefix === false ? false : typeof opts.prefix === "string" ? opts.prefix : undefined;
+withEncoding(
+  index
+    .command("build")
+    .description("embed a corpus once into a new index (safetensors shards + manifest)")
+    .requiredOption("--model <dir>", "model directory (its path is the index's model version)")
+    .requiredOption("--corpus <file>", "documents: .jsonl with _id, text (and title), or .txt (ids = line numbers)")
+    .requiredOption("--out <dir>", "new index directory")
+    .option("--shard-size <n>", "documents per shard", positiveInt("--shard-size"), 100000),
+  "document prompt",
+).action(async (opts) => {
+  const { resolve } = await import("node:path");
+  const { EmbeddingModel } = await import("../models/embedding-model.js");
+  const { readIdTexts, chunked } = await import("../data/texts.js");
+  const { ExactIndex } = await import("../index/exact-index.js");
+  const model = EmbeddingModel.load(opts.model, { device: opts.device });
+  const idx = ExactIndex.create(opts.out, model.dimension);
+  const prefix = prefixOf(opts);
+  let n = 0;
+  for await (const docs of chunked(readIdTexts(opts.corpus), opts.shardSize)) {
     const emb = model.encode(
-      queries.map((q) => q.text),
-      { kind: "query", batchSize: opts.batchSize, maxLength: opts.maxLength, prefix },
-    );
-    const transformed = new Map<string, ReturnType<typeof emb.clone>>();
-    const hits = idx.search(emb, opts.k, {
-      transform: (v) => {
-        if (!transformed.has(v)) transformed.set(v, (chains.get(v) as (q: typeof emb) => typeof emb)(emb));
-        return transformed.get(v) ?? null;
+      docs.map((d) => d.text),
+      {
+        kind: "document",
+        batchSize: opts.batchSize,
+        maxLength: opts.maxLength,
+        prefix,
+        progress: process.stderr.isTTY === true,
       },
+    );
+    idx.addShard(
+      emb,
+      docs.map((d) => d.id),
+      resolve(opts.model),
+      resolve(opts.model),
+    );
+    emb.dispose();
+    n += docs.length;
+  }
+  console.error(`indexed ${n} documents with ${resolve(opts.model)} → ${opts.out}`);
+});
+
+withEncoding(
+  program
+    .command("search")
+    .description("exact top-k search of an index; queries of a newer model are compensated along its lineage")
+    .requiredOption("--index <dir>", "index directory")
+    .requiredOption("--model <dir>", "query model (the index's model or a descendant)")
+    .requiredOption("--queries <file>", "queries: .jsonl with _id and text, or .txt (ids = line numbers)")
+    .requiredOption("--output <file>", "TREC run file")
+    .addOption(
+      new Option("--compensate <mode>", "how queries reach older shards")
+        .choices(["auto", "mean", "kernel", "procrustes", "affine", "mlp", "none"])
+        .default("mean"),
+    )
+    .option("-k <n>", "results per query", positiveInt("-k"), 100)
+    .option("--run-name <name>", "last column of the TREC run", "qdc"),
+  "query prompt",
+).action(async (opts) => {
+  const { EmbeddingModel } = await import("../models/embedding-model.js");
+  const { readIdTexts } = await import("../data/texts.js");
+  const { ExactIndex } = await import("../index/exact-index.js");
+  const { compensationChain } = await import("../index/lineage.js");
+  const { writeAtomically } = await import("../tensor/index.js");
+  const { writeSync } = await import("node:fs");
+  const idx = ExactIndex.open(opts.index);
+  const model = EmbeddingModel.load(opts.model, { device: opts.device });
+  if (model.dimension !== idx.manifest.dim) {
+    throw new Error(`the model embeds ${model.dimension}-d vectors, the index holds ${idx.manifest.dim}-d ones`);
+  }
+  // every version in the index must be reachable before any work is done
+  const chains = new Map(idx.versions.map((v) => [v, compensationChain(opts.model, v, opts.compensate)]));
+  const queries: { id: string; text: string }[] = [];
+  for await (const q of readIdTexts(opts.queries)) queries.push(q);
+  const prefix = prefixOf(opts);
+  const emb = model.encode(
+    queries.map((q) => q.text),
+    { kind: "query", batchSize: opts.batchSize, maxLength: opts.maxLength, prefix },
+  );
+  // ExactIndex.search asks for each version's queries once
+  const hits = idx.search(emb, opts.k, { transform: (v) => (chains.get(v) as (q: typeof emb) => typeof emb)(emb) });
+  writeAtomically(opts.output, (fd) => {
+    hits.forEach((h, i) => {
+      const qid = (queries[i] as { id: string }).id;
+      const text = h.map((x, r) => `${qid} Q0 ${x.id} ${r + 1} ${x.score.toFixed(6)} ${opts.runName}\n`).join("");
+      writeSync(fd, text);
     });
-    writeAtomically(opts.output, (fd) => {
-      hits.forEach((h, i) => {
-        const qid = (queries[i] as { id: string }).id;
-        const text = h.map((x, r) => `${qid} Q0 ${x.id} ${r + 1} ${x.score.toFixed(6)} ${opts.runName}\n`).join("");
-        writeSync(fd, text);
-      });
-    });
-    console.error(`searched ${queries.length} queries (compensation: ${opts.compensate}) → ${opts.output}`);
   });
+  console.error(`searched ${queries.length} queries (compensation: ${opts.compensate}) → ${opts.output}`);
+});
 
 function number(name: string) {
   return (v: string): number => {

@@ -73,7 +73,7 @@ export class EmbeddingModel {
   prompts: Record<TextKind, string>;
   /** Dropout on (training) or off. */
   training = false;
-  #rotary: { S: number; device: string; cos: Tensor; sin: Tensor } | null = null;
+  #rotary: { S: number; cos: Tensor; sin: Tensor } | null = null;
 
   constructor(config: EncoderConfig, tokenizer: Tokenizer, params: Map<string, Tensor>, device = "cpu") {
     this.config = config;
@@ -255,7 +255,7 @@ export class EmbeddingModel {
       this.#rotary?.sin.dispose();
       const size = Math.max(S, 512);
       const t = rotaryTables(this.config, size, this.device);
-      this.#rotary = { S: size, device: this.device, cos: keep(t.cos), sin: keep(t.sin) };
+      this.#rotary = { S: size, cos: keep(t.cos), sin: keep(t.sin) };
     }
     return this.#rotary;
   }
