@@ -4,7 +4,7 @@
  * directories (config.json, model.safetensors or shards, tokenizer files), plus the
  * sentence-transformers files that record pooling, normalisation and prompts.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import cliProgress from "cli-progress";
 import {
@@ -25,7 +25,7 @@ import { bertForward } from "./bert.js";
 import { type EncoderConfig, readConfig } from "./config.js";
 import { nomicForward, rotaryTables } from "./nomic.js";
 import { canonicalName, initParams, paramSpecs } from "./params.js";
-import { Tokenizer } from "./tokenizer.js";
+import { readJson, Tokenizer } from "./tokenizer.js";
 
 export type Pooling = "mean" | "cls";
 export type TextKind = "query" | "document";
@@ -55,12 +55,7 @@ export interface Batch {
 const NOMIC_PROMPTS = { query: "search_query: ", document: "search_document: " };
 
 function readJsonIf(path: string): Record<string, unknown> | null {
-  if (!existsSync(path)) return null;
-  try {
-    return JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
-  } catch (e) {
-    throw new Error(`${path}: cannot read JSON (${(e as Error).message})`);
-  }
+  return existsSync(path) ? readJson(path) : null;
 }
 
 export class EmbeddingModel {

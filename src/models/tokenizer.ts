@@ -18,7 +18,8 @@ export interface TokenizedBatch {
   ids: number[][];
 }
 
-function readJson(path: string): Record<string, unknown> {
+/** A JSON file's contents, or an error naming the file. */
+export function readJson(path: string): Record<string, unknown> {
   try {
     return JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
   } catch (e) {
