@@ -4,7 +4,7 @@ import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { Tokenizer } from "../models/index.js";
-import { cuda } from "../tensor/index.js";
+import { cuda, randint, type Tensor } from "../tensor/index.js";
 
 /** Options every benchmark command takes. */
 export interface BenchOptions {
@@ -68,4 +68,12 @@ export function machineName(device: string): string {
   return device.startsWith("cuda")
     ? `cuda (${cuda.deviceCount()} device(s))`
     : `${cpus()[0]?.model ?? "cpu"}, ${cpus().length} cores`;
+}
+
+/** Random token ids [n, len] (int64) framed by [CLS] (2) and [SEP] (3), as the synthetic tokenizer numbers them. */
+export function syntheticIds(n: number, len: number, seed: number): Tensor {
+  const t = randint(5, VOCAB, [n, len], { seed });
+  t.narrow(1, 0, 1).fill_(2);
+  t.narrow(1, len - 1, 1).fill_(3);
+  return t;
 }

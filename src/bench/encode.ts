@@ -9,8 +9,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { bertConfig, EmbeddingModel } from "../models/index.js";
-import { cuda, getNumThreads, randint, saveSafetensors } from "../tensor/index.js";
-import { type BenchOptions, ensurePeerPython, machineName, syntheticTokenizer, timePerCall, VOCAB } from "./common.js";
+import { cuda, getNumThreads, saveSafetensors } from "../tensor/index.js";
+import {
+  type BenchOptions,
+  ensurePeerPython,
+  machineName,
+  syntheticIds,
+  syntheticTokenizer,
+  timePerCall,
+  VOCAB,
+} from "./common.js";
 
 interface Shape {
   name: string;
@@ -57,9 +65,7 @@ export async function runEncodeBench(opts: BenchOptions): Promise<void> {
       const model = EmbeddingModel.create(cfg, tok, { seed: 1, device });
       const modelDir = join(work, `model-${c.shape.layers}x${c.shape.hidden}`);
       model.save(modelDir);
-      const idsT = randint(5, VOCAB, [c.docs, c.seq], { seed: 2 });
-      idsT.narrow(1, 0, 1).fill_(2);
-      idsT.narrow(1, c.seq - 1, 1).fill_(3);
+      const idsT = syntheticIds(c.docs, c.seq, 2);
       const idsFile = join(work, "ids.safetensors");
       saveSafetensors(idsFile, { input_ids: idsT });
       const flat = idsT.toArray();

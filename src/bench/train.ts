@@ -11,19 +11,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { bertConfig, EmbeddingModel } from "../models/index.js";
-import {
-  AdamW,
-  clipGradNorm,
-  cuda,
-  getNumThreads,
-  randint,
-  saveSafetensors,
-  type Tensor,
-  tidy,
-} from "../tensor/index.js";
+import { AdamW, clipGradNorm, cuda, getNumThreads, saveSafetensors, type Tensor, tidy } from "../tensor/index.js";
 import { infoNCE } from "../train/losses.js";
 import { noDecay } from "../train/trainer.js";
-import { type BenchOptions, ensurePeerPython, machineName, syntheticTokenizer, timePerCall, VOCAB } from "./common.js";
+import {
+  type BenchOptions,
+  ensurePeerPython,
+  machineName,
+  syntheticIds,
+  syntheticTokenizer,
+  timePerCall,
+  VOCAB,
+} from "./common.js";
 
 export async function runTrainBench(opts: BenchOptions): Promise<void> {
   const device = opts.device;
@@ -53,14 +52,8 @@ export async function runTrainBench(opts: BenchOptions): Promise<void> {
     model.training = true;
     const modelDir = join(work, "model");
     model.save(modelDir);
-    const ids = (n: number, len: number, seed: number) => {
-      const t = randint(5, VOCAB, [n, len], { seed });
-      t.narrow(1, 0, 1).fill_(2);
-      t.narrow(1, len - 1, 1).fill_(3);
-      return t;
-    };
-    const q = ids(nq, qLen, 2);
-    const d = ids(nd, dLen, 3);
+    const q = syntheticIds(nq, qLen, 2);
+    const d = syntheticIds(nd, dLen, 3);
     saveSafetensors(join(work, "q.safetensors"), { input_ids: q });
     saveSafetensors(join(work, "d.safetensors"), { input_ids: d });
     const qBatch = { inputIds: q.to(device), attentionMask: q.to(device).mul(0).add(1), padded: false };
