@@ -1,11 +1,11 @@
 /** The versioned exact index against a brute-force reference, including ties and mixed versions. */
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { ExactIndex } from "../src/index/exact-index.js";
-import { normalize, randn, type Tensor, tensor, tidy } from "../src/index.js";
+import { loadRows, normalize, randn, type Tensor, tensor, tidy } from "../src/index.js";
 
 /** Top-k ids by a plain JS loop over all scores: descending, ties by insertion order. */
 function bruteForce(q: number[][], docs: number[][], ids: string[], k: number): string[][] {
@@ -74,5 +74,57 @@ describe("exact index", () => {
     assert.ok(onlyNew.every((h) => h.every((x) => x.modelVersion === "v2")));
     assert.throws(() => ExactIndex.create(dir, 4), /already exists/);
     assert.throws(() => ExactIndex.open(join(dir, "nope")), /not a qdc index/);
+  });
+
+  it("streams shards from disk beyond the cache budget with the same results", () => {
+    const dir = join(mkdtempSync(join(tmpdir(), "qdc-index-")), "idx");
+    const idx = ExactIndex.create(dir, 16);
+    const docs = tidy(() => randn([500, 16], { seed: 7 }).mul(2).round());
+    const ids = Array.from({ length: 500 }, (_, i) => `d${i}`);
+    for (let s = 0; s < 5; s++)
+      idx.addShard(docs.narrow(0, s * 100, 100), ids.slice(s * 100, (s + 1) * 100), "v1", "/m/v1");
+    const q = tidy(() => randn([4, 16], { seed: 8 }).round());
+    const expected = bruteForce(rows(q), rows(docs), ids, 12);
+    // no cache at all: every chunk is read from its file
+    const streamed = ExactIndex.open(dir, { cacheBytes: 0 });
+    assert.deepEqual(
+      streamed.search(q, 12, { chunkRows: 33 }).map((h) => h.map((x) => x.id)),
+      expected,
+    );
+    // a budget of two shards: the rest streams
+    const partial = ExactIndex.open(dir, { cacheBytes: 2 * 100 * 16 * 4 });
+    assert.deepEqual(
+      partial.search(q, 12).map((h) => h.map((x) => x.id)),
+      expected,
+    );
+    const rowsOf = loadRows(join(dir, "shard-00001.safetensors"), "embeddings", 10, 3);
+    assert.deepEqual(rowsOf.toArray(), docs.narrow(0, 110, 3).contiguous().toArray());
+    assert.throws(
+      () => loadRows(join(dir, "shard-00001.safetensors"), "embeddings", 99, 2),
+      /outside tensor 'embeddings' of 100 rows/,
+    );
+    assert.throws(() => loadRows(join(dir, "shard-00001.safetensors"), "nope", 0, 1), /has no tensor 'nope'/);
+  });
+
+  it("replaces a shard through a new file and one manifest switch", () => {
+    const dir = join(mkdtempSync(join(tmpdir(), "qdc-index-")), "idx");
+    const idx = ExactIndex.create(dir, 4);
+    const a = tidy(() => normalize(randn([10, 4], { seed: 9 })));
+    const b = tidy(() => normalize(randn([10, 4], { seed: 10 })));
+    const ids = Array.from({ length: 10 }, (_, i) => `d${i}`);
+    idx.addShard(a, ids, "v1", "/m/v1");
+    const q = b.narrow(0, 3, 1);
+    assert.notEqual(idx.search(q, 1)[0]![0]!.id, "d3");
+    idx.replaceShard(0, b, "v2", "/m/v2");
+    const shard = idx.manifest.shards[0]!;
+    assert.equal(shard.modelVersion, "v2");
+    assert.notEqual(shard.file, "shard-00000.safetensors");
+    assert.ok(!existsSync(join(dir, "shard-00000.safetensors")), "the old file is removed after the switch");
+    const reopened = ExactIndex.open(dir);
+    const hit = reopened.search(q, 1)[0]![0]!;
+    assert.equal(hit.id, "d3");
+    assert.equal(hit.modelVersion, "v2");
+    assert.throws(() => idx.replaceShard(1, b, "v2", "/m/v2"), /no shard 1/);
+    assert.throws(() => idx.replaceShard(0, b.narrow(0, 0, 5), "v2", "/m/v2"), /5 embeddings for 10 rows/);
   });
 });

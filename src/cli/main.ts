@@ -254,8 +254,7 @@ withEncoding(
   const { readIdTexts } = await import("../data/texts.js");
   const { ExactIndex } = await import("../index/exact-index.js");
   const { compensationChain } = await import("../index/lineage.js");
-  const { writeAtomically } = await import("../tensor/index.js");
-  const { writeSync } = await import("node:fs");
+  const { writeRun } = await import("../eval/trec.js");
   const idx = ExactIndex.open(opts.index);
   const model = EmbeddingModel.load(opts.model, { device: opts.device });
   if (model.dimension !== idx.manifest.dim) {
@@ -272,15 +271,43 @@ withEncoding(
   );
   // ExactIndex.search asks for each version's queries once
   const hits = idx.search(emb, opts.k, { transform: (v) => (chains.get(v) as (q: typeof emb) => typeof emb)(emb) });
-  writeAtomically(opts.output, (fd) => {
-    hits.forEach((h, i) => {
-      const qid = (queries[i] as { id: string }).id;
-      const text = h.map((x, r) => `${qid} Q0 ${x.id} ${r + 1} ${x.score.toFixed(6)} ${opts.runName}\n`).join("");
-      writeSync(fd, text);
-    });
-  });
+  writeRun(
+    opts.output,
+    queries.map((q) => q.id),
+    hits,
+    opts.runName,
+  );
   console.error(`searched ${queries.length} queries (compensation: ${opts.compensate}) → ${opts.output}`);
 });
+
+program
+  .command("eval")
+  .description("score a TREC run against qrels exactly as trec_eval does")
+  .requiredOption("--qrels <file>", "qrels: BEIR .tsv (query-id, corpus-id, score) or TREC (qid 0 docid rel)")
+  .requiredOption("--run <file>", "TREC run (qid Q0 docid rank score tag)")
+  .option(
+    "-m, --measure <m>",
+    "measure, repeatable: ndcg_cut.K, recall.K, map_cut.K, P.K, recip_rank[.K]",
+    (v: string, acc: string[]) => [...acc, v],
+    [] as string[],
+  )
+  .option("-q, --per-query", "also print a line per query")
+  .option("-c, --all-queries", "average over every judged query, counting those missing from the run as 0")
+  .option("--json", "print JSON instead of trec_eval's text lines")
+  .action(async (opts) => {
+    const { readQrels } = await import("../data/beir.js");
+    const { readRun } = await import("../eval/trec.js");
+    const { evaluate, formatEvaluation, parseMeasures } = await import("../eval/metrics.js");
+    const specs: string[] = opts.measure.length
+      ? opts.measure
+      : ["ndcg_cut.10", "recall.100", "map_cut.100", "recip_rank.10"];
+    const measures = specs.flatMap(parseMeasures);
+    const e = evaluate(await readQrels(opts.qrels), await readRun(opts.run), measures, { allQueries: opts.allQueries });
+    if (opts.json) {
+      const perQuery = opts.perQuery ? Object.fromEntries(e.perQuery) : undefined;
+      process.stdout.write(`${JSON.stringify({ queries: e.queries, mean: e.mean, perQuery }, null, 1)}\n`);
+    } else process.stdout.write(formatEvaluation(e, { perQuery: opts.perQuery }));
+  });
 
 function number(name: string) {
   return (v: string): number => {

@@ -13,19 +13,23 @@ function requireFile(file: string): void {
     throw new Error(`${file}: missing (a BEIR folder has corpus.jsonl, queries.jsonl and qrels/<split>.tsv)`);
 }
 
-/** qrels/<split>.tsv: query-id, corpus-id, score (a header line is skipped). */
+/**
+ * Relevance judgments: BEIR's qrels/<split>.tsv (query-id, corpus-id, score; a header line is
+ * skipped) or TREC's qrels (query-id, iteration, doc-id, relevance; whitespace separated).
+ */
 export async function readQrels(file: string): Promise<Map<string, Map<string, number>>> {
   requireFile(file);
   const out = new Map<string, Map<string, number>>();
   for await (const [line, n] of readLines(file)) {
     if (line.trim() === "") continue;
-    const cols = line.split("\t");
+    const cols = line.includes("\t") ? line.split("\t") : line.trim().split(/\s+/);
+    if (cols.length === 4) cols.splice(1, 1); // TREC: drop the iteration column
     if (n === 1 && Number.isNaN(Number(cols[2]))) continue; // header
-    if (cols.length < 3)
+    if (cols.length !== 3)
       throw new InputError(
         file,
         n,
-        `expected 3 tab-separated columns (query-id, corpus-id, score), got ${cols.length}`,
+        `expected 3 tab-separated columns (query-id, corpus-id, score) or 4 TREC columns (query-id, 0, doc-id, relevance), got ${cols.length}`,
       );
     const score = Number(cols[2]);
     if (!Number.isFinite(score)) throw new InputError(file, n, `score ${JSON.stringify(cols[2])} is not a number`);

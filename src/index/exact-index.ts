@@ -8,7 +8,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { cat, keep, loadSafetensors, noGrad, saveSafetensors, type Tensor, tidy } from "../tensor/index.js";
+import { cat, keep, loadRows, loadSafetensors, noGrad, saveSafetensors, type Tensor, tidy } from "../tensor/index.js";
 
 export interface ShardInfo {
   file: string;
@@ -36,39 +36,66 @@ export interface Hit {
 
 const MANIFEST = "manifest.json";
 
+export interface OpenOptions {
+  /**
+   * Bytes of shard embeddings kept in memory between searches (default 1 GiB, or
+   * QDC_INDEX_CACHE_MB). Shards beyond it are streamed from disk chunk by chunk on every search,
+   * so memory stays bounded by the budget plus one chunk whatever the index size.
+   */
+  cacheBytes?: number;
+}
+
+function defaultCacheBytes(): number {
+  const mb = Number(process.env.QDC_INDEX_CACHE_MB);
+  return Number.isFinite(mb) && mb >= 0 && process.env.QDC_INDEX_CACHE_MB !== "" ? mb * 2 ** 20 : 2 ** 30;
+}
+
 export class ExactIndex {
   readonly dir: string;
   manifest: Manifest;
-  #cache = new Map<string, { emb: Tensor; ids: string[] }>();
+  readonly cacheBytes: number;
+  #cache = new Map<string, Tensor>();
+  #cached = 0;
+  #ids = new Map<string, string[]>();
 
-  private constructor(dir: string, manifest: Manifest) {
+  private constructor(dir: string, manifest: Manifest, opts: OpenOptions = {}) {
     this.dir = dir;
     this.manifest = manifest;
+    this.cacheBytes = opts.cacheBytes ?? defaultCacheBytes();
   }
 
   /** A new, empty index directory. */
-  static create(dir: string, dim: number): ExactIndex {
+  static create(dir: string, dim: number, opts: OpenOptions = {}): ExactIndex {
     if (existsSync(join(dir, MANIFEST))) throw new Error(`${dir}: an index already exists here`);
     mkdirSync(dir, { recursive: true });
-    const idx = new ExactIndex(dir, {
-      format: "qdc-exact-index",
-      formatVersion: 1,
-      dim,
-      normalized: true,
-      createdAt: new Date().toISOString(),
-      shards: [],
-    });
+    const idx = new ExactIndex(
+      dir,
+      {
+        format: "qdc-exact-index",
+        formatVersion: 1,
+        dim,
+        normalized: true,
+        createdAt: new Date().toISOString(),
+        shards: [],
+      },
+      opts,
+    );
     idx.#writeManifest();
     return idx;
   }
 
-  static open(dir: string): ExactIndex {
+  static open(dir: string, opts: OpenOptions = {}): ExactIndex {
     const path = join(dir, MANIFEST);
     if (!existsSync(path))
       throw new Error(`${dir}: no ${MANIFEST} (not a qdc index; build one with \`qdc index build\`)`);
-    const m = JSON.parse(readFileSync(path, "utf8")) as Manifest;
-    if (m.format !== "qdc-exact-index") throw new Error(`${path}: not a qdc exact index manifest`);
-    return new ExactIndex(dir, m);
+    let m: Manifest;
+    try {
+      m = JSON.parse(readFileSync(path, "utf8")) as Manifest;
+    } catch (e) {
+      throw new Error(`${path}: ${(e as Error).message}`);
+    }
+    if (m?.format !== "qdc-exact-index") throw new Error(`${path}: not a qdc exact index manifest`);
+    return new ExactIndex(dir, m, opts);
   }
 
   #writeManifest(): void {
@@ -86,58 +113,94 @@ export class ExactIndex {
     return [...new Set(this.manifest.shards.map((s) => s.modelVersion))];
   }
 
-  /** Appends a shard of embeddings [n, dim] with their ids, embedded by `modelVersion`. */
-  addShard(embeddings: Tensor, ids: string[], modelVersion: string, modelDir: string): void {
+  #checkShard(embeddings: Tensor, rows: number): void {
     if (embeddings.ndim !== 2 || embeddings.size(1) !== this.manifest.dim) {
       throw new Error(
         `shard embeddings have shape [${embeddings.shape}], the index holds ${this.manifest.dim}-d vectors`,
       );
     }
-    if (embeddings.size(0) !== ids.length) throw new Error(`${embeddings.size(0)} embeddings but ${ids.length} ids`);
-    const n = this.manifest.shards.length;
-    const file = `shard-${String(n).padStart(5, "0")}.safetensors`;
-    const idsFile = `shard-${String(n).padStart(5, "0")}.ids.json`;
+    if (embeddings.size(0) !== rows) throw new Error(`${embeddings.size(0)} embeddings for ${rows} rows`);
+  }
+
+  #writeEmbeddings(file: string, embeddings: Tensor, modelVersion: string): void {
     saveSafetensors(
       join(this.dir, file),
       { embeddings: embeddings.to({ dtype: "float32", device: "cpu" }).contiguous() },
       { model_version: modelVersion },
     );
+  }
+
+  /** Appends a shard of embeddings [n, dim] with their ids, embedded by `modelVersion`. */
+  addShard(embeddings: Tensor, ids: string[], modelVersion: string, modelDir: string): void {
+    this.#checkShard(embeddings, ids.length);
+    const n = String(this.manifest.shards.length).padStart(5, "0");
+    const file = `shard-${n}.safetensors`;
+    const idsFile = `shard-${n}.ids.json`;
+    this.#writeEmbeddings(file, embeddings, modelVersion);
     writeFileSync(join(this.dir, idsFile), JSON.stringify(ids));
     this.manifest.shards.push({ file, idsFile, rows: ids.length, modelVersion, modelDir });
     this.#writeManifest();
   }
 
-  /** Replaces shard `i` (a re-embed with a newer model), atomically per file. */
+  /**
+   * Replaces shard `i`'s embeddings (a re-embed with a newer model). The new vectors go to a new
+   * file and the manifest switches to it in one rename, so a crash leaves either the old shard
+   * with its old version or the new one with the new version, never a mix.
+   */
   replaceShard(i: number, embeddings: Tensor, modelVersion: string, modelDir: string): void {
     const s = this.manifest.shards[i];
-    if (!s) throw new RangeError(`no shard ${i}`);
-    if (embeddings.size(0) !== s.rows) throw new Error(`shard ${i} has ${s.rows} rows, got ${embeddings.size(0)}`);
-    saveSafetensors(
-      join(this.dir, s.file),
-      { embeddings: embeddings.to({ dtype: "float32", device: "cpu" }).contiguous() },
-      { model_version: modelVersion },
-    );
-    this.manifest.shards[i] = { ...s, modelVersion, modelDir };
-    this.#cache.get(s.file)?.emb.dispose();
-    this.#cache.delete(s.file);
+    if (!s) throw new RangeError(`no shard ${i} (the index has ${this.manifest.shards.length})`);
+    this.#checkShard(embeddings, s.rows);
+    const stem = `shard-${String(i).padStart(5, "0")}`;
+    let file = `${stem}.r1.safetensors`;
+    for (let r = 1; existsSync(join(this.dir, file)) || file === s.file; r++) file = `${stem}.r${r}.safetensors`;
+    this.#writeEmbeddings(file, embeddings, modelVersion);
+    this.manifest.shards[i] = { ...s, file, modelVersion, modelDir };
     this.#writeManifest();
+    this.#evict(s.file);
+    rmSync(join(this.dir, s.file), { force: true });
   }
 
-  #shard(s: ShardInfo, device: string): { emb: Tensor; ids: string[] } {
-    let c = this.#cache.get(s.file);
-    if (!c) {
-      const t = loadSafetensors(join(this.dir, s.file), { device }).get("embeddings");
-      if (!t) throw new Error(`${join(this.dir, s.file)}: no 'embeddings' tensor`);
-      c = { emb: keep(t), ids: JSON.parse(readFileSync(join(this.dir, s.idsFile), "utf8")) as string[] };
-      this.#cache.set(s.file, c);
+  #evict(file: string): void {
+    const t = this.#cache.get(file);
+    if (t) {
+      this.#cached -= t.numel * 4;
+      t.dispose();
+      this.#cache.delete(file);
     }
-    return c;
+  }
+
+  /** The ids of a shard (kept in memory: they are needed for every hit). */
+  shardIds(s: ShardInfo): string[] {
+    let ids = this.#ids.get(s.idsFile);
+    if (!ids) {
+      const path = join(this.dir, s.idsFile);
+      ids = JSON.parse(readFileSync(path, "utf8")) as string[];
+      if (!Array.isArray(ids) || ids.length !== s.rows)
+        throw new Error(`${path}: expected ${s.rows} ids as the manifest says, found ${ids?.length}`);
+      this.#ids.set(s.idsFile, ids);
+    }
+    return ids;
+  }
+
+  /** Rows [start, start + len) of a shard: from the in-memory cache, or streamed from disk. */
+  #rows(s: ShardInfo, start: number, len: number, device: string): Tensor {
+    let t = this.#cache.get(s.file);
+    const bytes = s.rows * this.manifest.dim * 4;
+    if (!t && this.#cached + bytes <= this.cacheBytes) {
+      t = loadSafetensors(join(this.dir, s.file), { device, names: ["embeddings"] }).get("embeddings") as Tensor;
+      keep(t);
+      this.#cache.set(s.file, t);
+      this.#cached += bytes;
+    }
+    if (t) return t.device === device ? t.narrow(0, start, len) : t.narrow(0, start, len).to(device);
+    return loadRows(join(this.dir, s.file), "embeddings", start, len, { device });
   }
 
   /**
    * Exact top-k for queries [M, dim]. `transform(version)` returns the queries to use against that
    * version's shards (e.g. compensated), or null to skip them. Scores are dot products (cosine for
-   * normalised vectors).
+   * normalised vectors). Ties keep index order (shard, then row).
    */
   search(
     queries: Tensor,
@@ -151,12 +214,10 @@ export class ExactIndex {
     const device = opts.device ?? "cpu";
     const chunkRows = opts.chunkRows ?? 65536;
     const M = queries.size(0);
-    const best: { scores: Float32Array; ids: string[]; versions: string[] }[] = Array.from({ length: M }, () => ({
-      scores: new Float32Array(0),
-      ids: [],
-      versions: [],
-    }));
+    // candidates per query: score, global position (for the tie order), shard, row
+    const best: Candidate[][] = Array.from({ length: M }, () => []);
     const qByVersion = new Map<string, Tensor | null>();
+    let base = 0;
     try {
       for (const s of this.manifest.shards) {
         if (!qByVersion.has(s.modelVersion)) {
@@ -164,66 +225,74 @@ export class ExactIndex {
           qByVersion.set(s.modelVersion, q ? keep(q.to({ dtype: "float32", device })) : null);
         }
         const q = qByVersion.get(s.modelVersion);
-        if (!q) continue;
-        const shard = this.#shard(s, device);
-        for (let start = 0; start < s.rows; start += chunkRows) {
-          const len = Math.min(chunkRows, s.rows - start);
-          const kk = Math.min(k, len);
-          const { values, indices } = tidy(() =>
-            noGrad(() => {
-              const scores = q.matmul(shard.emb.narrow(0, start, len).T);
-              // a stable descending sort, so equal scores keep row order (topk's tie order is unspecified)
-              const sorted = scores.sort(1, true, true);
-              return {
-                values: sorted.values.narrow(1, 0, kk).contiguous().to("cpu").data() as Float32Array,
-                indices: sorted.indices.narrow(1, 0, kk).contiguous().to("cpu").toArray(),
-              };
-            }),
-          );
-          for (let m = 0; m < M; m++) {
-            const cur = best[m] as (typeof best)[number];
-            const cand: [number, string, string][] = cur.ids.map((id, i) => [
-              cur.scores[i] as number,
-              id,
-              cur.versions[i] as string,
-            ]);
-            for (let j = 0; j < kk; j++) {
-              cand.push([
-                values[m * kk + j] as number,
-                shard.ids[start + (indices[m * kk + j] as number)] as string,
-                s.modelVersion,
-              ]);
+        if (q) {
+          const ids = this.shardIds(s);
+          for (let start = 0; start < s.rows; start += chunkRows) {
+            const len = Math.min(chunkRows, s.rows - start);
+            const { values, indices, kk } = tidy(() =>
+              noGrad(() => topRows(q.matmul(this.#rows(s, start, len, device).T), k)),
+            );
+            for (let m = 0; m < M; m++) {
+              const cand = best[m] as Candidate[];
+              for (let j = 0; j < kk; j++) {
+                const row = start + (indices[m * kk + j] as number);
+                cand.push({
+                  score: values[m * kk + j] as number,
+                  pos: base + row,
+                  id: ids[row] as string,
+                  version: s.modelVersion,
+                });
+              }
+              cand.sort((a, b) => b.score - a.score || a.pos - b.pos);
+              cand.length = Math.min(cand.length, k);
             }
-            // stable: earlier candidates (earlier shards/rows) win ties
-            const score = (i: number) => (cand[i] as [number, string, string])[0];
-            const order = cand.map((_, i) => i).sort((a, b) => score(b) - score(a) || a - b);
-            const top = order.slice(0, k).map((i) => cand[i] as [number, string, string]);
-            best[m] = {
-              scores: Float32Array.from(top.map((t) => t[0])),
-              ids: top.map((t) => t[1]),
-              versions: top.map((t) => t[2]),
-            };
           }
         }
+        base += s.rows;
       }
     } finally {
       for (const q of qByVersion.values()) if (q && q !== queries) q.dispose();
     }
-    return best.map((b) =>
-      b.ids.map((id, i) => ({ id, score: b.scores[i] as number, modelVersion: b.versions[i] as string })),
-    );
+    return best.map((b) => b.map((c) => ({ id: c.id, score: c.score, modelVersion: c.version })));
   }
 
   /** Releases cached shard tensors. */
   close(): void {
-    for (const c of this.#cache.values()) c.emb.dispose();
+    for (const t of this.#cache.values()) t.dispose();
     this.#cache.clear();
+    this.#cached = 0;
+    this.#ids.clear();
   }
 
   /** Removes the index directory. */
   static remove(dir: string): void {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+interface Candidate {
+  score: number;
+  pos: number;
+  id: string;
+  version: string;
+}
+
+/**
+ * The k best columns of each row of `scores` [M, n] with ties in column order: topk, and where a
+ * row's k-th value also occurs outside the selection (topk's choice among equals is unspecified)
+ * a stable sort of that chunk instead.
+ */
+function topRows(scores: Tensor, k: number): { values: Float32Array; indices: number[]; kk: number } {
+  const kk = Math.min(k, scores.size(1));
+  const top = scores.topk(kk, 1, true, true);
+  const kth = top.values.narrow(1, kk - 1, 1);
+  const atLeast = scores.ge(kth).sum(1).max().item();
+  const pick = atLeast > kk ? scores.sort(1, true, true) : top;
+  return {
+    values: pick.values.narrow(1, 0, kk).contiguous().to("cpu").data() as Float32Array,
+    indices: pick.indices.narrow(1, 0, kk).contiguous().to("cpu").toArray(),
+    kk,
+  };
 }
 
 /** All embeddings of an index in order (for tests and re-embedding). */

@@ -168,6 +168,30 @@ export function loadSafetensors(path: string, opts: LoadOptions = {}): Map<strin
   return out;
 }
 
+/**
+ * Loads rows [start, start + count) of a tensor along its first dimension straight from the file
+ * (one pread into tensor memory), so a large matrix can be streamed in chunks.
+ */
+export function loadRows(
+  path: string,
+  name: string,
+  start: number,
+  count: number,
+  opts: { device?: Device | string } = {},
+): Tensor {
+  const info = readHeader(path).tensors.get(name);
+  if (!info) throw new SafetensorsError(path, `has no tensor '${name}'`);
+  const [rows, ...rest] = info.shape;
+  if (rows === undefined) throw new SafetensorsError(path, `tensor '${name}' is a scalar, it has no rows`);
+  if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count < 0 || start + count > rows) {
+    throw new RangeError(`${path}: rows [${start}, ${start + count}) are outside tensor '${name}' of ${rows} rows`);
+  }
+  const rowBytes = rows ? (info.end - info.begin) / rows : 0;
+  return Tensor.wrap(
+    N.fromFile(path, info.begin + start * rowBytes, dtypeCode(info.dtype), [count, ...rest], opts.device ?? null),
+  );
+}
+
 /** Writes `path + suffix` and renames it over `path`, so readers never see a half-written file. */
 export function writeAtomically(path: string, write: (fd: number) => void): void {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
