@@ -1,6 +1,6 @@
 /** Drift compensators: the QDC fixture, and recovery of known synthetic transforms. */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +9,7 @@ import {
   alignment,
   fitAuto,
   fitCompensator,
+  heldOutRetrieval,
   loadCompensator,
   loadSafetensors,
   normalize,
@@ -82,6 +83,43 @@ describe("estimators recover known transforms", () => {
       assert.ok(after > before, `${name}: compensation did not help (${before} → ${after})`);
     });
   }
+  it("auto ranks by held-out retrieval when relevance is known", () => {
+    const train = pairs(transforms.rotation!, 600, 31);
+    // each query's relevant document is its own old embedding, lightly perturbed
+    const docs = tidy(() => normalize(train.oldE.add(randn([600, 32], { seed: 32 }).mul(0.02))));
+    const relevant = Array.from({ length: 600 }, (_, i) => [i]);
+    const auto = fitAuto(train.oldE, train.newE, {
+      methods: ["mean", "procrustes"],
+      retrieval: heldOutRetrieval(docs, relevant),
+    });
+    assert.equal(auto.criterion, "retrieval");
+    assert.equal(auto.compensator.method, "procrustes", JSON.stringify(auto.scores));
+    assert.ok(
+      auto.scores.procrustes! > 0.9 && auto.scores.procrustes! > auto.scores.mean!,
+      JSON.stringify(auto.scores),
+    );
+    // the criterion itself against a brute-force MRR@10: identity map, relevant = the next row
+    const identity = fitCompensator("mean", train.newE, train.newE);
+    const next = Array.from({ length: 600 }, (_, i) => [(i + 1) % 600]);
+    const got = heldOutRetrieval(train.oldE, next)(identity, { start: 500, count: 100 }, train.newE);
+    const q = train.newE.toArray();
+    const d = train.oldE.toArray();
+    const dot = (a: number, b: number) => {
+      let s = 0;
+      for (let j = 0; j < 32; j++) s += q[a * 32 + j]! * d[b * 32 + j]!;
+      return s;
+    };
+    let want = 0;
+    for (let i = 500; i < 600; i++) {
+      const target = dot(i, (i + 1) % 600);
+      let rank = 1;
+      for (let r = 0; r < 600; r++) if (dot(i, r) > target + 1e-6) rank++;
+      want += rank <= 10 ? 1 / rank : 0;
+    }
+    assertClose([got], [want / 100], 0.02, 0, "MRR@10");
+    assert.throws(() => fitAuto(train.oldE.narrow(0, 0, 2), train.newE.narrow(0, 0, 2)), /at least 3 pairs/);
+  });
+
   it("rejects mismatched pairs", () => {
     assert.throws(() => fitCompensator("mean", randn([4, 8]), randn([4, 9])), /same shape/);
   });
@@ -132,5 +170,50 @@ describe("qdc drift fit", () => {
       0,
       "compensated",
     );
+    // auto with relevance: held-out retrieval over a corpus, the choice recorded in the file
+    writeFileSync(
+      join(dir, "corpus.jsonl"),
+      queries.map((q, i) => JSON.stringify({ _id: `d${i}`, text: `${q} in detail` })).join("\n"),
+    );
+    writeFileSync(join(dir, "qrels.tsv"), queries.map((_, i) => `${i + 1}\td${i}\t1`).join("\n"));
+    const autoOut = join(dir, "auto.safetensors");
+    const base = [
+      cli,
+      "drift",
+      "fit",
+      "--old",
+      join(FIXTURES, "bert-tiny"),
+      "--new",
+      newDir,
+      "--queries",
+      join(dir, "q.txt"),
+    ];
+    execFileSync(
+      "node",
+      [
+        ...base,
+        "--method",
+        "auto",
+        "--qrels",
+        join(dir, "qrels.tsv"),
+        "--corpus",
+        join(dir, "corpus.jsonl"),
+        "--out",
+        autoOut,
+      ],
+      { stdio: "pipe" },
+    );
+    const auto = loadCompensator(autoOut).fittedOn.auto as {
+      criterion: string;
+      picked: string;
+      scores: Record<string, number>;
+    };
+    assert.equal(auto.criterion, "retrieval");
+    assert.deepEqual(Object.keys(auto.scores).sort(), ["affine", "kernel", "mean", "mlp", "procrustes"]);
+    for (const v of Object.values(auto.scores)) assert.ok(v >= 0 && v <= 1);
+    const half = spawnSync("node", [...base, "--method", "auto", "--qrels", join(dir, "qrels.tsv"), "--out", autoOut], {
+      encoding: "utf8",
+    });
+    assert.match(half.stderr, /give --qrels and --corpus together/);
   });
 });

@@ -156,5 +156,67 @@ describe("index build + search", () => {
     );
     assert.notEqual(unrelated.status, 0);
     assert.match(unrelated.stderr, /is not in the lineage of .*nomic-tiny.*re-index with this model/);
+
+    // re-embed one shard: a mixed-version index, each shard searched its own way
+    const reembed = (...extra: string[]) =>
+      run(
+        "index",
+        "reembed",
+        "--index",
+        join(dir, "index"),
+        "--model",
+        newDir,
+        "--corpus",
+        join(dir, "corpus.jsonl"),
+        ...extra,
+        ...common,
+      );
+    reembed("--max-shards", "1");
+    const manifest = () =>
+      JSON.parse(readFileSync(join(dir, "index", "manifest.json"), "utf8")) as { shards: { modelVersion: string }[] };
+    assert.deepEqual(
+      manifest().shards.map((s) => s.modelVersion),
+      [newDir, oldDir, oldDir],
+    );
+    const search = (out: string) =>
+      run(
+        "search",
+        "--index",
+        join(dir, "index"),
+        "--model",
+        newDir,
+        "--queries",
+        join(dir, "queries.jsonl"),
+        "--output",
+        out,
+        "-k",
+        "12",
+        ...common,
+      );
+    search(join(dir, "mixed.trec"));
+    const mixed = readFileSync(join(dir, "mixed.trec"), "utf8").trim().split("\n");
+    assert.equal(mixed.length, 6 * 12, "every document is found exactly once per query");
+    for (let q = 0; q < 6; q++)
+      assert.equal(new Set(mixed.slice(q * 12, q * 12 + 12).map((l) => l.split(" ")[2])).size, 12);
+    // the rest, then plain new-model search: the same ranking as embedding everything anew
+    reembed();
+    assert.ok(manifest().shards.every((s) => s.modelVersion === newDir));
+    search(join(dir, "fresh.trec"));
+    const fresh = tidy(() => {
+      const docs = newModel.encode(c.docs, { prefix: false, maxLength: 32 });
+      const q = newModel.encode(c.queries, { prefix: false, maxLength: 32 });
+      return q
+        .matmul(docs.T)
+        .sort(1, true, true)
+        .indices.toArray()
+        .map((i) => `doc${i}`);
+    });
+    assert.deepEqual(
+      readFileSync(join(dir, "fresh.trec"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => l.split(" ")[2]),
+      fresh,
+    );
   });
 });

@@ -1,13 +1,13 @@
 /** Training: parity with the PyTorch train-step fixture through the CLI, resume, readers, losses, schedule. */
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { gzipSync } from "node:zlib";
 import { RowStream, readRows } from "../src/data/pairs.js";
-import { loadSafetensors, tensor, tidy } from "../src/index.js";
+import { loadSafetensors, readHeader, tensor, tidy } from "../src/index.js";
 import { cosineDistillation, infoNCE } from "../src/train/losses.js";
 import { linearSchedule } from "../src/train/schedule.js";
 import { noDecay, train } from "../src/train/trainer.js";
@@ -253,6 +253,7 @@ describe("continual runner", () => {
         "out: runs",
         `init: ${join(FIXTURES, "bert-tiny")}`,
         "defaults: { batch_size: 2, lr: 0.001, warmup: 1, kd: true, max_length: 32, negatives: 0 }",
+        "drift: { methods: [mean, procrustes], queries: 50 }",
         "tasks:",
         `  - { name: first, data: [${join(fixture, "train.jsonl")}], steps: 2, negatives: 1 }`,
         "  - { name: second, beir: { dir: beir, split: train }, epochs: 2 }",
@@ -267,6 +268,17 @@ describe("continual runner", () => {
     const second = join(dir, "runs", "demo", "second");
     assert.equal(JSON.parse(readFileSync(join(first, "lineage.json"), "utf8")).parent, join(FIXTURES, "bert-tiny"));
     assert.equal(JSON.parse(readFileSync(join(second, "lineage.json"), "utf8")).parent, first);
+    // each step's compensators sit beside its model, naming what they were fitted on
+    for (const m of ["mean", "procrustes"]) {
+      const meta = readHeader(join(second, "drift", `${m}.safetensors`)).metadata;
+      assert.equal(meta.qdc_compensator, m);
+      const on = JSON.parse(meta.fitted_on!);
+      assert.equal(on.old, first);
+      assert.equal(on.new, second);
+      assert.equal(on.pairs, 2);
+    }
+    const meanFile = join(first, "drift", "mean.safetensors");
+    const fittedAt = statSync(meanFile).mtimeMs;
     // 2 positive pairs × 2 epochs / batch 2 = 2 steps
     assert.equal(readFileSync(join(second, "train.log.jsonl"), "utf8").trim().split("\n").length, 2);
     const again = execFileSync("node", [cli, "train", "--config", join(dir, "run.yaml")], {
@@ -274,6 +286,10 @@ describe("continual runner", () => {
       stdio: ["ignore", "pipe", "pipe"],
     });
     assert.equal(again, "");
+    assert.equal(statSync(meanFile).mtimeMs, fittedAt, "a finished step's compensators are not refitted");
+    rmSync(join(second, "drift", "procrustes.safetensors"));
+    execFileSync("node", [cli, "train", "--config", join(dir, "run.yaml")], { stdio: "pipe" });
+    assert.ok(existsSync(join(second, "drift", "procrustes.safetensors")), "a missing compensator is fitted on rerun");
     writeFileSync(join(dir, "bad.yaml"), "run: x\ninit: m\ntasks:\n  - { name: a, steps: 1 }\n");
     const r = spawnSync("node", [cli, "train", "--config", join(dir, "bad.yaml")], { encoding: "utf8" });
     assert.match(r.stderr, /bad\.yaml: tasks\.0: give exactly one of 'data' and 'beir'/);

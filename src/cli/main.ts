@@ -148,47 +148,59 @@ withEncoding(
         .choices(["mean", "kernel", "procrustes", "affine", "mlp", "auto"])
         .default("mean"),
     )
+    .option("--qrels <file>", "with --corpus: auto ranks estimators by held-out retrieval (queries need ids)")
+    .option("--corpus <file>", "documents for held-out retrieval: .jsonl with _id, text (and title)")
     .requiredOption("--out <file>", "compensator .safetensors"),
   "query prompt",
 ).action(async (opts) => {
-  const { EmbeddingModel } = await import("../models/embedding-model.js");
-  const { readTexts } = await import("../data/texts.js");
-  const { fitAuto, fitCompensator } = await import("../drift/fit.js");
-  const { saveCompensator } = await import("../drift/compensator.js");
-  const { cat } = await import("../tensor/index.js");
-  const prefix = prefixOf(opts);
+  const { basename } = await import("node:path");
+  const { readIdTexts } = await import("../data/texts.js");
+  const { readQrels } = await import("../data/beir.js");
+  const { fitBetweenModels } = await import("../drift/between-models.js");
+  if ((opts.qrels === undefined) !== (opts.corpus === undefined))
+    throw new Error("drift fit: give --qrels and --corpus together");
   const read = async (file: string) => {
-    const out: string[] = [];
-    for await (const t of readTexts(file)) out.push(t);
+    const out: { id: string; text: string }[] = [];
+    for await (const t of readIdTexts(file)) out.push(t);
     return out;
   };
   const queries = await read(opts.queries);
-  const documents = opts.documents ? await read(opts.documents) : [];
-  const embedAll = (dir: string) => {
-    const model = EmbeddingModel.load(dir, { device: opts.device });
-    const enc = { batchSize: opts.batchSize, maxLength: opts.maxLength, prefix };
-    const q = model.encode(queries, { ...enc, kind: "query" });
-    const parts = documents.length ? [q, model.encode(documents, { ...enc, kind: "document" })] : [q];
-    model.dispose();
-    return parts.length > 1 ? cat(parts) : q;
-  };
-  const oldE = embedAll(opts.old);
-  const newE = embedAll(opts.new);
-  const fitted =
-    opts.method === "auto"
-      ? fitAuto(oldE, newE)
-      : { compensator: fitCompensator(opts.method, oldE, newE), scores: undefined };
-  saveCompensator(opts.out, fitted.compensator, {
-    fittedOn: {
-      old: opts.old,
-      new: opts.new,
-      queries: opts.queries,
-      documents: opts.documents ?? null,
-      pairs: oldE.size(0),
-    },
+  const documents = opts.documents ? (await read(opts.documents)).map((d) => d.text) : undefined;
+  let relevance: { documents: string[]; relevant: number[][] } | undefined;
+  if (opts.qrels) {
+    const qrels = await readQrels(opts.qrels);
+    const corpus = await read(opts.corpus);
+    const row = new Map(corpus.map((d, i) => [d.id, i]));
+    const relevant = queries.map((q) =>
+      [...(qrels.get(q.id) ?? new Map<string, number>())]
+        .filter(([d, r]) => r >= 1 && row.has(d))
+        .map(([d]) => row.get(d) as number),
+    );
+    if (!relevant.some((r) => r.length))
+      throw new Error(`${opts.qrels}: no query of ${opts.queries} has a relevant document in ${opts.corpus}`);
+    relevance = { documents: corpus.map((d) => d.text), relevant };
+  }
+  if (!basename(opts.out).endsWith(".safetensors")) throw new Error(`--out ${opts.out}: give a .safetensors file`);
+  const method = opts.method as "auto";
+  const r = fitBetweenModels({
+    oldDir: opts.old,
+    newDir: opts.new,
+    queries: queries.map((q) => q.text),
+    documents,
+    relevance,
+    methods: [method],
+    outFiles: { [method]: opts.out },
+    overwrite: true,
+    device: opts.device,
+    batchSize: opts.batchSize,
+    maxLength: opts.maxLength,
+    prefix: prefixOf(opts),
+    fittedOn: { queries: opts.queries, documents: opts.documents ?? null, qrels: opts.qrels ?? null },
   });
-  const picked = fitted.scores ? ` (auto: ${JSON.stringify(fitted.scores)})` : "";
-  console.error(`fitted ${fitted.compensator.method} on ${oldE.size(0)} pairs → ${opts.out}${picked}`);
+  const picked = r.auto
+    ? ` (auto picked ${r.auto.picked} by held-out ${r.auto.criterion}: ${JSON.stringify(r.auto.scores)})`
+    : "";
+  console.error(`fitted ${opts.method} on ${queries.length + (documents?.length ?? 0)} pairs → ${opts.out}${picked}`);
 });
 
 const index = program.command("index").description("versioned exact indexes of document embeddings");
@@ -231,6 +243,57 @@ withEncoding(
     n += docs.length;
   }
   console.error(`indexed ${n} documents with ${resolve(opts.model)} → ${opts.out}`);
+});
+
+withEncoding(
+  index
+    .command("reembed")
+    .description("re-embed the shards of older versions with a newer model, one shard at a time (resumable)")
+    .requiredOption("--index <dir>", "index directory")
+    .requiredOption("--model <dir>", "the model to re-embed with (becomes those shards' version)")
+    .requiredOption("--corpus <file>", "the corpus the index was built from (ids must match)")
+    .option("--max-shards <n>", "re-embed at most this many shards now", positiveInt("--max-shards")),
+  "document prompt",
+).action(async (opts) => {
+  const { resolve } = await import("node:path");
+  const { EmbeddingModel } = await import("../models/embedding-model.js");
+  const { readIdTexts } = await import("../data/texts.js");
+  const { ExactIndex } = await import("../index/exact-index.js");
+  const idx = ExactIndex.open(opts.index);
+  const version = resolve(opts.model);
+  const stale = idx.manifest.shards
+    .map((s, i) => ({ s, i }))
+    .filter(({ s }) => s.modelVersion !== version)
+    .slice(0, opts.maxShards ?? Number.POSITIVE_INFINITY);
+  if (!stale.length) {
+    console.error(`every shard of ${opts.index} is already at ${version}`);
+    return;
+  }
+  const wanted = new Set(stale.flatMap(({ s }) => idx.shardIds(s)));
+  const texts = new Map<string, string>();
+  for await (const d of readIdTexts(opts.corpus)) if (wanted.has(d.id)) texts.set(d.id, d.text);
+  const model = EmbeddingModel.load(opts.model, { device: opts.device });
+  if (model.dimension !== idx.manifest.dim)
+    throw new Error(`the model embeds ${model.dimension}-d vectors, the index holds ${idx.manifest.dim}-d ones`);
+  const t0 = performance.now();
+  let done = 0;
+  for (const { s, i } of stale) {
+    const ids = idx.shardIds(s);
+    const missing = ids.find((id) => !texts.has(id));
+    if (missing !== undefined)
+      throw new Error(`${opts.corpus}: document '${missing}' of shard ${i} is not in the corpus`);
+    const emb = model.encode(
+      ids.map((id) => texts.get(id) as string),
+      { kind: "document", batchSize: opts.batchSize, maxLength: opts.maxLength, prefix: prefixOf(opts) },
+    );
+    idx.replaceShard(i, emb, version, version);
+    emb.dispose();
+    done += ids.length;
+    const secs = (performance.now() - t0) / 1000;
+    console.error(`shard ${i}: ${ids.length} documents re-embedded (${(done / secs).toFixed(1)} docs/s)`);
+  }
+  const left = idx.manifest.shards.filter((s) => s.modelVersion !== version).length;
+  console.error(`re-embedded ${done} documents with ${version}; ${left} shard(s) of older versions left`);
 });
 
 withEncoding(
@@ -370,7 +433,14 @@ program
   .action(async (opts) => {
     if (opts.config) {
       const { readRunConfig, runContinual } = await import("../train/continual.js");
-      const dirs = await runContinual(readRunConfig(opts.config), { progress: process.stderr.isTTY === true });
+      const { driftAfterTask } = await import("../drift/task-drift.js");
+      const config = readRunConfig(opts.config);
+      const log = (m: string) => console.error(m);
+      const dirs = await runContinual(config, {
+        progress: process.stderr.isTTY === true,
+        log,
+        afterTask: driftAfterTask(config.drift, { device: config.device, log }),
+      });
       console.error(`run finished: ${dirs.join(", ")}`);
       return;
     }

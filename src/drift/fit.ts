@@ -1,7 +1,7 @@
 /**
  * Fitting a compensator by name, and `auto`: every estimator is fitted on 80% of the pairs and the
- * one whose compensated held-out queries align best with their old embeddings (mean cosine) is
- * refitted on all pairs.
+ * one that does best on the held-out 20% (aligned with the old embeddings, or retrieving the
+ * relevant documents from the old model's index when relevance is known) is refitted on all pairs.
  */
 import { cosineSimilarity, noGrad, type Tensor, tidy } from "../tensor/index.js";
 import { type Compensator, METHODS, type Method, readCompensator } from "./compensator.js";
@@ -45,21 +45,80 @@ export function alignment(c: Compensator, oldE: Tensor, newE: Tensor): number {
 export interface AutoResult {
   compensator: Compensator;
   scores: Record<string, number>;
+  /** what the scores measure */
+  criterion: "alignment" | "retrieval";
 }
 
-/** Picks the estimator with the best held-out alignment and refits it on all pairs. */
-export function fitAuto(oldE: Tensor, newE: Tensor, opts: FitOptions & { methods?: Method[] } = {}): AutoResult {
+/** Rows [start, start + count) of the pairs held out from fitting. */
+export interface HeldOut {
+  start: number;
+  count: number;
+}
+
+/**
+ * A held-out retrieval criterion: compensated held-out queries are searched against the old
+ * model's document embeddings `docsOld` [Nd, D]; `relevant[i]` lists the document rows relevant to
+ * pair i. The score is MRR@10 (the best-ranked relevant document) over held-out pairs that have one.
+ */
+export function heldOutRetrieval(
+  docsOld: Tensor,
+  relevant: number[][],
+): (c: Compensator, held: HeldOut, newE: Tensor) => number {
+  return (c, held, newE) =>
+    tidy(() =>
+      noGrad(() => {
+        const q = c.apply(newE.narrow(0, held.start, held.count)).float();
+        const scores = q.matmul(docsOld.float().T);
+        const flat = scores.toArray();
+        const nd = docsOld.size(0);
+        let sum = 0;
+        let n = 0;
+        for (let i = 0; i < held.count; i++) {
+          const rel = relevant[held.start + i] ?? [];
+          if (!rel.length) continue;
+          const row = flat.slice(i * nd, (i + 1) * nd);
+          const target = Math.max(...rel.map((r) => row[r] as number));
+          const rank = 1 + row.filter((s) => s > target).length;
+          sum += rank <= 10 ? 1 / rank : 0;
+          n++;
+        }
+        if (!n) throw new Error("held-out retrieval: no held-out query has a relevant document");
+        return sum / n;
+      }),
+    );
+}
+
+/**
+ * Fits every estimator on the first 80% of the pairs, scores it on the rest, and refits the best
+ * on all pairs. The score is held-out alignment (mean cosine to the old embeddings) unless a
+ * `retrieval` criterion (heldOutRetrieval) is given, which ranks by MRR@10 instead.
+ */
+export function fitAuto(
+  oldE: Tensor,
+  newE: Tensor,
+  opts: FitOptions & {
+    methods?: Method[];
+    retrieval?: (c: Compensator, held: HeldOut, newE: Tensor) => number;
+  } = {},
+): AutoResult {
   const n = oldE.size(0);
-  const cut = Math.max(1, Math.floor(n * 0.8));
-  if (n - cut < 1) throw new Error("auto needs at least 2 pairs (one held out)");
+  if (n < 3) throw new Error(`auto needs at least 3 pairs (2 to fit, 1 held out), got ${n}`);
+  const cut = Math.min(n - 1, Math.max(2, Math.floor(n * 0.8)));
+  const held = { start: cut, count: n - cut };
   const scores: Record<string, number> = {};
   for (const m of opts.methods ?? METHODS) {
     const c = fitCompensator(m, oldE.narrow(0, 0, cut), newE.narrow(0, 0, cut), opts);
-    scores[m] = alignment(c, oldE.narrow(0, cut, n - cut), newE.narrow(0, cut, n - cut));
+    scores[m] = opts.retrieval
+      ? opts.retrieval(c, held, newE)
+      : alignment(c, oldE.narrow(0, cut, n - cut), newE.narrow(0, cut, n - cut));
     c.dispose();
   }
   const best = Object.entries(scores).sort((a, b) => b[1] - a[1])[0]?.[0] as Method;
-  return { compensator: fitCompensator(best, oldE, newE, opts), scores };
+  return {
+    compensator: fitCompensator(best, oldE, newE, opts),
+    scores,
+    criterion: opts.retrieval ? "retrieval" : "alignment",
+  };
 }
 
 export function loadCompensator(path: string): { compensator: Compensator; fittedOn: Record<string, unknown> } {

@@ -1,3 +1,14 @@
 /** Query drift compensation: estimators that map new-model queries into an old model's space. */
+export * from "./between-models.js";
 export * from "./compensator.js";
-export { type AutoResult, alignment, type FitOptions, fitAuto, fitCompensator, loadCompensator } from "./fit.js";
+export {
+  type AutoResult,
+  alignment,
+  type FitOptions,
+  fitAuto,
+  fitCompensator,
+  type HeldOut,
+  heldOutRetrieval,
+  loadCompensator,
+} from "./fit.js";
+export * from "./task-drift.js";

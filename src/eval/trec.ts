@@ -15,7 +15,10 @@ export async function readRun(file: string): Promise<Run> {
     const score = Number(scoreText);
     if (!Number.isFinite(score)) throw new InputError(file, n, `score ${JSON.stringify(scoreText)} is not a number`);
     let q = run.get(qid);
-    if (!q) run.set(qid, (q = new Map()));
+    if (!q) {
+      q = new Map();
+      run.set(qid, q);
+    }
     if (q.has(doc)) throw new InputError(file, n, `document '${doc}' appears twice for query '${qid}'`);
     q.set(doc, score);
   }

@@ -8,6 +8,7 @@
  *   out: runs                 # default "runs"
  *   init: models/base
  *   defaults: { batch_size: 32, negatives: 7, lr: 2e-5, warmup: 100, kd: true }
+ *   drift: { methods: [mean, auto], queries: 2000 }   # compensators fitted after each task
  *   tasks:
  *     - name: msmarco
  *       data: [data/msmarco-0.jsonl.gz, data/msmarco-1.jsonl.gz]   # or beir: {dir: data/nq, split: train}
@@ -17,7 +18,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { RowStream } from "../data/pairs.js";
+import { type RowSource, RowStream } from "../data/pairs.js";
 import { type TrainOptions, train } from "./trainer.js";
 
 const TaskSettings = z
@@ -67,6 +68,18 @@ export const RunConfig = z
     init: z.string(),
     device: z.string().default("cpu"),
     defaults: TaskSettings.default({}),
+    /** compensators fitted after each task on its training queries (false: none) */
+    drift: z
+      .union([
+        z.literal(false),
+        z
+          .object({
+            methods: z.array(z.enum(["mean", "kernel", "procrustes", "affine", "mlp", "auto"])).nonempty(),
+            queries: z.number().int().positive().default(2000),
+          })
+          .strict(),
+      ])
+      .default({ methods: ["mean"], queries: 2000 }),
     tasks: z.array(Task).nonempty(),
   })
   .strict()
@@ -109,9 +122,23 @@ export interface Lineage {
   finishedAt: string;
 }
 
+/** What a finished task hands to `afterTask` (e.g. to fit drift compensators). */
+export interface FinishedTask {
+  index: number;
+  name: string;
+  parent: string;
+  dir: string;
+  data: RowSource;
+}
+
 export async function runContinual(
   config: RunConfig,
-  opts: { progress?: boolean; log?: (msg: string) => void } = {},
+  opts: {
+    progress?: boolean;
+    log?: (msg: string) => void;
+    /** called after each task, also for tasks finished earlier (so it must be idempotent) */
+    afterTask?: (t: FinishedTask) => Promise<void>;
+  } = {},
 ): Promise<string[]> {
   const log = opts.log ?? ((m: string) => console.error(m));
   const dirs: string[] = [];
@@ -120,16 +147,17 @@ export async function runContinual(
     const s = { ...config.defaults, ...task };
     const out = join(config.out, config.run, task.name);
     const lineagePath = join(out, "lineage.json");
+    const data: RowSource = task.data ?? {
+      beir: (task.beir as { dir: string }).dir,
+      split: (task.beir as { split: string }).split,
+    };
     if (existsSync(lineagePath)) {
       log(`task ${index + 1}/${config.tasks.length} ${task.name}: done earlier, skipped`);
+      await opts.afterTask?.({ index, name: task.name, parent, dir: out, data });
       dirs.push(out);
       parent = out;
       continue;
     }
-    const data = task.data ?? {
-      beir: (task.beir as { dir: string }).dir,
-      split: (task.beir as { split: string }).split,
-    };
     const batchSize = s.batch_size ?? 32;
     let steps = task.steps ?? 0;
     if (!steps)
@@ -167,6 +195,7 @@ export async function runContinual(
     await train(options);
     const lineage: Lineage = { task: task.name, index, parent, run: config.run, finishedAt: new Date().toISOString() };
     writeFileSync(lineagePath, `${JSON.stringify(lineage, null, 2)}\n`);
+    await opts.afterTask?.({ index, name: task.name, parent, dir: out, data });
     dirs.push(out);
     parent = out;
   }
