@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what qdc needs and builds what is stale; quick when everything is in place.
 # Debian packages (as root): libtorch-dev (CPU libtorch 1.13), libopenblas0-pthread (fast BLAS),
-# g++/make/python3 for node-gyp. Then npm dependencies, the native addon and the TypeScript build.
+# g++/make/python3 for node-gyp, and the text the offline benchmark is built from (WordNet, FOLDOC,
+# man pages, the Python and Perl documentation, apt's English long descriptions). Then npm
+# dependencies, the native addon and the TypeScript build.
 # TORCH_DIR / TORCH_CUDA / TORCH_CXX11_ABI select another libtorch (see native/torch-paths.cjs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-apt_packages=(g++ make python3)
+apt_packages=(g++ make python3 wordnet-base dict-foldoc manpages manpages-dev python3.11-doc perl-doc)
 [ -n "${TORCH_DIR:-}" ] || apt_packages+=(libtorch-dev libopenblas0-pthread)
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -22,6 +24,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# apt's English package descriptions (the benchmark's debian task): fetched by apt-get update
+# when the lists have no Translation-en
+if ! ls /var/lib/apt/lists/*_i18n_Translation-en* >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then
+    log "no apt Translation-en lists; run as root: apt-get update -o Acquire::Languages=en"
+    exit 1
+  fi
+  log "fetching apt's English package descriptions"
+  apt-get update -qq -o Acquire::Languages=en
 fi
 
 # npm dependencies at the lock file's versions, when it changed since the last install. (`npm ci`

@@ -1,15 +1,32 @@
 /**
  * `qdc bench drift`: the cost of compensating a query with each estimator (µs per query, one query
  * at a time and in batches of 1,000), and exact search throughput (queries/s) over 100k and 1M
- * random normalised vectors of 768 dimensions in the versioned index.
+ * random normalised vectors of 768 dimensions in the versioned index, with every shard in memory and
+ * streamed from disk (the bounded-memory mode), with the peak extra resident memory of each.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fitCompensator } from "../drift/fit.js";
 import { ExactIndex } from "../index/exact-index.js";
 import { cuda, getNumThreads, normalize, randn, tidy } from "../tensor/index.js";
 import { type BenchOptions, machineName, timePerCall } from "./common.js";
+
+/** Resident set size now, and its peak since the last reset (Linux /proc). */
+function rssBytes(): number {
+  return process.memoryUsage().rss;
+}
+function peakRssBytes(): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
+  return m ? Number(m[1]) * 1024 : Number.NaN;
+}
+function resetPeakRss(): void {
+  try {
+    writeFileSync("/proc/self/clear_refs", "5");
+  } catch {
+    // not Linux, or not allowed: the peak then covers the whole process
+  }
+}
 
 export async function runDriftBench(opts: BenchOptions): Promise<void> {
   const device = opts.device;
@@ -31,7 +48,10 @@ export async function runDriftBench(opts: BenchOptions): Promise<void> {
     );
     c.dispose();
   }
-  const search: Record<string, { queriesPerSecond: number; batch: number }> = {};
+  const search: Record<
+    string,
+    { vectors: number; mode: string; batch: number; queriesPerSecond: number; peakExtraMiB: number }
+  > = {};
   const work = mkdtempSync(join(tmpdir(), "qdc-bench-drift-"));
   try {
     for (const n of opts.quick ? [100000] : [100000, 1000000]) {
@@ -48,13 +68,34 @@ export async function runDriftBench(opts: BenchOptions): Promise<void> {
         );
         emb.dispose();
       }
-      const q = tidy(() => normalize(randn([64, D], { seed: 3 })));
-      idx.search(q, 10); // loads the shards
-      const t = timePerCall(() => idx.search(q, 10), sync, minSeconds);
-      search[String(n)] = { queriesPerSecond: 64 / t, batch: 64 };
-      console.error(`[bench] exact search over ${n} × ${D}: ${(64 / t).toFixed(1)} queries/s (batches of 64, k = 10)`);
+      // the same index searched with every shard in memory, and streamed from disk (bounded memory)
+      for (const [mode, cacheBytes] of [
+        ["in memory", Number.POSITIVE_INFINITY],
+        ["streamed", 0],
+      ] as const) {
+        const opened = ExactIndex.open(join(work, `idx-${n}`), { cacheBytes });
+        for (const batch of [64, 1024]) {
+          const q = tidy(() => normalize(randn([batch, D], { seed: 3 })));
+          opened.search(q, 10); // loads what the cache keeps
+          resetPeakRss();
+          const before = rssBytes();
+          const t = timePerCall(() => opened.search(q, 10), sync, minSeconds);
+          const peakExtra = peakRssBytes() - before;
+          search[`${n} ${mode} batch ${batch}`] = {
+            vectors: n,
+            mode,
+            batch,
+            queriesPerSecond: batch / t,
+            peakExtraMiB: peakExtra / 2 ** 20,
+          };
+          console.error(
+            `[bench] exact search over ${n} × ${D}, ${mode}: ${(batch / t).toFixed(1)} queries/s (batches of ${batch}, k = 10), peak RSS +${(peakExtra / 2 ** 20).toFixed(0)} MiB during search`,
+          );
+          q.dispose();
+        }
+        opened.close();
+      }
       idx.close();
-      q.dispose();
     }
   } finally {
     rmSync(work, { recursive: true, force: true });
@@ -65,7 +106,11 @@ export async function runDriftBench(opts: BenchOptions): Promise<void> {
   console.log("|---|---|---|");
   for (const [m, r] of Object.entries(compensation))
     console.log(`| ${m} | ${r.usPerQuerySingle.toFixed(1)} | ${r.usPerQueryBatch1000.toFixed(2)} |`);
-  for (const [n, r] of Object.entries(search))
-    console.log(`exact search, ${n} vectors: ${r.queriesPerSecond.toFixed(1)} queries/s`);
+  console.log("| vectors | shards | batch | queries/s | peak RSS during search |");
+  console.log("|---|---|---|---|---|");
+  for (const r of Object.values(search))
+    console.log(
+      `| ${r.vectors} | ${r.mode} | ${r.batch} | ${r.queriesPerSecond.toFixed(1)} | +${r.peakExtraMiB.toFixed(0)} MiB |`,
+    );
   if (opts.out) writeFileSync(opts.out, `${JSON.stringify(result, null, 2)}\n`);
 }

@@ -519,13 +519,53 @@ benchCommand(
 );
 bench
   .command("run")
-  .description("the continual dense-retrieval benchmark (configs: tiny, cpu, gpu, cdr)")
-  .option("--config <name>", "benchmark configuration", "tiny")
-  .action((opts: { config: string }) => {
-    console.log(
-      `qdc bench run --config ${opts.config}: the continual-retrieval benchmark is coming with the benchmark issue.`,
+  .description(
+    "the continual dense-retrieval benchmark: data, base model, FT / FT+KD / joint training, indexes, evaluation, report",
+  )
+  .option("--config <name|file>", "tiny, cpu, gpu, cdr, or a YAML run file", "tiny")
+  .option("--out <dir>", "run folder (default: the config's out)")
+  .option("--device <device>", "override the config's device (cpu, cuda)")
+  .action(async (opts: { config: string; out?: string; device?: string }) => {
+    const { readBenchmarkConfig } = await import("../eval/config.js");
+    const { runBenchmark } = await import("../eval/protocol.js");
+    const { formatMarkdown } = await import("../eval/report.js");
+    const config = readBenchmarkConfig(opts.config, { out: opts.out });
+    if (opts.device) config.device = opts.device;
+    const report = await runBenchmark(config, { progress: process.stderr.isTTY === true });
+    process.stdout.write(formatMarkdown(report));
+    console.error(`results: ${config.out}/results.md, results.json, figure.svg`);
+  });
+
+const data = program.command("data").description("benchmark data built from Debian-packaged text");
+data
+  .command("build")
+  .description("build the offline continual-retrieval benchmark (BEIR folders + training pairs + general corpus)")
+  .requiredOption("--out <dir>", "output folder")
+  .option("--tasks <list>", "task sources in order", "debian,wordnet,foldoc,man,python")
+  .option("--train-pairs <n>", "training pairs per task", positiveInt("--train-pairs"), 5000)
+  .option("--test-queries <n>", "test queries per task", positiveInt("--test-queries"), 500)
+  .option("--corpus <n>", "documents per task corpus", positiveInt("--corpus"), 10000)
+  .option("--general-pairs <n>", "pairs of the general pre-training corpus", positiveInt("--general-pairs"), 20000)
+  .option("--max-words <n>", "words per document", positiveInt("--max-words"), 128)
+  .option("--seed <n>", "split seed", nonNegativeInt("--seed"), 0)
+  .action(async (opts) => {
+    const { buildBenchmark } = await import("../corpora/build.js");
+    const r = await buildBenchmark(
+      {
+        out: opts.out,
+        tasks: String(opts.tasks).split(","),
+        trainPairs: opts.trainPairs,
+        testQueries: opts.testQueries,
+        corpusSize: opts.corpus,
+        generalPairs: opts.generalPairs,
+        maxWords: opts.maxWords,
+        seed: opts.seed,
+      },
+      (m) => console.error(m),
     );
-    console.log("Available now: `qdc info`, `qdc bench engine`.");
+    console.error(
+      r.built ? `built ${opts.out} (see ${opts.out}/README.md)` : `${opts.out} is already built with these options`,
+    );
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {

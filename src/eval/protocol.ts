@@ -1,0 +1,490 @@
+/**
+ * The continual dense-retrieval benchmark (the QDC paper's protocol, made explicit). Tasks arrive
+ * in order; when task t arrives the model is trained on it (f_t) and task t's corpus is indexed
+ * once with f_t. After each task T every seen task j ≤ T is evaluated with f_T's queries in these
+ * settings:
+ *
+ *   zero_shot        the base model on both sides
+ *   ft_reindex       fine-tuned chain, corpus re-embedded with f_T (the costly ideal)
+ *   ft_no_reindex    fine-tuned chain, f_T queries against f_j's index, no compensation
+ *   ft_qdc           … with the mean drift compensated along f_T → … → f_j
+ *   kd_no_reindex    fine-tuned with embedding distillation, f_j's index, no compensation
+ *   kd_qdc           … with mean drift compensation
+ *   kd_auto          … with the compensator `auto` picked per step (held-out retrieval)
+ *   joint            trained on tasks 1..T together, re-indexed (upper bound)
+ *
+ * Every stage is resumable: trained models, indexes and evaluated cells are kept under the run
+ * folder and reused; each stage's wall time and device are recorded. Texts get the models' own
+ * query/document prompts (none for the BERT base models pre-trained here; nomic's for NomicBERT).
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { machineName } from "../bench/common.js";
+import { buildBenchmark } from "../corpora/build.js";
+import { readBeirCorpus, readBeirQueries, readQrels } from "../data/beir.js";
+import { RowStream } from "../data/pairs.js";
+import { driftAfterTask } from "../drift/task-drift.js";
+import { ExactIndex } from "../index/exact-index.js";
+import { type CompensationMode, compensationChain } from "../index/lineage.js";
+import { bertConfig } from "../models/config.js";
+import { EmbeddingModel } from "../models/embedding-model.js";
+import { Tokenizer } from "../models/tokenizer.js";
+import { buildWordPieceVocab, writeWordPieceVocab } from "../models/wordpiece-vocab.js";
+import { getNumThreads, type Tensor, tidy } from "../tensor/index.js";
+import { runContinual } from "../train/continual.js";
+import { train } from "../train/trainer.js";
+import type { BenchmarkConfig } from "./config.js";
+import { evaluate, measureLabel, parseMeasures, type Qrels } from "./metrics.js";
+import { type BenchmarkReport, SETTINGS, type SettingKey, summarise, writeReport } from "./report.js";
+import { runFromHits } from "./trec.js";
+
+export interface TaskData {
+  name: string;
+  train: string[];
+  eval: string;
+  split: string;
+}
+
+export interface Cell {
+  setting: SettingKey;
+  /** after training on task T (1-based) */
+  T: number;
+  /** evaluated on task j (1-based, j ≤ T) */
+  j: number;
+  scores: Record<string, number>;
+  queryModel: string;
+  indexModel: string;
+  compensation: string;
+}
+
+interface StageTime {
+  stage: string;
+  seconds: number;
+  device: string;
+}
+
+export interface RunOptions {
+  log?: (msg: string) => void;
+  progress?: boolean;
+}
+
+/** Runs (or resumes) the whole benchmark and returns its report; writes results.{json,md} and figure.svg. */
+export async function runBenchmark(c: BenchmarkConfig, opts: RunOptions = {}): Promise<BenchmarkReport> {
+  const log = opts.log ?? ((m: string) => console.error(m));
+  mkdirSync(c.out, { recursive: true });
+  const events = join(c.out, "bench.log.jsonl");
+  const stages: StageTime[] = [];
+  const stage = async <T>(name: string, fn: () => Promise<T> | T): Promise<T> => {
+    const t0 = performance.now();
+    log(`[${c.name}] ${name} …`);
+    const r = await fn();
+    const seconds = (performance.now() - t0) / 1000;
+    stages.push({ stage: name, seconds, device: c.device });
+    appendFileSync(
+      events,
+      `${JSON.stringify({ event: "stage", stage: name, seconds, device: c.device, at: new Date().toISOString() })}\n`,
+    );
+    log(`[${c.name}] ${name}: ${seconds.toFixed(1)} s`);
+    return r;
+  };
+
+  // 1. data
+  const tasks = await stage("data", () => prepareData(c, log));
+  // 2. base model
+  const base = await stage("base model", () => prepareBase(c, tasks, opts));
+  // 3. hard negatives mined with the base model
+  const trainFiles = await stage("mine negatives", () => mineNegatives(c, tasks, base));
+  const withTrain = tasks.map((t, i) => ({ ...t, train: trainFiles[i] as string[] }));
+  // 4. fine-tuning chains, with their drift compensators
+  const ft = await stage("train FT", () => trainChain(c, withTrain, base, "ft", false, ["mean"], opts));
+  const kd = await stage("train FT+KD", () => trainChain(c, withTrain, base, "kd", true, ["mean", "auto"], opts));
+  // 5. joint training (upper bound)
+  const joint = await stage("train joint", () => trainJoint(c, withTrain, base, opts));
+  // 6. indexes and evaluation
+  const cells = await stage("index + evaluate", () => evaluateAll(c, withTrain, { base, ft, kd, joint }, log));
+  const report = summarise({
+    name: c.name,
+    device: c.device,
+    threads: getNumThreads(),
+    machine: machineName(c.device),
+    tasks: tasks.map((t) => t.name),
+    measure: measureLabel(parseMeasures(c.eval.measure)[0] as ReturnType<typeof parseMeasures>[number]),
+    cells,
+    stages,
+    joint: c.joint,
+  });
+  writeReport(c.out, report);
+  return report;
+}
+
+async function prepareData(c: BenchmarkConfig, log: (m: string) => void): Promise<TaskData[]> {
+  if (c.data.kind === "beir") {
+    for (const t of c.data.tasks) {
+      for (const f of t.train) if (!existsSync(f)) throw new Error(`task ${t.name}: training file ${f} is missing`);
+      if (!existsSync(join(t.eval, "corpus.jsonl")))
+        throw new Error(`task ${t.name}: ${t.eval} is not a BEIR folder (no corpus.jsonl)`);
+    }
+    return c.data.tasks.map((t) => ({ name: t.name, train: t.train, eval: t.eval, split: t.split }));
+  }
+  const d = c.data;
+  const r = await buildBenchmark(
+    {
+      out: d.dir,
+      tasks: d.tasks,
+      trainPairs: d.train_pairs,
+      testQueries: d.test_queries,
+      corpusSize: d.corpus,
+      generalPairs: d.general_pairs,
+      maxWords: d.max_words,
+      seed: c.seed,
+    },
+    log,
+  );
+  if (!r.built) log(`data: ${d.dir} already built with these options`);
+  return d.tasks.map((name) => ({
+    name,
+    train: [join(d.dir, name, "train.jsonl")],
+    eval: join(d.dir, name),
+    split: "test",
+  }));
+}
+
+const DONE = "done.json";
+
+async function prepareBase(c: BenchmarkConfig, tasks: TaskData[], opts: RunOptions): Promise<string> {
+  if ("init" in c.base) {
+    if (!existsSync(join(c.base.init, "config.json")))
+      throw new Error(`base.init ${c.base.init}: no config.json (not a model directory)`);
+    return c.base.init;
+  }
+  const p = c.base.pretrain;
+  const dir = join(c.out, "base");
+  if (existsSync(join(dir, DONE))) return dir;
+  if (c.data.kind !== "offline")
+    throw new Error("base.pretrain needs offline data (its general corpus); give base.init for BEIR data");
+  const general = join(c.data.dir, "general", "train.jsonl");
+  const init = join(c.out, "base-init");
+  if (!existsSync(join(init, "config.json"))) {
+    // the vocabulary comes from the training text only (general corpus and the tasks' training pairs)
+    const texts: string[] = [];
+    for (const f of [general, ...tasks.flatMap((t) => t.train)]) {
+      for (const line of readFileSync(f, "utf8").split("\n")) {
+        if (!line) continue;
+        const r = JSON.parse(line) as { query: string; document: string };
+        texts.push(r.query, r.document);
+      }
+    }
+    const tmp = `${init}.tmp`;
+    rmSync(tmp, { recursive: true, force: true });
+    writeWordPieceVocab(tmp, buildWordPieceVocab(texts, p.vocab), c.max_length);
+    const model = EmbeddingModel.create(
+      bertConfig({
+        vocabSize: p.vocab,
+        hiddenSize: p.hidden,
+        numLayers: p.layers,
+        numHeads: p.heads,
+        intermediateSize: p.intermediate,
+        maxPositions: p.max_positions,
+      }),
+      Tokenizer.fromDir(tmp),
+      { seed: c.seed },
+    );
+    model.save(tmp);
+    model.dispose();
+    rmSync(init, { recursive: true, force: true });
+    renameSync(tmp, init);
+  }
+  await train({
+    data: [general],
+    init,
+    out: dir,
+    batchSize: p.batch_size,
+    negatives: 0,
+    lr: p.lr,
+    warmup: p.warmup,
+    steps: p.steps,
+    maxLength: c.max_length,
+    prefix: true,
+    seed: c.seed,
+    resume: true,
+    device: c.device,
+    precision: c.train.precision,
+    progress: opts.progress,
+  });
+  writeFileSync(join(dir, DONE), `${JSON.stringify({ finishedAt: new Date().toISOString() })}\n`);
+  return dir;
+}
+
+/** Rows with `n` hard negatives per pair: the base model's best-ranked other training documents. */
+async function mineNegatives(c: BenchmarkConfig, tasks: TaskData[], base: string): Promise<string[][]> {
+  const n = c.mine_negatives;
+  if (!n) return tasks.map((t) => t.train);
+  const out: string[][] = [];
+  const model = EmbeddingModel.load(base, { device: c.device });
+  try {
+    for (const t of tasks) {
+      const file = join(c.out, "mined", `${t.name}.jsonl`);
+      out.push([file]);
+      if (existsSync(file)) continue;
+      const stream = new RowStream(t.train, { shuffle: false });
+      const rows = await stream.next(await stream.count());
+      const docs = [...new Set(rows.map((r) => r.document))];
+      const enc = { batchSize: c.batch_size, maxLength: c.max_length };
+      const negatives = tidy(() => {
+        const q = model.encode(
+          rows.map((r) => r.query),
+          { ...enc, kind: "query" },
+        );
+        const d = model.encode(docs, { ...enc, kind: "document" });
+        // one more than needed per row: the positive may be among the best
+        return q
+          .matmul(d.T)
+          .topk(Math.min(n + 1, docs.length), 1)
+          .indices.toArray();
+      });
+      const k = Math.min(n + 1, docs.length);
+      const lines = rows.map((r, i) => {
+        const picked = negatives
+          .slice(i * k, (i + 1) * k)
+          .map((j) => docs[j] as string)
+          .filter((d) => d !== r.document)
+          .slice(0, n);
+        return JSON.stringify({ query: r.query, document: r.document, negatives: picked });
+      });
+      mkdirSync(join(c.out, "mined"), { recursive: true });
+      writeFileSync(`${file}.tmp`, `${lines.join("\n")}\n`);
+      renameSync(`${file}.tmp`, file);
+    }
+  } finally {
+    model.dispose();
+  }
+  return out;
+}
+
+async function trainChain(
+  c: BenchmarkConfig,
+  tasks: TaskData[],
+  base: string,
+  run: string,
+  kd: boolean,
+  drift: ("mean" | "auto")[],
+  opts: RunOptions,
+): Promise<string[]> {
+  const log = opts.log ?? ((m: string) => console.error(m));
+  return runContinual(
+    {
+      run,
+      out: c.out,
+      init: base,
+      device: c.device,
+      drift: { methods: drift, queries: c.drift_queries },
+      defaults: {
+        batch_size: c.train.batch_size,
+        lr: c.train.lr,
+        warmup: c.train.warmup,
+        negatives: c.train.negatives,
+        kd,
+        kd_query: c.train.kd_query,
+        kd_doc: c.train.kd_doc,
+        precision: c.train.precision,
+        grad_cache: c.train.grad_cache,
+        max_length: c.max_length,
+        prefix: true,
+        seed: c.seed,
+      },
+      tasks: tasks.map((t) => ({ name: t.name, data: t.train, steps: c.train.steps })) as never,
+    },
+    {
+      progress: opts.progress,
+      log,
+      afterTask: driftAfterTask({ methods: drift, queries: c.drift_queries }, { device: c.device, log }),
+    },
+  );
+}
+
+/** Joint models: trained from the base on the union of tasks 1..T (T steps per task's worth). */
+async function trainJoint(
+  c: BenchmarkConfig,
+  tasks: TaskData[],
+  base: string,
+  opts: RunOptions,
+): Promise<Map<number, string>> {
+  const out = new Map<number, string>();
+  const Ts = c.joint === "none" ? [] : c.joint === "final" ? [tasks.length] : tasks.map((_, i) => i + 1);
+  for (const T of Ts) {
+    const dir = join(c.out, "joint", `T${T}`);
+    out.set(T, dir);
+    if (existsSync(join(dir, DONE))) continue;
+    await train({
+      data: tasks.slice(0, T).flatMap((t) => t.train),
+      init: base,
+      out: dir,
+      batchSize: c.train.batch_size,
+      negatives: c.train.negatives,
+      lr: c.train.lr,
+      warmup: c.train.warmup,
+      steps: c.train.steps * T,
+      maxLength: c.max_length,
+      prefix: true,
+      seed: c.seed,
+      resume: true,
+      device: c.device,
+      precision: c.train.precision,
+      gradCacheChunk: c.train.grad_cache,
+      progress: opts.progress,
+    });
+    writeFileSync(join(dir, DONE), `${JSON.stringify({ tasks: T, finishedAt: new Date().toISOString() })}\n`);
+  }
+  return out;
+}
+
+interface Models {
+  base: string;
+  ft: string[];
+  kd: string[];
+  joint: Map<number, string>;
+}
+
+interface EvalTask {
+  name: string;
+  corpus: { id: string; text: string }[];
+  queries: { id: string; text: string }[];
+  qrels: Qrels;
+}
+
+/** The (query model, index model, compensation) of a setting's cell, or null where it has none. */
+function plan(setting: SettingKey, T: number, j: number, m: Models): [string, string, CompensationMode] | null {
+  const ft = (i: number) => m.ft[i - 1] as string;
+  const kd = (i: number) => m.kd[i - 1] as string;
+  switch (setting) {
+    case "zero_shot":
+      return [m.base, m.base, "none"];
+    case "ft_reindex":
+      return [ft(T), ft(T), "none"];
+    case "ft_no_reindex":
+      return [ft(T), ft(j), "none"];
+    case "ft_qdc":
+      return [ft(T), ft(j), "mean"];
+    case "kd_no_reindex":
+      return [kd(T), kd(j), "none"];
+    case "kd_qdc":
+      return [kd(T), kd(j), "mean"];
+    case "kd_auto":
+      return [kd(T), kd(j), "auto"];
+    case "joint": {
+      const dir = m.joint.get(T);
+      return dir ? [dir, dir, "none"] : null;
+    }
+  }
+}
+
+async function evaluateAll(
+  c: BenchmarkConfig,
+  tasks: TaskData[],
+  models: Models,
+  log: (m: string) => void,
+): Promise<Cell[]> {
+  const cellsFile = join(c.out, "cells.jsonl");
+  const done = new Map<string, Cell>();
+  if (existsSync(cellsFile)) {
+    for (const line of readFileSync(cellsFile, "utf8").split("\n")) {
+      if (!line.trim()) continue;
+      try {
+        const cell = JSON.parse(line) as Cell;
+        done.set(`${cell.setting}/${cell.T}/${cell.j}`, cell);
+      } catch {
+        // a line cut short by a crash: that cell is evaluated again
+      }
+    }
+  }
+  const measures = [c.eval.measure, ...c.eval.extra].flatMap(parseMeasures);
+  const evalTasks: EvalTask[] = [];
+  for (const t of tasks) {
+    const qrels = await readQrels(join(t.eval, "qrels", `${t.split}.tsv`));
+    evalTasks.push({
+      name: t.name,
+      corpus: await readBeirCorpus(t.eval),
+      queries: (await readBeirQueries(t.eval)).filter((q) => qrels.has(q.id)),
+      qrels,
+    });
+  }
+  const queryCache = new Map<string, Tensor>();
+  const embedQueries = (modelDir: string, j: number): Tensor => {
+    const key = `${modelDir}#${j}`;
+    let e = queryCache.get(key);
+    if (!e) {
+      const model = EmbeddingModel.load(modelDir, { device: c.device });
+      e = model.encode(
+        (evalTasks[j - 1] as EvalTask).queries.map((q) => q.text),
+        { kind: "query", batchSize: c.batch_size, maxLength: c.max_length },
+      );
+      model.dispose();
+      queryCache.set(key, e);
+    }
+    return e;
+  };
+  const indexOf = (modelDir: string, j: number): ExactIndex => {
+    const t = evalTasks[j - 1] as EvalTask;
+    const key =
+      resolve(modelDir)
+        .slice(resolve(c.out).length + 1)
+        .replace(/[/\\]/g, "_") || "external";
+    const dir = join(c.out, "indexes", `${key}-${t.name}`);
+    if (existsSync(join(dir, "manifest.json"))) return ExactIndex.open(dir);
+    const tmp = `${dir}.tmp`;
+    rmSync(tmp, { recursive: true, force: true });
+    const model = EmbeddingModel.load(modelDir, { device: c.device });
+    const emb = model.encode(
+      t.corpus.map((d) => d.text),
+      { kind: "document", batchSize: c.batch_size, maxLength: c.max_length },
+    );
+    const idx = ExactIndex.create(tmp, model.dimension);
+    idx.addShard(
+      emb,
+      t.corpus.map((d) => d.id),
+      resolve(modelDir),
+      resolve(modelDir),
+    );
+    emb.dispose();
+    model.dispose();
+    renameSync(tmp, dir);
+    return ExactIndex.open(dir);
+  };
+  const cells: Cell[] = [];
+  const n = tasks.length;
+  for (let T = 1; T <= n; T++) {
+    for (let j = 1; j <= T; j++) {
+      for (const setting of SETTINGS) {
+        const key = `${setting}/${T}/${j}`;
+        const prev = done.get(key);
+        if (prev) {
+          cells.push(prev);
+          continue;
+        }
+        const p = plan(setting, T, j, models);
+        if (!p) continue;
+        const [queryModel, indexModel, mode] = p;
+        const t = evalTasks[j - 1] as EvalTask;
+        const idx = indexOf(indexModel, j);
+        const q = embedQueries(queryModel, j);
+        const chain = compensationChain(queryModel, resolve(indexModel), mode);
+        const hits = idx.search(q, c.eval.k, { transform: () => chain(q) });
+        idx.close();
+        const e = evaluate(
+          t.qrels,
+          runFromHits(
+            t.queries.map((x) => x.id),
+            hits,
+          ),
+          measures,
+        );
+        const cell: Cell = { setting, T, j, scores: e.mean, queryModel, indexModel, compensation: mode };
+        appendFileSync(cellsFile, `${JSON.stringify(cell)}\n`);
+        cells.push(cell);
+        log(`eval after ${tasks[T - 1]?.name} on ${t.name}, ${setting}: ${JSON.stringify(e.mean)}`);
+      }
+    }
+  }
+  for (const e of queryCache.values()) e.dispose();
+  return cells;
+}
