@@ -49,16 +49,26 @@ describe("continual retrieval benchmark (CI size)", () => {
     // the data: BEIR folders whose test queries are not training queries
     for (const task of ["foldoc", "wordnet"]) {
       const t = join(dir, "data", task);
-      const corpus = readFileSync(join(t, "corpus.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)._id);
-      const queries = readFileSync(join(t, "queries.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l).text);
-      const train = readFileSync(join(t, "train.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l).query);
+      const corpus = readFileSync(join(t, "corpus.jsonl"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l)._id);
+      const queries = readFileSync(join(t, "queries.jsonl"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l).text);
+      const train = readFileSync(join(t, "train.jsonl"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l).query);
       assert.equal(corpus.length, 150);
       assert.equal(queries.length, 30);
       assert.equal(train.length, 120);
       assert.ok(!queries.some((q: string) => train.includes(q)), `${task}: a test query is a training query`);
       const qrels = await readQrels(join(t, "qrels", "test.tsv"));
       assert.equal(qrels.size, 30);
-      for (const docs of qrels.values()) for (const d of docs.keys()) assert.ok(corpus.includes(d), `${task}: ${d} is not in the corpus`);
+      for (const docs of qrels.values())
+        for (const d of docs.keys()) assert.ok(corpus.includes(d), `${task}: ${d} is not in the corpus`);
     }
     assert.ok(existsSync(join(dir, "data", "README.md")));
     // every step of both chains has its compensators, the KD chain also auto
@@ -73,7 +83,8 @@ describe("continual retrieval benchmark (CI size)", () => {
     for (const [key, s] of Object.entries(r.settings) as [string, { R: (number | null)[][]; average: number }][]) {
       assert.equal(s.R.length, 2);
       assert.equal(s.R[0]![1], null, `${key}: task 2 is not evaluated before it arrives`);
-      for (const v of [s.R[0]![0], s.R[1]![0], s.R[1]![1]]) assert.ok(typeof v === "number" && v >= 0 && v <= 1, `${key}: ${v}`);
+      for (const v of [s.R[0]![0], s.R[1]![0], s.R[1]![1]])
+        assert.ok(typeof v === "number" && v >= 0 && v <= 1, `${key}: ${v}`);
       assert.ok(Math.abs(s.average - (s.R[1]![0]! + s.R[1]![1]!) / 2) < 1e-12);
     }
     // identities of the protocol: on the task just trained, no re-index = re-index = QDC

@@ -1,5 +1,8 @@
 /** The offline benchmark's text sources, parsed from hand-written snippets in each file format. */
 import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { hashOrder, preparePairs } from "../src/corpora/build.js";
 import { parseTranslations } from "../src/corpora/debian.js";
@@ -10,10 +13,12 @@ import { parsePydocHtml } from "../src/corpora/pydoc.js";
 import { roffSections, unescapeRoff } from "../src/corpora/roff.js";
 import { parseSynset } from "../src/corpora/wordnet.js";
 import { Tokenizer } from "../src/models/tokenizer.js";
-import { basicTokens, buildWordPieceVocab, SPECIAL_TOKENS, writeWordPieceVocab } from "../src/models/wordpiece-vocab.js";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import {
+  basicTokens,
+  buildWordPieceVocab,
+  SPECIAL_TOKENS,
+  writeWordPieceVocab,
+} from "../src/models/wordpiece-vocab.js";
 
 describe("text sources", () => {
   it("Debian Translation-en: short → long description, paragraph dots dropped", () => {
@@ -46,14 +51,25 @@ describe("text sources", () => {
       query: "the destruction of an enemy plane",
       document: "kill, shoot down: the pilot reported two kills; a clean kill",
     });
-    assert.equal(parseSynset("00217499 04 n 01 disaster 0 001 @ 00217014 n 0000 | an act that has disastrous consequences  ", "noun"), null);
+    assert.equal(
+      parseSynset(
+        "00217499 04 n 01 disaster 0 001 @ 00217014 n 0000 | an act that has disastrous consequences  ",
+        "noun",
+      ),
+      null,
+    );
     assert.equal(parseSynset("  1 This software and database is being provided", "noun"), null);
   });
 
   it("FOLDOC: term → definition without braces, tags and dates", () => {
-    const text = "abstract data type\nADT\n\n   <programming> (ADT) A kind of {data abstraction} where a\n   type's form is hidden.\n\n   (2003-07-03)\n\nLIDO\n\n   An input language for LIGA.\n";
+    const text =
+      "abstract data type\nADT\n\n   <programming> (ADT) A kind of {data abstraction} where a\n   type's form is hidden.\n\n   (2003-07-03)\n\nLIDO\n\n   An input language for LIGA.\n";
     assert.deepEqual(parseFoldoc(text), [
-      { id: "abstract data type", query: "abstract data type", document: "(ADT) A kind of data abstraction where a type's form is hidden." },
+      {
+        id: "abstract data type",
+        query: "abstract data type",
+        document: "(ADT) A kind of data abstraction where a type's form is hidden.",
+      },
       { id: "LIDO", query: "LIDO", document: "An input language for LIGA." },
     ]);
   });
@@ -83,7 +99,7 @@ describe("text sources", () => {
     });
     assert.equal(parseManPage(".so man3/strtol.3\n", "strtoll.3"), null);
     assert.equal(unescapeRoff("\\fBbold\\fR \\(em \\e"), "bold — \\");
-    assert.deepEqual([...roffSections(".SH NAME\nx \\- y\n.SH \"SEE ALSO\"\nz").keys()], ["NAME", "SEE ALSO"]);
+    assert.deepEqual([...roffSections('.SH NAME\nx \\- y\n.SH "SEE ALSO"\nz').keys()], ["NAME", "SEE ALSO"]);
   });
 
   it("Python reference: signature → description paragraphs", () => {
@@ -99,7 +115,8 @@ describe("text sources", () => {
   });
 
   it("general corpus: inverse cloze over prose paragraphs of info and POD", () => {
-    const info = "File: x.info, Node: Top\n\n* Menu:\n* a::\n\nGrep searches input files for lines. It prints each matching line to output. Options change what it does.\n";
+    const info =
+      "File: x.info, Node: Top\n\n* Menu:\n* a::\n\nGrep searches input files for lines. It prints each matching line to output. Options change what it does.\n";
     const paras = infoParagraphs(info);
     const pairs = clozePairs(paras, "x.info");
     assert.deepEqual(pairs, [
@@ -109,9 +126,12 @@ describe("text sources", () => {
         document: "It prints each matching line to output. Options change what it does.",
       },
     ]);
-    assert.deepEqual(podParagraphs("=head1 NAME\n\nThe B<perl> function L<open|perlfunc/open> reads C<< $x >> here.\n\n    verbatim code\n"), [
-      "The perl function open reads $x here.\n",
-    ]);
+    assert.deepEqual(
+      podParagraphs(
+        "=head1 NAME\n\nThe B<perl> function L<open|perlfunc/open> reads C<< $x >> here.\n\n    verbatim code\n",
+      ),
+      ["The perl function open reads $x here."],
+    );
   });
 
   it("pairs: seeded order, duplicates dropped, truncation", () => {
@@ -135,7 +155,11 @@ describe("text sources", () => {
 describe("WordPiece vocabulary", () => {
   it("starts with the special tokens and covers its text without [UNK]", () => {
     assert.deepEqual(basicTokens("Héllo, World!"), ["hello", ",", "world", "!"]);
-    const texts = ["the quick brown fox jumps over the lazy dog", "dogs jumped quickly; foxes are brown", "unbelievable jumping"];
+    const texts = [
+      "the quick brown fox jumps over the lazy dog",
+      "dogs jumped quickly; foxes are brown",
+      "unbelievable jumping",
+    ];
     const vocab = buildWordPieceVocab(texts, 120);
     assert.deepEqual(vocab.slice(0, 5), SPECIAL_TOKENS);
     assert.equal(vocab.length, new Set(vocab).size);

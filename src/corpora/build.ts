@@ -57,7 +57,7 @@ export interface BuildResult {
 
 /** FNV-1a over the seed and id: a stable, seeded order. */
 export function hashOrder(seed: number, id: string): number {
-  let h = 0x811c9dc5 ^ seed;
+  let h = 0x811c9dc5;
   const s = `${seed}:${id}`;
   for (let i = 0; i < s.length; i++) {
     h ^= s.charCodeAt(i);

@@ -42,6 +42,8 @@ const Pretrain = z
     heads: z.number().int().positive(),
     intermediate: z.number().int().positive(),
     max_positions: z.number().int().positive().default(512),
+    /** hidden and attention dropout of the new model (BERT's 0.1 by default) */
+    dropout: z.number().min(0).max(1).default(0.1),
     steps: z.number().int().positive(),
     batch_size: z.number().int().positive(),
     lr: z.number().positive(),

@@ -185,6 +185,7 @@ async function prepareBase(c: BenchmarkConfig, tasks: TaskData[], opts: RunOptio
         numHeads: p.heads,
         intermediateSize: p.intermediate,
         maxPositions: p.max_positions,
+        dropout: p.dropout,
       }),
       Tokenizer.fromDir(tmp),
       { seed: c.seed },

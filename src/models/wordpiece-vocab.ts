@@ -38,7 +38,7 @@ export function buildWordPieceVocab(texts: Iterable<string>, size: number): stri
   };
   const topChars = [...chars.entries()]
     .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
-    .slice(0, Math.floor(size / 10));
+    .slice(0, Math.floor(size / 4));
   for (const [c] of topChars) add(c);
   for (const [c] of topChars) add(`##${c}`);
   const byFreq = [...words.entries()]
