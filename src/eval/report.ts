@@ -192,7 +192,7 @@ export function renderSvg(r: BenchmarkReport): string {
         `<text x="${x0 + pad - 4}" y="${y0 + pad + j * cell + cell / 2 + 3}" font-size="9" text-anchor="end">${esc(t)}</text>`,
       );
     });
-    s.R.forEach((row, T) =>
+    s.R.forEach((row, T) => {
       row.forEach((v, j) => {
         if (v == null) return;
         const x = x0 + pad + j * cell;
@@ -203,8 +203,8 @@ export function renderSvg(r: BenchmarkReport): string {
         parts.push(
           `<text x="${x + cell / 2}" y="${y + cell / 2 + 3}" font-size="9" text-anchor="middle" fill="${v / max > 0.55 ? "white" : "black"}">${(100 * v).toFixed(0)}</text>`,
         );
-      }),
-    );
+      });
+    });
   });
   parts.push(
     `<text x="10" y="${barTop}" font-size="13" font-weight="bold">Average ${esc(r.measure)} × 100 over tasks after the last task</text>`,
