@@ -2,10 +2,9 @@
  * The continual-retrieval benchmark's run file (YAML, validated with zod; paths relative to the
  * file). Four ship with qdc: configs/tiny.yaml (the main job), cpu.yaml, gpu.yaml and cdr.yaml.
  */
-import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { readYamlConfig } from "../data/yaml-config.js";
 
 const OfflineData = z
   .object({
@@ -100,22 +99,11 @@ export type BenchmarkConfig = z.infer<typeof BenchmarkConfig>;
 export function readBenchmarkConfig(pathOrName: string, overrides: { out?: string } = {}): BenchmarkConfig {
   const shipped = resolve(new URL("../../../configs/", import.meta.url).pathname, `${pathOrName}.yaml`);
   const path = /^[a-z0-9-]+$/.test(pathOrName) ? shipped : pathOrName;
-  let raw: unknown;
-  try {
-    raw = parseYaml(readFileSync(path, "utf8"));
-  } catch (e) {
-    throw new Error(`${path}: ${(e as Error).message}`);
-  }
-  const parsed = BenchmarkConfig.safeParse(raw);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(top)"}: ${i.message}`).join("; ");
-    throw new Error(`${path}: ${issues}`);
-  }
+  const c = readYamlConfig(path, BenchmarkConfig);
   const base = dirname(resolve(path));
   // shipped configs resolve their data and run folders against the working directory
   const rel = path === shipped ? process.cwd() : base;
   const abs = (p: string) => (isAbsolute(p) ? p : join(rel, p));
-  const c = parsed.data;
   const data =
     c.data.kind === "offline"
       ? { ...c.data, dir: abs(c.data.dir) }

@@ -32,7 +32,7 @@ import { Tokenizer } from "../models/tokenizer.js";
 import { buildWordPieceVocab, writeWordPieceVocab } from "../models/wordpiece-vocab.js";
 import { getNumThreads, type Tensor, tidy } from "../tensor/index.js";
 import { runContinual } from "../train/continual.js";
-import { train } from "../train/trainer.js";
+import { type TrainOptions, train } from "../train/trainer.js";
 import type { BenchmarkConfig } from "./config.js";
 import { evaluate, measureLabel, parseMeasures, type Qrels } from "./metrics.js";
 import { type BenchmarkReport, SETTINGS, type SettingKey, summarise, writeReport } from "./report.js";
@@ -111,7 +111,6 @@ export async function runBenchmark(c: BenchmarkConfig, opts: RunOptions = {}): P
     measure: measureLabel(parseMeasures(c.eval.measure)[0] as ReturnType<typeof parseMeasures>[number]),
     cells,
     stages,
-    joint: c.joint,
   });
   writeReport(c.out, report);
   return report;
@@ -195,7 +194,7 @@ async function prepareBase(c: BenchmarkConfig, tasks: TaskData[], opts: RunOptio
     rmSync(init, { recursive: true, force: true });
     renameSync(tmp, init);
   }
-  await train({
+  await trainOnce(c, opts, {
     data: [general],
     init,
     out: dir,
@@ -204,15 +203,7 @@ async function prepareBase(c: BenchmarkConfig, tasks: TaskData[], opts: RunOptio
     lr: p.lr,
     warmup: p.warmup,
     steps: p.steps,
-    maxLength: c.max_length,
-    prefix: true,
-    seed: c.seed,
-    resume: true,
-    device: c.device,
-    precision: c.train.precision,
-    progress: opts.progress,
   });
-  writeFileSync(join(dir, DONE), `${JSON.stringify({ finishedAt: new Date().toISOString() })}\n`);
   return dir;
 }
 
@@ -316,7 +307,7 @@ async function trainJoint(
     const dir = join(c.out, "joint", `T${T}`);
     out.set(T, dir);
     if (existsSync(join(dir, DONE))) continue;
-    await train({
+    await trainOnce(c, opts, {
       data: tasks.slice(0, T).flatMap((t) => t.train),
       init: base,
       out: dir,
@@ -325,18 +316,32 @@ async function trainJoint(
       lr: c.train.lr,
       warmup: c.train.warmup,
       steps: c.train.steps * T,
-      maxLength: c.max_length,
-      prefix: true,
-      seed: c.seed,
-      resume: true,
-      device: c.device,
-      precision: c.train.precision,
       gradCacheChunk: c.train.grad_cache,
-      progress: opts.progress,
     });
-    writeFileSync(join(dir, DONE), `${JSON.stringify({ tasks: T, finishedAt: new Date().toISOString() })}\n`);
   }
   return out;
+}
+
+/** One training run with the benchmark's shared settings (resumable), marked done when finished. */
+async function trainOnce(
+  c: BenchmarkConfig,
+  opts: RunOptions,
+  o: Pick<
+    TrainOptions,
+    "data" | "init" | "out" | "batchSize" | "negatives" | "lr" | "warmup" | "steps" | "gradCacheChunk"
+  >,
+): Promise<void> {
+  await train({
+    ...o,
+    maxLength: c.max_length,
+    prefix: true,
+    seed: c.seed,
+    resume: true,
+    device: c.device,
+    precision: c.train.precision,
+    progress: opts.progress,
+  });
+  writeFileSync(join(o.out, DONE), `${JSON.stringify({ steps: o.steps, finishedAt: new Date().toISOString() })}\n`);
 }
 
 interface Models {

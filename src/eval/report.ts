@@ -56,17 +56,7 @@ export interface BenchmarkReport {
 
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
 
-export function summarise(input: {
-  name: string;
-  machine: string;
-  device: string;
-  threads: number;
-  tasks: string[];
-  measure: string;
-  cells: { setting: string; T: number; j: number; scores: Record<string, number> }[];
-  stages: { stage: string; seconds: number; device: string }[];
-  joint: string;
-}): BenchmarkReport {
+export function summarise(input: Omit<BenchmarkReport, "settings" | "totalSeconds">): BenchmarkReport {
   const n = input.tasks.length;
   const settings: Record<string, SettingResult> = {};
   for (const s of SETTINGS) {

@@ -14,11 +14,11 @@
  *       data: [data/msmarco-0.jsonl.gz, data/msmarco-1.jsonl.gz]   # or beir: {dir: data/nq, split: train}
  *       steps: 1000                                                  # or epochs: 1
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { type RowSource, RowStream } from "../data/pairs.js";
+import { readYamlConfig } from "../data/yaml-config.js";
 import { type TrainOptions, train } from "./trainer.js";
 
 const TaskSettings = z
@@ -88,20 +88,9 @@ export type RunConfig = z.infer<typeof RunConfig>;
 
 /** Reads and validates a run file; paths in it are relative to the file. */
 export function readRunConfig(path: string): RunConfig {
-  let raw: unknown;
-  try {
-    raw = parseYaml(readFileSync(path, "utf8"));
-  } catch (e) {
-    throw new Error(`${path}: ${(e as Error).message}`);
-  }
-  const parsed = RunConfig.safeParse(raw);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(top)"}: ${i.message}`).join("; ");
-    throw new Error(`${path}: ${issues}`);
-  }
+  const c = readYamlConfig(path, RunConfig);
   const base = dirname(resolve(path));
   const abs = (p: string) => (isAbsolute(p) ? p : join(base, p));
-  const c = parsed.data;
   return {
     ...c,
     out: abs(c.out),
