@@ -4,7 +4,7 @@
  * resumes from what is on disk.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -108,5 +108,18 @@ describe("continual retrieval benchmark (CI size)", () => {
     execFileSync("node", [cli, "bench", "run", "--config", join(dir, "ci.yaml")], { stdio: "pipe" });
     assert.equal(readFileSync(join(dir, "run", "cells.jsonl"), "utf8"), before);
     assert.deepEqual(JSON.parse(readFileSync(join(dir, "run", "results.json"), "utf8")).settings, r.settings);
+  });
+
+  it("rejects a bad config naming the file and the field", () => {
+    const dir = mkdtempSync(join(tmpdir(), "qdc-bench-"));
+    writeFileSync(
+      join(dir, "bad.yaml"),
+      CONFIG.replace("tasks: [foldoc, wordnet]", "tasks: [foldoc, nope]").replace("steps: 6,", "steps: -1,"),
+    );
+    const r = spawnSync("node", [cli, "bench", "run", "--config", join(dir, "bad.yaml")], { encoding: "utf8" });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /bad\.yaml: .*data\.tasks\.1: /);
+    assert.match(r.stderr, /train\.steps: /);
+    assert.ok(!existsSync(join(dir, "run")), "nothing is written for a bad config");
   });
 });
