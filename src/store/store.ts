@@ -1,0 +1,112 @@
+/**
+ * Vector stores behind one small interface: rows carry their embedding model's version, so a
+ * store can hold vectors of several model versions during a background re-index. Every row has an
+ * id (unique: an upsert replaces the row), its vector, the version that embedded it, its text (so
+ * it can be re-embedded) and optional filterable fields declared in the store's schema.
+ */
+
+export type FieldType = "string" | "number";
+export type FieldValue = string | number;
+
+export interface StoreSchema {
+  dim: number;
+  /** filterable fields and their types */
+  fields: Record<string, FieldType>;
+}
+
+export interface StoreRow {
+  id: string;
+  vector: Float32Array | number[];
+  version: string;
+  text: string;
+  fields?: Record<string, FieldValue>;
+}
+
+export interface StoreHit {
+  id: string;
+  /** cosine similarity */
+  score: number;
+  version: string;
+  fields: Record<string, FieldValue>;
+}
+
+/** Equality on declared fields, all of which must hold. */
+export type Filter = Record<string, FieldValue>;
+
+export interface SearchOptions {
+  filter?: Filter;
+  /** only rows of this version */
+  version?: string;
+  /** exact search even where an ANN index exists */
+  exact?: boolean;
+}
+
+export interface VectorStore {
+  readonly schema: StoreSchema;
+  /** "lancedb", "pgvector" */
+  readonly kind: string;
+  upsert(rows: StoreRow[]): Promise<void>;
+  delete(ids: string[]): Promise<void>;
+  search(vector: Float32Array, k: number, opts?: SearchOptions): Promise<StoreHit[]>;
+  /** rows by id (missing ids are left out) */
+  get(ids: string[]): Promise<StoreRow[]>;
+  /** up to `limit` rows whose version is not `version` (what a re-index still has to do) */
+  stale(version: string, limit: number): Promise<StoreRow[]>;
+  /** all rows of a version, in batches */
+  iterate(version: string, batch: number): AsyncGenerator<StoreRow[]>;
+  /** rows per version */
+  versions(): Promise<Record<string, number>>;
+  count(): Promise<number>;
+  /** builds the ANN index now (stores build it themselves once they are large) */
+  buildIndex(): Promise<void>;
+  readonly indexed: boolean;
+  close(): Promise<void>;
+}
+
+export class FilterError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "FilterError";
+  }
+}
+
+/** Checks a filter against the schema: unknown fields and wrong types are errors. */
+export function checkFilter(schema: StoreSchema, filter: Filter | undefined): void {
+  if (!filter) return;
+  for (const [k, v] of Object.entries(filter)) {
+    const type = schema.fields[k];
+    if (!type) {
+      const known = Object.keys(schema.fields);
+      throw new FilterError(
+        `unknown filter field '${k}' (the store has ${known.length ? known.join(", ") : "no filterable fields"})`,
+      );
+    }
+    if (typeof v !== type) throw new FilterError(`filter field '${k}' is a ${type}, got ${JSON.stringify(v)}`);
+  }
+}
+
+/** Checks rows against the schema before writing. */
+export function checkRows(schema: StoreSchema, rows: StoreRow[]): void {
+  for (const r of rows) {
+    if (typeof r.id !== "string" || r.id === "")
+      throw new Error(`a row needs a non-empty string id, got ${JSON.stringify(r.id)}`);
+    if (r.vector.length !== schema.dim)
+      throw new Error(`row '${r.id}': vector has ${r.vector.length} dimensions, the store holds ${schema.dim}`);
+    for (const x of r.vector) if (!Number.isFinite(x)) throw new Error(`row '${r.id}': vector has a non-finite value`);
+    for (const [k, v] of Object.entries(r.fields ?? {})) {
+      if (schema.fields[k] === undefined) throw new Error(`row '${r.id}': field '${k}' is not in the store's schema`);
+      if (typeof v !== schema.fields[k]) throw new Error(`row '${r.id}': field '${k}' must be a ${schema.fields[k]}`);
+    }
+  }
+}
+
+/** Field names become column names: letters, digits and underscores, not starting with a digit. */
+export function checkSchema(schema: StoreSchema): void {
+  if (!Number.isInteger(schema.dim) || schema.dim < 1 || schema.dim > 65536)
+    throw new Error(`vector dimension must be an integer in [1, 65536], got ${schema.dim}`);
+  for (const [k, t] of Object.entries(schema.fields)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(k) || ["id", "vector", "version", "text", "embedding"].includes(k))
+      throw new Error(`field name '${k}' is not allowed (letters, digits, _; not id/vector/version/text)`);
+    if (t !== "string" && t !== "number") throw new Error(`field '${k}': type must be string or number`);
+  }
+}

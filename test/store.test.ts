@@ -1,0 +1,180 @@
+/**
+ * Both vector stores through the same checks: LanceDB in a temporary directory, and PostgreSQL +
+ * pgvector as PGlite served over the wire protocol by pglite-socket (real SQL, real HNSW).
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { PGlite } from "@electric-sql/pglite";
+import { vector } from "@electric-sql/pglite-pgvector";
+import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
+import { Rng } from "../src/data/rng.js";
+import { LanceStore, PgVectorStore, type StoreRow, type StoreSchema, type VectorStore } from "../src/store/index.js";
+
+const DIM = 16;
+const SCHEMA: StoreSchema = { dim: DIM, fields: { lang: "string", year: "number" } };
+
+function randomRows(n: number, version: string, seed: number): StoreRow[] {
+  const rng = new Rng(seed);
+  return Array.from({ length: n }, (_, i) => {
+    const v = Float32Array.from({ length: DIM }, () => rng.next() - 0.5);
+    const norm = Math.hypot(...v);
+    return {
+      id: `d${String(i).padStart(4, "0")}`,
+      vector: v.map((x) => x / norm),
+      version,
+      text: `document ${i}`,
+      fields: { lang: i % 2 ? "en" : "de", year: 2000 + (i % 5) },
+    };
+  });
+}
+
+/** Cosine top-k by a plain loop. */
+const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let s = 0;
+  for (let j = 0; j < a.length; j++) s += (a[j] as number) * (b[j] as number);
+  return s;
+};
+function bruteForce(
+  rows: StoreRow[],
+  q: Float32Array,
+  k: number,
+  keep: (r: StoreRow) => boolean = () => true,
+): string[] {
+  const qn = Math.hypot(...q);
+  return rows
+    .filter(keep)
+    .map((r) => ({ id: r.id, s: dot(r.vector, q) / qn }))
+    .sort((a, b) => b.s - a.s)
+    .slice(0, k)
+    .map((x) => x.id);
+}
+
+function storeSuite(
+  name: string,
+  open: () => Promise<VectorStore>,
+  reopen: () => Promise<VectorStore>,
+  annRecall: number,
+) {
+  describe(name, () => {
+    let store: VectorStore;
+    const rows = randomRows(400, "v1", 1);
+    const queries = randomRows(10, "q", 2).map((r) => r.vector as Float32Array);
+    before(async () => {
+      store = await open();
+    });
+    after(async () => {
+      await store.close();
+    });
+
+    it("upserts, searches exactly and filters", async () => {
+      for (let i = 0; i < rows.length; i += 100) await store.upsert(rows.slice(i, i + 100));
+      assert.equal(await store.count(), 400);
+      assert.deepEqual(await store.versions(), { v1: 400 });
+      for (const q of queries) {
+        const hits = await store.search(q, 10, { exact: true });
+        assert.deepEqual(
+          hits.map((h) => h.id),
+          bruteForce(rows, q, 10),
+        );
+        const top = rows.find((r) => r.id === hits[0]?.id)!;
+        assert.ok(Math.abs(hits[0]!.score - dot(top.vector, q) / Math.hypot(...q)) < 1e-4, "the score is the cosine");
+        const en = await store.search(q, 5, { exact: true, filter: { lang: "en", year: 2001 } });
+        assert.deepEqual(
+          en.map((h) => h.id),
+          bruteForce(rows, q, 5, (r) => r.fields?.lang === "en" && r.fields?.year === 2001),
+        );
+        assert.ok(en.every((h) => h.fields.lang === "en" && h.fields.year === 2001));
+      }
+      await assert.rejects(
+        store.search(queries[0]!, 5, { filter: { colour: "red" } }),
+        /unknown filter field 'colour' \(the store has lang, year\)/,
+      );
+      await assert.rejects(
+        store.search(queries[0]!, 5, { filter: { year: "2001" } }),
+        /filter field 'year' is a number/,
+      );
+      await assert.rejects(store.upsert([{ ...rows[0]!, vector: [1, 2] }]), /2 dimensions, the store holds 16/);
+    });
+
+    it("replaces rows by id with a new version, iterates and deletes", async () => {
+      const fresh = randomRows(150, "v2", 3);
+      await store.upsert(fresh);
+      assert.equal(await store.count(), 400, "an upsert replaces, never duplicates");
+      assert.deepEqual(await store.versions(), { v1: 250, v2: 150 });
+      const stale = await store.stale("v2", 1000);
+      assert.equal(stale.length, 250);
+      assert.ok(stale.every((r) => r.version === "v1" && r.text.startsWith("document")));
+      const got = await store.get(["d0003", "nope"]);
+      assert.equal(got.length, 1);
+      assert.equal(got[0]!.version, "v2");
+      assert.ok(Math.abs(got[0]!.vector[0]! - fresh[3]!.vector[0]!) < 1e-6);
+      let seen = 0;
+      for await (const batch of store.iterate("v2", 40)) {
+        assert.ok(batch.length <= 40);
+        seen += batch.length;
+      }
+      assert.equal(seen, 150);
+      const q = queries[0]!;
+      const onlyV2 = await store.search(q, 5, { exact: true, version: "v2" });
+      assert.deepEqual(
+        onlyV2.map((h) => h.id),
+        bruteForce(fresh, q, 5),
+      );
+      await store.delete(["d0000", "d0001"]);
+      assert.equal(await store.count(), 398);
+      // reopened, the schema and rows are there
+      const again = await reopen();
+      assert.deepEqual(again.schema, SCHEMA);
+      assert.equal(await again.count(), 398);
+      await again.close();
+    });
+
+    it("builds an ANN index whose top-10 recalls the exact one", async () => {
+      await store.buildIndex();
+      assert.ok(store.indexed);
+      let found = 0;
+      for (const q of queries) {
+        const exact = (await store.search(q, 10, { exact: true })).map((h) => h.id);
+        const ann = new Set((await store.search(q, 10)).map((h) => h.id));
+        found += exact.filter((id) => ann.has(id)).length;
+      }
+      assert.ok(found / (10 * queries.length) >= annRecall, `recall@10 ${found / (10 * queries.length)}`);
+    });
+  });
+}
+
+const lanceDir = join(mkdtempSync(join(tmpdir(), "qdc-lance-")), "store");
+storeSuite(
+  "LanceDB store",
+  () => LanceStore.open(lanceDir, SCHEMA),
+  () => LanceStore.open(lanceDir),
+  0.7,
+);
+
+describe("PostgreSQL + pgvector over the wire (PGlite + pglite-socket)", () => {
+  let db: PGlite;
+  let server: PGLiteSocketServer;
+  let url = "";
+  before(async () => {
+    db = await PGlite.create({ extensions: { vector } });
+    server = new PGLiteSocketServer({ db, port: 0, host: "127.0.0.1", maxConnections: 16 });
+    await server.start();
+    url = `postgres://postgres@127.0.0.1:${(server as unknown as { port: number }).port}/postgres`;
+  });
+  after(async () => {
+    await server.stop();
+    await db.close();
+  });
+  storeSuite(
+    "pgvector store",
+    () => PgVectorStore.open(url, "docs", SCHEMA),
+    () => PgVectorStore.open(url, "docs"),
+    0.9,
+  );
+  it("refuses a different schema for an existing table", async () => {
+    await assert.rejects(PgVectorStore.open(url, "docs", { dim: 8, fields: {} }), /exists with schema/);
+  });
+});
