@@ -372,6 +372,125 @@ program
     } else process.stdout.write(formatEvaluation(e, { perQuery: opts.perQuery }));
   });
 
+const store = program
+  .command("store")
+  .description("vector stores (LanceDB directory, or postgres://…#table) for the search service");
+store
+  .command("load")
+  .description("embed a corpus into a store (created with the model's dimension and --fields)")
+  .requiredOption("--store <uri>", "a directory (LanceDB) or postgres://user@host/db#table (pgvector)")
+  .requiredOption("--model <dir>", "model directory (its path is the rows' version)")
+  .requiredOption("--corpus <file>", "documents: .jsonl with _id, text (and title, and the --fields)")
+  .option("--fields <list>", "filterable fields taken from the corpus rows: name:string,name:number")
+  .option("--batch-size <n>", "texts per forward pass", positiveInt("--batch-size"), 32)
+  .option("--max-length <n>", "tokens per text", positiveInt("--max-length"))
+  .option("--ann-threshold <n>", "rows from which the ANN index is built", positiveInt("--ann-threshold"), 100000)
+  .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
+  .action(async (opts) => {
+    const { openStore } = await import("../store/open.js");
+    const { loadCorpus, parseFields } = await import("../server/load.js");
+    const { readConfig } = await import("../models/config.js");
+    const { join } = await import("node:path");
+    const dim = readConfig(join(opts.model, "config.json")).hiddenSize;
+    const s = await openStore(
+      opts.store,
+      { dim, fields: parseFields(opts.fields) },
+      { annThreshold: opts.annThreshold },
+    );
+    try {
+      const n = await loadCorpus(s, opts.model, opts.corpus, {
+        batchSize: opts.batchSize,
+        maxLength: opts.maxLength,
+        device: opts.device,
+        onProgress: (done, secs) => console.error(`loaded ${done} documents (${(done / secs).toFixed(1)} docs/s)`),
+      });
+      console.error(
+        `${opts.store}: ${n} documents with ${opts.model}; ${await s.count()} rows, ANN index: ${s.indexed}`,
+      );
+    } finally {
+      await s.close();
+    }
+  });
+
+store
+  .command("reindex")
+  .description("re-embed every row of older versions with --model, resumably (what the service does in the background)")
+  .requiredOption("--store <uri>", "store URI")
+  .requiredOption("--model <dir>", "the model to re-embed with (a descendant of the rows' versions)")
+  .option("--batch-size <n>", "documents per batch", positiveInt("--batch-size"), 64)
+  .option("--progress-file <file>", "progress JSON (default: <store>/reindex.json for LanceDB)")
+  .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
+  .action(async (opts) => {
+    const { openStore } = await import("../store/open.js");
+    const { SearchService } = await import("../server/service.js");
+    const { Reindexer } = await import("../server/reindex.js");
+    const { join } = await import("node:path");
+    const s = await openStore(opts.store);
+    const service = await SearchService.create({ store: s, modelDir: opts.model, device: opts.device });
+    const crash = process.env.QDC_TEST_CRASH_AFTER_BATCHES;
+    const r = new Reindexer(service, {
+      batchSize: opts.batchSize,
+      progressFile:
+        opts.progressFile ??
+        (s.kind === "lancedb" ? join(opts.store.replace(/^lancedb:/, ""), "reindex.json") : undefined),
+      log: (st) =>
+        console.error(
+          `reindex ${st.state}: ${st.done} done, ${st.remaining ?? "?"} left (${st.docsPerSecond.toFixed(1)} docs/s)`,
+        ),
+      crashAfterBatches: crash ? Number(crash) : undefined,
+    });
+    if (r.status.state !== "running") r.start();
+    const st = await r.settled();
+    await service.close();
+    if (st.state === "failed") throw new Error(`re-index failed: ${st.error}`);
+  });
+
+program
+  .command("serve")
+  .description("the search service: HTTP search over a store, zero-downtime model upgrades, background re-index")
+  .requiredOption("--store <uri>", "store URI")
+  .requiredOption("--model <dir>", "the model to serve (the store's version or a descendant)")
+  .option("--port <n>", "TCP port", nonNegativeInt("--port"), 8080)
+  .option("--host <host>", "address to listen on", "127.0.0.1")
+  .option("--token <token>", "bearer token for /admin (default: QDC_ADMIN_TOKEN)")
+  .addOption(
+    new Option("--compensate <mode>", "how older rows are reached")
+      .choices(["mean", "kernel", "procrustes", "affine", "mlp", "auto"])
+      .default("mean"),
+  )
+  .option("--reindex-batch <n>", "documents per re-index batch", positiveInt("--reindex-batch"), 64)
+  .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
+  .action(async (opts) => {
+    const { openStore } = await import("../store/open.js");
+    const { SearchService } = await import("../server/service.js");
+    const { Reindexer } = await import("../server/reindex.js");
+    const { buildApp } = await import("../server/http.js");
+    const { join } = await import("node:path");
+    const s = await openStore(opts.store);
+    const service = await SearchService.create({
+      store: s,
+      modelDir: opts.model,
+      device: opts.device,
+      compensate: opts.compensate,
+    });
+    const reindexer = new Reindexer(service, {
+      batchSize: opts.reindexBatch,
+      progressFile: s.kind === "lancedb" ? join(opts.store.replace(/^lancedb:/, ""), "reindex.json") : undefined,
+    });
+    const app = buildApp(service, reindexer, { token: opts.token ?? process.env.QDC_ADMIN_TOKEN });
+    const address = await app.listen({ port: opts.port, host: opts.host });
+    console.error(`qdc serve: ${address} (model ${service.model.version}, ${s.kind} store, ${await s.count()} rows)`);
+    const stop = async () => {
+      await app.close();
+      reindexer.pause();
+      await reindexer.settled();
+      await service.close();
+      process.exit(0);
+    };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+
 function number(name: string) {
   return (v: string): number => {
     const n = Number(v);

@@ -26,7 +26,9 @@ export async function* readTexts(file: string, opts: { field?: string } = {}): A
  * Texts with ids: `.jsonl` rows with `_id` (or `id`) and `text` (plus `title`, joined as BEIR does),
  * or `.txt` lines whose ids are their line numbers.
  */
-export async function* readIdTexts(file: string): AsyncGenerator<{ id: string; text: string }> {
+export async function* readIdTexts(
+  file: string,
+): AsyncGenerator<{ id: string; text: string; row?: Record<string, unknown> }> {
   const base = file.endsWith(".gz") ? file.slice(0, -3) : file;
   if (!(base.endsWith(".jsonl") || base.endsWith(".json"))) {
     for await (const [line, n] of readLines(file)) yield { id: String(n), text: line };
@@ -39,7 +41,7 @@ export async function* readIdTexts(file: string): AsyncGenerator<{ id: string; t
     if (typeof row.text !== "string")
       throw new InputError(file, n, `expected a string field 'text', got ${JSON.stringify(row.text ?? null)}`);
     const title = typeof row.title === "string" ? row.title.trim() : "";
-    yield { id: String(id), text: title ? `${title} ${row.text}` : row.text };
+    yield { id: String(id), text: title ? `${title} ${row.text}` : row.text, row };
   }
 }
 

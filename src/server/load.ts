@@ -1,0 +1,64 @@
+/** Embeds a corpus into a vector store with one model version (`qdc store load`). */
+import { resolve } from "node:path";
+import { chunked, readIdTexts } from "../data/texts.js";
+import { EmbeddingModel } from "../models/embedding-model.js";
+import type { FieldValue, StoreSchema, VectorStore } from "../store/store.js";
+
+export interface LoadOptions {
+  batchSize?: number;
+  maxLength?: number;
+  device?: string;
+  onProgress?: (done: number, seconds: number) => void;
+}
+
+/** Parses `name:type,…` (types string or number) into a schema's fields. */
+export function parseFields(spec: string | undefined): StoreSchema["fields"] {
+  const out: StoreSchema["fields"] = {};
+  for (const part of (spec ?? "").split(",").filter(Boolean)) {
+    const [name, type] = part.split(":") as [string, string | undefined];
+    if (type !== "string" && type !== "number")
+      throw new Error(`--fields ${spec}: '${part}' must be name:string or name:number`);
+    out[name] = type;
+  }
+  return out;
+}
+
+export async function loadCorpus(
+  store: VectorStore,
+  modelDir: string,
+  corpus: string,
+  o: LoadOptions = {},
+): Promise<number> {
+  const model = EmbeddingModel.load(modelDir, { device: o.device });
+  const version = resolve(modelDir);
+  const d = store.schema.dim;
+  if (model.dimension !== d)
+    throw new Error(`${modelDir} embeds ${model.dimension}-d vectors, the store holds ${d}-d ones`);
+  const t0 = performance.now();
+  let done = 0;
+  try {
+    for await (const docs of chunked(readIdTexts(corpus), 256)) {
+      const emb = model.encode(
+        docs.map((x) => x.text),
+        { kind: "document", batchSize: o.batchSize, maxLength: o.maxLength },
+      );
+      const flat = emb.float().contiguous().data() as Float32Array;
+      emb.dispose();
+      await store.upsert(
+        docs.map((x, i) => {
+          const fields: Record<string, FieldValue> = {};
+          for (const k of Object.keys(store.schema.fields)) {
+            const v = x.row?.[k];
+            if (v !== undefined && v !== null) fields[k] = v as FieldValue;
+          }
+          return { id: x.id, text: x.text, version, vector: flat.slice(i * d, (i + 1) * d), fields };
+        }),
+      );
+      done += docs.length;
+      o.onProgress?.(done, (performance.now() - t0) / 1000);
+    }
+  } finally {
+    model.dispose();
+  }
+  return done;
+}

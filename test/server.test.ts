@@ -1,0 +1,236 @@
+/**
+ * The search service: request validation, a model upgrade and a background re-index under
+ * concurrent load (zero failed requests, every response consistent with the versions it reports),
+ * and a re-index killed mid-way and restarted (every document once, at the new version).
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { FastifyInstance } from "fastify";
+import { fitBetweenModels } from "../src/drift/between-models.js";
+import { EmbeddingModel } from "../src/models/embedding-model.js";
+import { buildApp } from "../src/server/http.js";
+import { loadCorpus } from "../src/server/load.js";
+import { Reindexer } from "../src/server/reindex.js";
+import { SearchService } from "../src/server/service.js";
+import { LanceStore } from "../src/store/lancedb.js";
+import { FIXTURES } from "./helpers.js";
+
+const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
+const WORDS =
+  "river mountain compiler network kernel garden music library protocol engine ocean planet archive server teacher window".split(
+    " ",
+  );
+const TOKEN = "s3cret-token";
+
+/** A corpus of n documents as JSONL, with a filterable field. */
+function corpus(dir: string, n: number): string {
+  const file = join(dir, "corpus.jsonl");
+  const rows = Array.from({ length: n }, (_, i) =>
+    JSON.stringify({
+      _id: `doc${i}`,
+      text: `notes ${i} on the ${WORDS[i % 16]} and the ${WORDS[(i * 7 + 3) % 16]}`,
+      lang: i % 3 ? "en" : "de",
+    }),
+  );
+  writeFileSync(file, `${rows.join("\n")}\n`);
+  return file;
+}
+
+/** old = the tiny BERT fixture; new = its trained weights, with lineage and a mean compensator. */
+function models(dir: string): { oldDir: string; newDir: string } {
+  const oldDir = resolve(FIXTURES, "bert-tiny");
+  const newDir = join(dir, "new");
+  mkdirSync(newDir);
+  for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"])
+    copyFileSync(join(oldDir, f), join(newDir, f));
+  copyFileSync(join(FIXTURES, "train-step/weights_after.safetensors"), join(newDir, "model.safetensors"));
+  writeFileSync(join(newDir, "lineage.json"), JSON.stringify({ parent: oldDir }));
+  fitBetweenModels({ oldDir, newDir, queries: WORDS.map((w) => `about the ${w}`), methods: ["mean"] });
+  return { oldDir, newDir };
+}
+
+describe("search service", () => {
+  const dir = mkdtempSync(join(tmpdir(), "qdc-serve-"));
+  const { oldDir, newDir } = models(dir);
+  const N = 120;
+  const corpusFile = corpus(dir, N);
+  let service: SearchService;
+  let reindexer: Reindexer;
+  let app: FastifyInstance;
+  let base = "";
+  const post = async (path: string, body: unknown, token?: string) => {
+    const r = await fetch(base + path, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify(body),
+    });
+    return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+  };
+
+  before(async () => {
+    const store = await LanceStore.open(join(dir, "store"), { dim: 64, fields: { lang: "string" } });
+    await loadCorpus(store, oldDir, corpusFile);
+    service = await SearchService.create({ store, modelDir: oldDir });
+    reindexer = new Reindexer(service, { batchSize: 16, progressFile: join(dir, "store", "reindex.json") });
+    app = buildApp(service, reindexer, { token: TOKEN });
+    base = await app.listen({ port: 0, host: "127.0.0.1" });
+  });
+  after(async () => {
+    await app.close();
+    await service.close();
+  });
+
+  it("rejects bad requests with a JSON 4xx and keeps serving", async () => {
+    const bad: [string, unknown, string?][] = [
+      ["/search", { texts: [] }],
+      ["/search", { texts: [""] }],
+      ["/search", { texts: ["   "] }],
+      ["/search", { texts: ["x".repeat(5000)] }],
+      ["/search", { texts: ["ok"], k: 0 }],
+      ["/search", { texts: ["ok"], k: 5000 }],
+      ["/search", { texts: ["ok"], extra: 1 }],
+      ["/search", { texts: ["ok"], filter: { colour: "red" } }],
+      ["/admin/upgrade", { model: newDir }],
+      ["/admin/upgrade", { model: newDir }, "wrong"],
+      ["/admin/reindex", { action: "explode" }, TOKEN],
+      ["/admin/upgrade", { model: join(FIXTURES, "nomic-tiny") }, TOKEN],
+    ];
+    for (const [path, body, token] of bad) {
+      const r = await post(path, body, token);
+      assert.ok(r.status >= 400 && r.status < 500, `${path} ${JSON.stringify(body).slice(0, 60)} → ${r.status}`);
+      assert.equal(typeof r.body.error, "string");
+      assert.equal(typeof r.body.message, "string");
+    }
+    assert.match(
+      String((await post("/search", { texts: ["ok"], filter: { colour: "red" } })).body.message),
+      /unknown filter field 'colour'/,
+    );
+    assert.equal((await post("/admin/upgrade", { model: newDir })).status, 401);
+    assert.match(
+      String((await post("/admin/upgrade", { model: join(FIXTURES, "nomic-tiny") }, TOKEN)).body.message),
+      /cannot upgrade/,
+    );
+    const ok = await post("/search", { texts: ["the river", "a compiler"], k: 5, filter: { lang: "en" } });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body.model, oldDir);
+    const results = ok.body.results as { id: string; version: string; fields: { lang: string } }[][];
+    assert.equal(results.length, 2);
+    assert.ok(results.every((h) => h.length === 5 && h.every((x) => x.fields.lang === "en" && x.version === oldDir)));
+    const health = await (await fetch(`${base}/health`)).json();
+    assert.deepEqual(health, { status: "ok", model: oldDir, store: "lancedb", rows: N });
+  });
+
+  it("upgrades and re-indexes under load with zero failed requests and consistent versions", async () => {
+    const responses: { status: number; body: Record<string, unknown> }[] = [];
+    let stop = false;
+    const worker = async (w: number) => {
+      for (let i = 0; !stop; i++)
+        responses.push(await post("/search", { texts: [`the ${WORDS[(w * 5 + i) % 16]}`], k: 10 }));
+    };
+    const workers = [0, 1, 2, 3].map(worker);
+    await new Promise((r) => setTimeout(r, 300));
+    const up = await post("/admin/upgrade", { model: newDir }, TOKEN);
+    assert.equal(up.status, 200);
+    assert.deepEqual(up.body, { previous: oldDir, current: newDir });
+    assert.equal((await post("/admin/reindex", { action: "start" }, TOKEN)).status, 200);
+    for (;;) {
+      const st = (await post("/admin/reindex", { action: "status" }, TOKEN)).body;
+      if (st.state === "done") break;
+      assert.notEqual(st.state, "failed", JSON.stringify(st));
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    stop = true;
+    await Promise.all(workers);
+    assert.ok(responses.length > 20, `${responses.length} responses`);
+    assert.deepEqual(
+      responses.filter((r) => r.status !== 200),
+      [],
+      "no request failed",
+    );
+    const seen = new Set<string>();
+    let mixed = 0;
+    for (const { body } of responses) {
+      const model = body.model as string;
+      const versions = body.versions as Record<string, { compensation: string }>;
+      const hits = (body.results as { id: string; version: string }[][])[0]!;
+      assert.equal(new Set(hits.map((h) => h.id)).size, hits.length, "no duplicates");
+      assert.ok(model === oldDir || model === newDir);
+      seen.add(model);
+      for (const h of hits) {
+        if (model === oldDir) assert.equal(h.version, oldDir, "the old model only sees old rows");
+        // an old row reached from the new model is compensated; a new row is native
+        assert.equal(versions[h.version]?.compensation, h.version === model ? "none" : "mean");
+      }
+      if (new Set(hits.map((h) => h.version)).size > 1) mixed++;
+    }
+    assert.deepEqual([...seen].sort(), [oldDir, newDir].sort());
+    assert.ok(mixed > 0, "some searches ran while old and new rows were both present");
+    assert.deepEqual(await service.store.versions(), { [newDir]: N });
+    // after the backfill, search is the new model's native search
+    const final = await post("/search", { texts: ["the ocean"], k: 10 });
+    const m = EmbeddingModel.load(newDir);
+    const texts = Array.from(
+      { length: N },
+      (_, i) => `notes ${i} on the ${WORDS[i % 16]} and the ${WORDS[(i * 7 + 3) % 16]}`,
+    );
+    const want = m
+      .encode(["the ocean"], { kind: "query" })
+      .matmul(m.encode(texts, { kind: "document" }).T)
+      .topk(10, 1)
+      .indices.toArray();
+    m.dispose();
+    assert.deepEqual(
+      (final.body.results as { id: string }[][])[0]!.map((h) => h.id),
+      want.map((i) => `doc${i}`),
+    );
+  });
+});
+
+describe("re-index crash and restart", () => {
+  it("leaves every document exactly once, at the new version", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qdc-reindex-"));
+    const { oldDir, newDir } = models(dir);
+    const N = 100;
+    const storeDir = join(dir, "store");
+    const store = await LanceStore.open(storeDir, { dim: 64, fields: {} });
+    await loadCorpus(store, oldDir, corpus(dir, N));
+    await store.close();
+    const args = [cli, "store", "reindex", "--store", storeDir, "--model", newDir, "--batch-size", "8"];
+    const crashed = spawnSync("node", args, {
+      encoding: "utf8",
+      env: { ...process.env, QDC_TEST_CRASH_AFTER_BATCHES: "3" },
+    });
+    assert.equal(crashed.signal, "SIGKILL");
+    const mid = await LanceStore.open(storeDir);
+    const partial = await mid.versions();
+    assert.equal(partial[newDir], 24, "three batches of 8 were written before the crash");
+    assert.equal(partial[oldDir], N - 24);
+    await mid.close();
+    const resumed = spawnSync("node", args, { encoding: "utf8" });
+    assert.equal(resumed.status, 0, resumed.stderr);
+    const done = await LanceStore.open(storeDir);
+    assert.equal(await done.count(), N);
+    assert.deepEqual(await done.versions(), { [newDir]: N });
+    const rows = await done.get(Array.from({ length: N }, (_, i) => `doc${i}`));
+    assert.equal(rows.length, N);
+    const m = EmbeddingModel.load(newDir);
+    const want = m
+      .encode(
+        rows.map((r) => r.text),
+        { kind: "document" },
+      )
+      .toArray();
+    m.dispose();
+    rows.forEach((r, i) => {
+      let diff = 0;
+      for (let j = 0; j < 64; j++) diff = Math.max(diff, Math.abs(r.vector[j]! - want[i * 64 + j]!));
+      assert.ok(diff < 1e-5, `${r.id} is embedded by the new model (max difference ${diff})`);
+    });
+    await done.close();
+  });
+});
