@@ -637,6 +637,18 @@ benchCommand(
   async (o) => (await import("../bench/drift.js")).runDriftBench(o),
 );
 bench
+  .command("serve")
+  .description(
+    "the search service under load: QPS and latency before, during and after an upgrade with re-index; exact vs ANN recall",
+  )
+  .option("--docs <n>", "documents in the store", positiveInt("--docs"), 100000)
+  .option("--run <dir>", "the tiny benchmark's run folder (its FT+KD models of tasks 1 and 2)", "runs/bench-tiny")
+  .option("--out <file>", "write the results as JSON here")
+  .option("--quick", "shorter windows")
+  .action(async (o) =>
+    (await import("../bench/serve.js")).runServeBench({ ...o, device: "cpu", peer: false, python: "" }),
+  );
+bench
   .command("run")
   .description(
     "the continual dense-retrieval benchmark: data, base model, FT / FT+KD / joint training, indexes, evaluation, report",

@@ -137,6 +137,8 @@ export class Reindexer {
         const target = m.version;
         const rows = await this.#batch(target, batchSize);
         if (!rows.length) {
+          // rows rewritten since the ANN index was built are searched exactly until it is rebuilt
+          if (this.service.store.indexed) await this.service.store.buildIndex();
           this.service.invalidate();
           this.#set({ state: "done", remaining: 0 });
           return;

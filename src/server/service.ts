@@ -132,13 +132,19 @@ export class SearchService {
       const q = s.model.encode(texts, { kind: "query", maxLength: this.#opts.maxLength });
       const t1 = performance.now();
       const counts = await this.versions();
+      const t2 = performance.now();
       const perVersion: { version: string; rows: Float32Array[]; compensation: string }[] = [];
+      const d = this.store.schema.dim;
+      let compensateMs = 0;
       for (const v of Object.keys(counts)) {
         const native = v === s.version;
+        const c0 = performance.now();
         const qv = native ? q : s.chain(v)(q);
         const flat = qv.float().contiguous().data() as Float32Array;
-        if (qv !== q) qv.dispose();
-        const d = this.store.schema.dim;
+        if (qv !== q) {
+          qv.dispose();
+          compensateMs += performance.now() - c0;
+        }
         perVersion.push({
           version: v,
           rows: texts.map((_, i) => flat.slice(i * d, (i + 1) * d)),
@@ -146,7 +152,6 @@ export class SearchService {
         });
       }
       q.dispose();
-      const t2 = performance.now();
       const results: StoreHit[][] = [];
       for (let i = 0; i < texts.length; i++) {
         const hits = (
@@ -173,7 +178,7 @@ export class SearchService {
           perVersion.map((p) => [p.version, { rows: counts[p.version] ?? 0, compensation: p.compensation }]),
         ),
         results,
-        timings: { embedMs: t1 - t0, compensateMs: t2 - t1, storeMs: t3 - t2 },
+        timings: { embedMs: t1 - t0, compensateMs, storeMs: t3 - t2 - compensateMs + (t2 - t1) },
       };
     } finally {
       s.release();

@@ -141,7 +141,7 @@ export class LanceStore implements VectorStore {
     let q = this.table
       .vectorSearch(Array.from(vector))
       .distanceType("cosine")
-      .select(["id", "version", ...Object.keys(this.schema.fields)])
+      .select(["id", "version", ...Object.keys(this.schema.fields), "_distance"])
       .limit(k);
     const w = where(opts.filter, opts.version);
     if (w) q = q.where(w);
