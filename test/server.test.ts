@@ -120,6 +120,10 @@ describe("search service", () => {
     const results = ok.body.results as { id: string; version: string; fields: { lang: string } }[][];
     assert.equal(results.length, 2);
     assert.ok(results.every((h) => h.length === 5 && h.every((x) => x.fields.lang === "en" && x.version === oldDir)));
+    const models = (await (await fetch(`${base}/models`)).json()) as Record<string, unknown>;
+    assert.equal(models.current, oldDir);
+    assert.deepEqual(models.lineage, [oldDir]);
+    assert.deepEqual((models.store as { versions: unknown }).versions, { [oldDir]: N });
     const health = await (await fetch(`${base}/health`)).json();
     assert.deepEqual(health, { status: "ok", model: oldDir, store: "lancedb", rows: N });
   });
@@ -137,6 +141,16 @@ describe("search service", () => {
     assert.equal(up.status, 200);
     assert.deepEqual(up.body, { previous: oldDir, current: newDir });
     assert.equal((await post("/admin/reindex", { action: "start" }, TOKEN)).status, 200);
+    // pause: nothing moves; resume: it goes on
+    const paused = (await post("/admin/reindex", { action: "pause" }, TOKEN)).body;
+    assert.equal(paused.state, "paused");
+    await new Promise((r) => setTimeout(r, 200));
+    const still = (await post("/admin/reindex", { action: "status" }, TOKEN)).body;
+    assert.equal(still.state, "paused");
+    const before = await service.store.versions();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(await service.store.versions(), before, "a paused re-index writes nothing");
+    assert.equal((await post("/admin/reindex", { action: "resume" }, TOKEN)).body.state, "running");
     for (;;) {
       const st = (await post("/admin/reindex", { action: "status" }, TOKEN)).body;
       if (st.state === "done") break;
