@@ -1,7 +1,7 @@
 /** Drift compensators: the QDC fixture, and recovery of known synthetic transforms. */
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -20,7 +20,7 @@ import {
   tensor,
   tidy,
 } from "../src/index.js";
-import { assertClose, FIXTURES } from "./helpers.js";
+import { assertClose, FIXTURES, trainedBertTiny } from "./helpers.js";
 
 describe("QDC fixture", () => {
   it("mean drift and compensated queries match PyTorch within 1e-5", () => {
@@ -128,11 +128,7 @@ describe("estimators recover known transforms", () => {
 describe("qdc drift fit", () => {
   it("reproduces the QDC fixture through the CLI (old = start model, new = trained weights)", () => {
     const dir = mkdtempSync(join(tmpdir(), "qdc-drift-cli-"));
-    const newDir = join(dir, "new");
-    mkdirSync(newDir);
-    for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"])
-      copyFileSync(join(FIXTURES, "bert-tiny", f), join(newDir, f));
-    copyFileSync(join(FIXTURES, "train-step/weights_after.safetensors"), join(newDir, "model.safetensors"));
+    const newDir = trainedBertTiny(dir);
     const queries = JSON.parse(readFileSync(join(FIXTURES, "qdc/case.json"), "utf8")).queries as string[];
     writeFileSync(join(dir, "q.txt"), queries.join("\n"));
     const out = join(dir, "drift.safetensors");

@@ -1,5 +1,7 @@
-/** Test helpers: closeness assertions and a finite-difference gradient check in float64. */
+/** Test helpers: closeness assertions, a finite-difference gradient check in float64, fixture models. */
 import assert from "node:assert/strict";
+import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { noGrad, type Tensor, tensor, tidy } from "../src/index.js";
 
 export function assertClose(
@@ -88,3 +90,18 @@ export function gradcheck(name: string, f: (xs: Tensor[]) => Tensor, inputs: Gra
 /** The reference fixtures (computed with PyTorch + transformers): ../shared/fixtures beside the checkout. */
 export const FIXTURES: string =
   process.env.QDC_FIXTURES ?? new URL("../../../shared/fixtures/", import.meta.url).pathname.replace(/\/$/, "");
+
+/**
+ * A descendant of the bert-tiny fixture in `dir/new`: its config and tokenizer with the weights
+ * after the fixture's training steps, and (with `lineage`) a lineage.json naming bert-tiny.
+ */
+export function trainedBertTiny(dir: string, opts: { lineage?: boolean } = {}): string {
+  const oldDir = join(FIXTURES, "bert-tiny");
+  const newDir = join(dir, "new");
+  mkdirSync(newDir);
+  for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"])
+    copyFileSync(join(oldDir, f), join(newDir, f));
+  copyFileSync(join(FIXTURES, "train-step/weights_after.safetensors"), join(newDir, "model.safetensors"));
+  if (opts.lineage) writeFileSync(join(newDir, "lineage.json"), JSON.stringify({ parent: oldDir }));
+  return newDir;
+}

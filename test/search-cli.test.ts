@@ -1,12 +1,12 @@
 /** `qdc index build` and `qdc search` along a model lineage, with and without compensation. */
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { EmbeddingModel, loadCompensator, tidy } from "../src/index.js";
-import { FIXTURES } from "./helpers.js";
+import { FIXTURES, trainedBertTiny } from "./helpers.js";
 
 const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
 const run = (...args: string[]) => execFileSync("node", [cli, ...args], { stdio: "pipe" });
@@ -15,12 +15,7 @@ describe("index build + search", () => {
   it("searches an old index with compensated queries of a descendant model, and refuses unrelated models", () => {
     const dir = mkdtempSync(join(tmpdir(), "qdc-search-"));
     const oldDir = join(FIXTURES, "bert-tiny");
-    const newDir = join(dir, "new");
-    mkdirSync(newDir);
-    for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"])
-      copyFileSync(join(oldDir, f), join(newDir, f));
-    copyFileSync(join(FIXTURES, "train-step/weights_after.safetensors"), join(newDir, "model.safetensors"));
-    writeFileSync(join(newDir, "lineage.json"), JSON.stringify({ parent: oldDir }));
+    const newDir = trainedBertTiny(dir, { lineage: true });
     const c = JSON.parse(readFileSync(join(FIXTURES, "bert-tiny/case.json"), "utf8")) as {
       queries: string[];
       docs: string[];

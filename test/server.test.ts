@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -17,7 +17,7 @@ import { loadCorpus } from "../src/server/load.js";
 import { Reindexer } from "../src/server/reindex.js";
 import { SearchService } from "../src/server/service.js";
 import { LanceStore } from "../src/store/lancedb.js";
-import { FIXTURES } from "./helpers.js";
+import { FIXTURES, trainedBertTiny } from "./helpers.js";
 
 const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
 const WORDS =
@@ -43,12 +43,7 @@ function corpus(dir: string, n: number): string {
 /** old = the tiny BERT fixture; new = its trained weights, with lineage and a mean compensator. */
 function models(dir: string): { oldDir: string; newDir: string } {
   const oldDir = resolve(FIXTURES, "bert-tiny");
-  const newDir = join(dir, "new");
-  mkdirSync(newDir);
-  for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"])
-    copyFileSync(join(oldDir, f), join(newDir, f));
-  copyFileSync(join(FIXTURES, "train-step/weights_after.safetensors"), join(newDir, "model.safetensors"));
-  writeFileSync(join(newDir, "lineage.json"), JSON.stringify({ parent: oldDir }));
+  const newDir = trainedBertTiny(dir, { lineage: true });
   fitBetweenModels({ oldDir, newDir, queries: WORDS.map((w) => `about the ${w}`), methods: ["mean"] });
   return { oldDir, newDir };
 }
