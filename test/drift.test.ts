@@ -205,7 +205,7 @@ describe("qdc drift fit", () => {
       scores: Record<string, number>;
     };
     assert.equal(auto.criterion, "retrieval");
-    assert.deepEqual(Object.keys(auto.scores).sort(), ["affine", "kernel", "mean", "mlp", "procrustes"]);
+    assert.deepEqual(Object.keys(auto.scores).sort(), ["affine", "identity", "kernel", "mean", "mlp", "procrustes"]);
     for (const v of Object.values(auto.scores)) assert.ok(v >= 0 && v <= 1);
     const half = spawnSync("node", [...base, "--method", "auto", "--qrels", join(dir, "qrels.tsv"), "--out", autoOut], {
       encoding: "utf8",

@@ -8,8 +8,9 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { loadSafetensors, readHeader, saveSafetensors, type Tensor } from "../tensor/index.js";
 
-export type Method = "mean" | "kernel" | "procrustes" | "affine" | "mlp";
-export const METHODS: Method[] = ["mean", "kernel", "procrustes", "affine", "mlp"];
+export type Method = "identity" | "mean" | "kernel" | "procrustes" | "affine" | "mlp";
+/** Every estimator; `identity` (no compensation) is a candidate of `auto`, so it can decline to compensate. */
+export const METHODS: Method[] = ["identity", "mean", "kernel", "procrustes", "affine", "mlp"];
 
 export interface Compensator {
   readonly method: Method;

@@ -1,5 +1,6 @@
 /**
  * The drift estimators.
+ * - identity: no compensation (a candidate of `auto` when compensating would hurt).
  * - mean: the paper's QDC, Δ = mean(new − old); q ↦ q − Δ.
  * - kernel: local drift as in Semantic Drift Compensation, Δ(q) = Σ wᵢδᵢ / Σ wᵢ with
  *   wᵢ = exp(−‖q − newᵢ‖² / 2σ²) over the fitted pairs (σ: median distance to the 10th neighbour).
@@ -65,6 +66,7 @@ const applyMlp = (q: Tensor, t: Record<string, Tensor>) =>
   q.add(linear(linear(q, t.w1 as Tensor, t.b1).gelu(), t.w2 as Tensor, t.b2));
 
 export const APPLY: Record<Method, (q: Tensor, t: Record<string, Tensor>) => Tensor> = {
+  identity: (q) => q.clone(),
   mean: applyMean,
   kernel: applyKernel,
   procrustes: applyMap,
@@ -79,6 +81,10 @@ export function restore(
   settings: Record<string, unknown>,
 ): Compensator {
   return new Fixed(method, owned(tensors), settings, APPLY[method]);
+}
+
+export function fitIdentity(): Compensator {
+  return new Fixed("identity", {}, {}, APPLY.identity);
 }
 
 export function fitMean(oldE: Tensor, newE: Tensor): Compensator {

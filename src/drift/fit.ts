@@ -5,7 +5,7 @@
  */
 import { cosineSimilarity, noGrad, type Tensor, tidy } from "../tensor/index.js";
 import { type Compensator, METHODS, type Method, readCompensator } from "./compensator.js";
-import { fitAffine, fitKernel, fitMean, fitMlp, fitProcrustes, restore } from "./estimators.js";
+import { fitAffine, fitIdentity, fitKernel, fitMean, fitMlp, fitProcrustes, restore } from "./estimators.js";
 
 export interface FitOptions {
   sigma?: number;
@@ -24,6 +24,8 @@ export function fitCompensator(method: Method, oldE: Tensor, newE: Tensor, opts:
   }
   if (oldE.size(0) < 2) throw new Error("drift needs at least 2 pairs");
   switch (method) {
+    case "identity":
+      return fitIdentity();
     case "mean":
       return fitMean(oldE, newE);
     case "kernel":

@@ -85,7 +85,7 @@ export function buildApp(service: SearchService, reindexer: Reindexer, opts: Htt
               items: { type: "string", minLength: 1, maxLength: maxChars, pattern: "\\S" },
             },
             k: { type: "integer", minimum: 1, maximum: maxK, default: 10 },
-            filter: { type: "object", additionalProperties: { type: ["string", "number"] } },
+            filter: { type: "object", additionalProperties: { anyOf: [{ type: "string" }, { type: "number" }] } },
           },
         },
       },

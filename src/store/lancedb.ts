@@ -4,7 +4,7 @@
  * the vectors (cosine) is built, and rows written after it are searched exactly alongside it
  * (LanceDB's default), so nothing is missed before the index is optimised again.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as lancedb from "@lancedb/lancedb";
 import { Field, FixedSizeList, Float32, Float64, Schema, Utf8 } from "apache-arrow";
@@ -22,6 +22,7 @@ import {
 
 const TABLE = "vectors";
 const META = "qdc-store.json";
+const VERSIONS = "qdc-versions.json";
 
 /** A SQL string literal. */
 export const sqlString = (s: string) => `'${s.replace(/'/g, "''")}'`;
@@ -37,7 +38,7 @@ function where(filter: Filter | undefined, version: string | undefined): string 
 export interface LanceOptions {
   /** rows from which the IVF-PQ index is built (default 100,000) */
   annThreshold?: number;
-  /** IVF partitions probed per query (default 20) */
+  /** IVF partitions probed per query (default: a quarter of the partitions, at least 20) */
   nprobes?: number;
   /** candidates re-ranked exactly per result (default 10) */
   refineFactor?: number;
@@ -46,6 +47,9 @@ export interface LanceOptions {
 export class LanceStore implements VectorStore {
   readonly kind = "lancedb";
   #indexed = false;
+  #nprobes = 20;
+  /** versions ever written (counted on demand; a scan of the version column would cost a full pass) */
+  #known = new Set<string>();
 
   private constructor(
     readonly dir: string,
@@ -84,10 +88,20 @@ export class LanceStore implements VectorStore {
     }
     const store = new LanceStore(dir, s, table, {
       annThreshold: opts.annThreshold ?? 100000,
-      nprobes: opts.nprobes ?? 20,
+      nprobes: opts.nprobes ?? 0,
       refineFactor: opts.refineFactor ?? 10,
     });
     store.#indexed = (await table.listIndices()).some((i) => i.columns.includes("vector"));
+    if (store.#indexed) store.#nprobes = Math.max(20, Math.ceil(Math.sqrt(await table.countRows()) / 4));
+    const versionsPath = join(dir, VERSIONS);
+    if (existsSync(versionsPath))
+      for (const v of JSON.parse(readFileSync(versionsPath, "utf8")) as string[]) store.#known.add(v);
+    else if ((await table.countRows()) > 0) {
+      // a table written by something else: learn its versions once
+      for (const r of (await table.query().select(["version"]).toArray()) as { version: string }[])
+        store.#known.add(r.version);
+      store.#saveVersions();
+    }
     return store;
   }
 
@@ -120,9 +134,21 @@ export class LanceStore implements VectorStore {
     return out;
   }
 
+  #saveVersions(): void {
+    const path = join(this.dir, VERSIONS);
+    writeFileSync(`${path}.tmp`, JSON.stringify([...this.#known]));
+    renameSync(`${path}.tmp`, path);
+  }
+
   async upsert(rows: StoreRow[]): Promise<void> {
     if (!rows.length) return;
     checkRows(this.schema, rows);
+    const fresh = [...new Set(rows.map((r) => r.version))].filter((v) => !this.#known.has(v));
+    if (fresh.length) {
+      // recorded before the rows are written, so a crash never hides a version
+      for (const v of fresh) this.#known.add(v);
+      this.#saveVersions();
+    }
     await this.table
       .mergeInsert("id")
       .whenMatchedUpdateAll()
@@ -146,7 +172,7 @@ export class LanceStore implements VectorStore {
     const w = where(opts.filter, opts.version);
     if (w) q = q.where(w);
     if (opts.exact || !this.#indexed) q = q.bypassVectorIndex();
-    else q = q.nprobes(this.opts.nprobes).refineFactor(this.opts.refineFactor);
+    else q = q.nprobes(this.opts.nprobes || this.#nprobes).refineFactor(this.opts.refineFactor);
     const rows = (await q.toArray()) as Record<string, unknown>[];
     return rows.map((r) => ({
       id: String(r.id),
@@ -191,8 +217,10 @@ export class LanceStore implements VectorStore {
 
   async versions(): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
-    const rows = (await this.table.query().select(["version"]).toArray()) as { version: string }[];
-    for (const r of rows) out[r.version] = (out[r.version] ?? 0) + 1;
+    for (const v of this.#known) {
+      const n = await this.table.countRows(`version = ${sqlString(v)}`);
+      if (n > 0) out[v] = n;
+    }
     return out;
   }
 
@@ -204,6 +232,7 @@ export class LanceStore implements VectorStore {
     const n = await this.table.countRows();
     if (n < 256) throw new Error(`an IVF-PQ index needs at least 256 rows, the store has ${n}`);
     const numPartitions = Math.max(1, Math.min(1024, Math.round(Math.sqrt(n))));
+    this.#nprobes = Math.max(20, Math.ceil(numPartitions / 4));
     const numSubVectors =
       [96, 64, 48, 32, 24, 16, 12, 8, 6, 4, 2, 1].find((m) => this.schema.dim % m === 0 && this.schema.dim / m >= 4) ??
       1;
