@@ -112,7 +112,7 @@ export async function runServeBench(o: BenchOptions & { docs?: number; run?: str
 
     // the service under load: before, during (upgrade + re-index) and after
     const service = await SearchService.create({ store, modelDir: oldDir, maxLength: 64 });
-    const reindexer = new Reindexer(service, { batchSize: 64 });
+    const reindexer = new Reindexer(service, { batchSize: 512 });
     const token = "bench";
     const app = buildApp(service, reindexer, { token });
     const base = await app.listen({ port: 0, host: "127.0.0.1" });
