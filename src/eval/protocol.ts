@@ -110,10 +110,34 @@ export async function runBenchmark(c: BenchmarkConfig, opts: RunOptions = {}): P
     tasks: tasks.map((t) => t.name),
     measure: measureLabel(parseMeasures(c.eval.measure)[0] as ReturnType<typeof parseMeasures>[number]),
     cells,
-    stages,
+    stages: stageTotals(events, stages),
   });
   writeReport(c.out, report);
   return report;
+}
+
+/**
+ * Wall time per stage summed over every invocation on this run folder (bench.log.jsonl), so a run
+ * resumed after a crash or extended later reports all the time it took, not only the last part.
+ */
+function stageTotals(events: string, current: StageTime[]): StageTime[] {
+  const totals = new Map<string, StageTime>();
+  for (const line of readFileSync(events, "utf8").split("\n")) {
+    if (!line.trim()) continue;
+    try {
+      const e = JSON.parse(line) as { event?: string; stage: string; seconds: number; device: string };
+      if (e.event !== "stage") continue;
+      const t = totals.get(e.stage);
+      totals.set(e.stage, {
+        stage: e.stage,
+        seconds: (t?.seconds ?? 0) + e.seconds,
+        device: t && t.device !== e.device ? `${t.device}, ${e.device}` : e.device,
+      });
+    } catch {
+      // a line cut short by a crash
+    }
+  }
+  return current.map((c) => totals.get(c.stage) ?? c);
 }
 
 async function prepareData(c: BenchmarkConfig, log: (m: string) => void): Promise<TaskData[]> {

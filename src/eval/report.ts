@@ -139,7 +139,7 @@ ${rows.join("\n")}
 
 ${matrices}
 
-## Wall time per stage (${r.totalSeconds.toFixed(0)} s in all)
+## Wall time per stage (${r.totalSeconds.toFixed(0)} s in all, summed over every invocation on this run folder)
 
 | stage | seconds | device |
 |---|---:|---|
