@@ -47,7 +47,6 @@ export interface LanceOptions {
 export class LanceStore implements VectorStore {
   readonly kind = "lancedb";
   #indexed = false;
-  #idIndexed = false;
   #nprobes = 20;
   /** versions ever written (counted on demand; a scan of the version column would cost a full pass) */
   #known = new Set<string>();
@@ -94,7 +93,6 @@ export class LanceStore implements VectorStore {
     });
     const indices = await table.listIndices();
     store.#indexed = indices.some((i) => i.columns.includes("vector"));
-    store.#idIndexed = indices.some((i) => i.columns.includes("id"));
     if (store.#indexed) store.#nprobes = Math.max(20, Math.ceil(Math.sqrt(await table.countRows()) / 4));
     const versionsPath = join(dir, VERSIONS);
     if (existsSync(versionsPath))
