@@ -448,7 +448,8 @@ store
 program
   .command("serve")
   .description("the search service: HTTP search over a store, zero-downtime model upgrades, background re-index")
-  .requiredOption("--store <uri>", "store URI")
+  .option("--store <uri>", "store URI: a directory (LanceDB) or postgres://user@host/db#table (pgvector)")
+  .option("--index <uri>", "the same as --store")
   .requiredOption("--model <dir>", "the model to serve (the store's version or a descendant)")
   .option("--port <n>", "TCP port", nonNegativeInt("--port"), 8080)
   .option("--host <host>", "address to listen on", "127.0.0.1")
@@ -466,6 +467,8 @@ program
     const { Reindexer } = await import("../server/reindex.js");
     const { buildApp } = await import("../server/http.js");
     const { join } = await import("node:path");
+    opts.store ??= opts.index;
+    if (!opts.store) throw new Error("serve: give --store (or --index)");
     const s = await openStore(opts.store);
     const service = await SearchService.create({
       store: s,
