@@ -154,22 +154,17 @@ withEncoding(
   "query prompt",
 ).action(async (opts) => {
   const { basename } = await import("node:path");
-  const { readIdTexts } = await import("../data/texts.js");
+  const { readAllIdTexts } = await import("../data/texts.js");
   const { readQrels } = await import("../data/beir.js");
   const { fitBetweenModels } = await import("../drift/between-models.js");
   if ((opts.qrels === undefined) !== (opts.corpus === undefined))
     throw new Error("drift fit: give --qrels and --corpus together");
-  const read = async (file: string) => {
-    const out: { id: string; text: string }[] = [];
-    for await (const t of readIdTexts(file)) out.push(t);
-    return out;
-  };
-  const queries = await read(opts.queries);
-  const documents = opts.documents ? (await read(opts.documents)).map((d) => d.text) : undefined;
+  const queries = await readAllIdTexts(opts.queries);
+  const documents = opts.documents ? (await readAllIdTexts(opts.documents)).map((d) => d.text) : undefined;
   let relevance: { documents: string[]; relevant: number[][] } | undefined;
   if (opts.qrels) {
     const qrels = await readQrels(opts.qrels);
-    const corpus = await read(opts.corpus);
+    const corpus = await readAllIdTexts(opts.corpus);
     const row = new Map(corpus.map((d, i) => [d.id, i]));
     const relevant = queries.map((q) =>
       [...(qrels.get(q.id) ?? new Map<string, number>())]
@@ -314,7 +309,7 @@ withEncoding(
   "query prompt",
 ).action(async (opts) => {
   const { EmbeddingModel } = await import("../models/embedding-model.js");
-  const { readIdTexts } = await import("../data/texts.js");
+  const { readAllIdTexts } = await import("../data/texts.js");
   const { ExactIndex } = await import("../index/exact-index.js");
   const { compensationChain } = await import("../index/lineage.js");
   const { writeRun } = await import("../eval/trec.js");
@@ -325,8 +320,7 @@ withEncoding(
   }
   // every version in the index must be reachable before any work is done
   const chains = new Map(idx.versions.map((v) => [v, compensationChain(opts.model, v, opts.compensate)]));
-  const queries: { id: string; text: string }[] = [];
-  for await (const q of readIdTexts(opts.queries)) queries.push(q);
+  const queries = await readAllIdTexts(opts.queries);
   const prefix = prefixOf(opts);
   const emb = model.encode(
     queries.map((q) => q.text),

@@ -86,19 +86,3 @@ export async function* readBeirPairs(dir: string, split: string): AsyncGenerator
     }
   }
 }
-
-/** A BEIR folder's corpus in file order: ids with title + text. */
-export async function readBeirCorpus(dir: string): Promise<{ id: string; text: string }[]> {
-  const m = await readJsonlById(join(dir, "corpus.jsonl"), () => true, beirDocumentText);
-  return [...m].map(([id, text]) => ({ id, text }));
-}
-
-/** A BEIR folder's queries in file order. */
-export async function readBeirQueries(dir: string): Promise<{ id: string; text: string }[]> {
-  const m = await readJsonlById(
-    join(dir, "queries.jsonl"),
-    () => true,
-    (r) => String(r.text ?? ""),
-  );
-  return [...m].map(([id, text]) => ({ id, text }));
-}

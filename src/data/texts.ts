@@ -45,6 +45,13 @@ export async function* readIdTexts(
   }
 }
 
+/** All (id, text) pairs of a file, in order (see readIdTexts). */
+export async function readAllIdTexts(file: string): Promise<{ id: string; text: string }[]> {
+  const out: { id: string; text: string }[] = [];
+  for await (const { id, text } of readIdTexts(file)) out.push({ id, text });
+  return out;
+}
+
 /** Groups an async stream into arrays of `size`. */
 export async function* chunked<T>(items: AsyncIterable<T>, size: number): AsyncGenerator<T[]> {
   let buf: T[] = [];

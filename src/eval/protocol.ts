@@ -21,8 +21,9 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync
 import { join, resolve } from "node:path";
 import { machineName } from "../bench/common.js";
 import { buildBenchmark } from "../corpora/build.js";
-import { readBeirCorpus, readBeirQueries, readQrels } from "../data/beir.js";
+import { readQrels } from "../data/beir.js";
 import { RowStream } from "../data/pairs.js";
+import { readAllIdTexts } from "../data/texts.js";
 import { driftAfterTask } from "../drift/task-drift.js";
 import { ExactIndex } from "../index/exact-index.js";
 import { type CompensationMode, compensationChain } from "../index/lineage.js";
@@ -433,8 +434,8 @@ async function evaluateAll(
     const qrels = await readQrels(join(t.eval, "qrels", `${t.split}.tsv`));
     evalTasks.push({
       name: t.name,
-      corpus: await readBeirCorpus(t.eval),
-      queries: (await readBeirQueries(t.eval)).filter((q) => qrels.has(q.id)),
+      corpus: await readAllIdTexts(join(t.eval, "corpus.jsonl")),
+      queries: (await readAllIdTexts(join(t.eval, "queries.jsonl"))).filter((q) => qrels.has(q.id)),
       qrels,
     });
   }
