@@ -12,6 +12,7 @@ import { join, resolve } from "node:path";
 import { preparePairs, TASK_SOURCES } from "../corpora/build.js";
 import { EmbeddingModel } from "../models/embedding-model.js";
 import { buildApp } from "../server/http.js";
+import { embedRows, tensorRows } from "../server/load.js";
 import { Reindexer } from "../server/reindex.js";
 import { SearchService } from "../server/service.js";
 import { LanceStore } from "../store/lancedb.js";
@@ -69,16 +70,7 @@ export async function runServeBench(o: BenchOptions & { docs?: number; run?: str
     let t = performance.now();
     for (let i = 0; i < docs.length; i += 2048) {
       const part = docs.slice(i, i + 2048);
-      const emb = model.encode(
-        part.map((d) => d.text),
-        { kind: "document", batchSize: 128, maxLength: 64 },
-      );
-      const flat = emb.contiguous().data() as Float32Array;
-      emb.dispose();
-      const dim = model.dimension;
-      await store.upsert(
-        part.map((d, j) => ({ id: d.id, text: d.text, version: oldDir, vector: flat.slice(j * dim, (j + 1) * dim) })),
-      );
+      await store.upsert(embedRows(model, part, oldDir, { batchSize: 128, maxLength: 64 }));
       if ((i / 2048) % 10 === 0) log(`loaded ${i + part.length} / ${docs.length}`);
     }
     const loadSeconds = (performance.now() - t) / 1000;
@@ -86,14 +78,14 @@ export async function runServeBench(o: BenchOptions & { docs?: number; run?: str
 
     // exact vs ANN recall@10
     const q = model.encode(queryTexts, { kind: "query", maxLength: 64 });
-    const qflat = q.contiguous().data() as Float32Array;
+    const qrows = tensorRows(q);
     const dim = model.dimension;
     q.dispose();
     model.dispose();
     const exact: string[][] = [];
     t = performance.now();
     for (let i = 0; i < queryTexts.length; i++)
-      exact.push((await store.search(qflat.slice(i * dim, (i + 1) * dim), 10, { exact: true })).map((h) => h.id));
+      exact.push((await store.search(qrows[i] as Float32Array, 10, { exact: true })).map((h) => h.id));
     const exactMs = (performance.now() - t) / queryTexts.length;
     t = performance.now();
     await store.buildIndex();
@@ -101,7 +93,7 @@ export async function runServeBench(o: BenchOptions & { docs?: number; run?: str
     let found = 0;
     t = performance.now();
     for (let i = 0; i < queryTexts.length; i++) {
-      const ann = new Set((await store.search(qflat.slice(i * dim, (i + 1) * dim), 10)).map((h) => h.id));
+      const ann = new Set((await store.search(qrows[i] as Float32Array, 10)).map((h) => h.id));
       found += (exact[i] as string[]).filter((id) => ann.has(id)).length;
     }
     const annMs = (performance.now() - t) / queryTexts.length;

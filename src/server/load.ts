@@ -2,7 +2,8 @@
 import { resolve } from "node:path";
 import { chunked, readIdTexts } from "../data/texts.js";
 import { EmbeddingModel } from "../models/embedding-model.js";
-import type { FieldValue, StoreSchema, VectorStore } from "../store/store.js";
+import type { FieldValue, StoreRow, StoreSchema, VectorStore } from "../store/store.js";
+import { type Tensor, tidy } from "../tensor/index.js";
 
 export interface LoadOptions {
   batchSize?: number;
@@ -23,6 +24,38 @@ export function parseFields(spec: string | undefined): StoreSchema["fields"] {
   return out;
 }
 
+/** The rows of a [N, D] tensor as float32 arrays. */
+export function tensorRows(t: Tensor): Float32Array[] {
+  const d = t.size(1);
+  const flat = tidy(() => t.float().contiguous().data() as Float32Array);
+  return Array.from({ length: t.size(0) }, (_, i) => flat.slice(i * d, (i + 1) * d));
+}
+
+/** Documents embedded by `model` as store rows of `version` (fields kept). */
+export function embedRows(
+  model: EmbeddingModel,
+  docs: { id: string; text: string; fields?: Record<string, FieldValue> }[],
+  version: string,
+  o: { batchSize?: number; maxLength?: number } = {},
+): StoreRow[] {
+  const emb = model.encode(
+    docs.map((x) => x.text),
+    { kind: "document", batchSize: o.batchSize, maxLength: o.maxLength },
+  );
+  try {
+    const vectors = tensorRows(emb);
+    return docs.map((x, i) => ({
+      id: x.id,
+      text: x.text,
+      fields: x.fields,
+      version,
+      vector: vectors[i] as Float32Array,
+    }));
+  } finally {
+    emb.dispose();
+  }
+}
+
 export async function loadCorpus(
   store: VectorStore,
   modelDir: string,
@@ -38,22 +71,15 @@ export async function loadCorpus(
   let done = 0;
   try {
     for await (const docs of chunked(readIdTexts(corpus), 256)) {
-      const emb = model.encode(
-        docs.map((x) => x.text),
-        { kind: "document", batchSize: o.batchSize, maxLength: o.maxLength },
-      );
-      const flat = emb.float().contiguous().data() as Float32Array;
-      emb.dispose();
-      await store.upsert(
-        docs.map((x, i) => {
-          const fields: Record<string, FieldValue> = {};
-          for (const k of Object.keys(store.schema.fields)) {
-            const v = x.row?.[k];
-            if (v !== undefined && v !== null) fields[k] = v as FieldValue;
-          }
-          return { id: x.id, text: x.text, version, vector: flat.slice(i * d, (i + 1) * d), fields };
-        }),
-      );
+      const rows = docs.map((x) => {
+        const fields: Record<string, FieldValue> = {};
+        for (const k of Object.keys(store.schema.fields)) {
+          const v = x.row?.[k];
+          if (v !== undefined && v !== null) fields[k] = v as FieldValue;
+        }
+        return { id: x.id, text: x.text, fields };
+      });
+      await store.upsert(embedRows(model, rows, version, o));
       done += docs.length;
       o.onProgress?.(done, (performance.now() - t0) / 1000);
     }

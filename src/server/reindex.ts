@@ -9,6 +9,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import type { StoreRow } from "../store/store.js";
+import { embedRows } from "./load.js";
 import type { SearchService } from "./service.js";
 
 export type ReindexState = "idle" | "running" | "paused" | "done" | "failed";
@@ -143,16 +144,7 @@ export class Reindexer {
           this.#set({ state: "done", remaining: 0 });
           return;
         }
-        const emb = m.model.encode(
-          rows.map((r) => r.text),
-          { kind: "document" },
-        );
-        const flat = emb.float().contiguous().data() as Float32Array;
-        emb.dispose();
-        const d = this.service.store.schema.dim;
-        await this.service.store.upsert(
-          rows.map((r, i) => ({ ...r, vector: flat.slice(i * d, (i + 1) * d), version: target })),
-        );
+        await this.service.store.upsert(embedRows(m.model, rows, target));
         this.service.invalidate();
         const done = this.#status.done + rows.length;
         const counts = await this.service.versions();

@@ -10,6 +10,7 @@ import { type CompensationMode, compensationChain, lineageOf } from "../index/li
 import { EmbeddingModel } from "../models/embedding-model.js";
 import type { Filter, StoreHit, VectorStore } from "../store/store.js";
 import type { Tensor } from "../tensor/index.js";
+import { tensorRows } from "./load.js";
 
 export interface ServiceOptions {
   store: VectorStore;
@@ -134,20 +135,19 @@ export class SearchService {
       const counts = await this.versions();
       const t2 = performance.now();
       const perVersion: { version: string; rows: Float32Array[]; compensation: string }[] = [];
-      const d = this.store.schema.dim;
       let compensateMs = 0;
       for (const v of Object.keys(counts)) {
         const native = v === s.version;
         const c0 = performance.now();
         const qv = native ? q : s.chain(v)(q);
-        const flat = qv.float().contiguous().data() as Float32Array;
+        const rows = tensorRows(qv);
         if (qv !== q) {
           qv.dispose();
           compensateMs += performance.now() - c0;
         }
         perVersion.push({
           version: v,
-          rows: texts.map((_, i) => flat.slice(i * d, (i + 1) * d)),
+          rows,
           compensation: native ? "none" : s.mode,
         });
       }
