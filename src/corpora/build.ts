@@ -103,10 +103,8 @@ function writeTask(dir: string, source: Source, pairs: Pair[], o: BuildOptions):
   const need = Math.min(pairs.length, o.testQueries + o.trainPairs);
   const test = pairs.slice(0, o.testQueries);
   const train = pairs.slice(o.testQueries, need);
-  const corpusPairs = [...test, ...pairs.slice(o.testQueries, Math.max(o.corpusSize, o.testQueries))].slice(
-    0,
-    Math.max(o.corpusSize, o.testQueries),
-  );
+  // the test documents, then the following documents as distractors
+  const corpusPairs = pairs.slice(0, Math.max(o.corpusSize, o.testQueries));
   const docId = (p: Pair) => `${source.name}:${p.id}`;
   mkdirSync(join(dir, "qrels"), { recursive: true });
   writeFileSync(

@@ -288,13 +288,14 @@ async function trainChain(
   opts: RunOptions,
 ): Promise<string[]> {
   const log = opts.log ?? ((m: string) => console.error(m));
+  const driftSettings = { methods: drift, queries: c.drift_queries };
   return runContinual(
     {
       run,
       out: c.out,
       init: base,
       device: c.device,
-      drift: { methods: drift, queries: c.drift_queries },
+      drift: driftSettings,
       defaults: {
         batch_size: c.train.batch_size,
         lr: c.train.lr,
@@ -314,7 +315,7 @@ async function trainChain(
     {
       progress: opts.progress,
       log,
-      afterTask: driftAfterTask({ methods: drift, queries: c.drift_queries }, { device: c.device, log }),
+      afterTask: driftAfterTask(driftSettings, { device: c.device, log }),
     },
   );
 }
