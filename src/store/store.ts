@@ -41,6 +41,21 @@ export interface SearchOptions {
   exact?: boolean;
 }
 
+/**
+ * What a search service records in its store so that a restart (or another replica) finds the
+ * model it was serving and the re-index it was running. Written as one JSON document, replaced
+ * atomically; the store does not interpret it.
+ */
+export interface StoreState {
+  /** the model version being served */
+  model: string;
+  /** how rows of older versions are reached ("mean", "procrustes", …) */
+  compensation?: string;
+  /** the background re-index, as the service last saw it */
+  reindex?: Record<string, unknown>;
+  updatedAt?: string;
+}
+
 export interface VectorStore {
   readonly schema: StoreSchema;
   /** "lancedb", "pgvector" */
@@ -48,6 +63,20 @@ export interface VectorStore {
   upsert(rows: StoreRow[]): Promise<void>;
   delete(ids: string[]): Promise<void>;
   search(vector: Float32Array, k: number, opts?: SearchOptions): Promise<StoreHit[]>;
+  /**
+   * Top-k of several query vectors with the same options, in one round trip where the store
+   * allows (results in the order of `vectors`; each list exactly as `search` would return it).
+   */
+  searchMany(vectors: Float32Array[], k: number, opts?: SearchOptions): Promise<StoreHit[][]>;
+  /** the service state recorded in the store (null when none was written) */
+  readState(): Promise<StoreState | null>;
+  /** replaces the recorded service state atomically */
+  writeState(state: StoreState): Promise<void>;
+  /**
+   * Housekeeping after many rewrites (a finished re-index): compacts storage, brings every row
+   * into the ANN index where one exists, and drops what older table versions kept alive.
+   */
+  optimize(): Promise<void>;
   /** rows by id (missing ids are left out) */
   get(ids: string[]): Promise<StoreRow[]>;
   /** up to `limit` rows whose version is not `version` (what a re-index still has to do) */
@@ -74,7 +103,7 @@ export class FilterError extends Error {
 export function checkFilter(schema: StoreSchema, filter: Filter | undefined): void {
   if (!filter) return;
   for (const [k, v] of Object.entries(filter)) {
-    const type = schema.fields[k];
+    const type = Object.hasOwn(schema.fields, k) ? schema.fields[k] : undefined;
     if (!type) {
       const known = Object.keys(schema.fields);
       throw new FilterError(
@@ -82,6 +111,10 @@ export function checkFilter(schema: StoreSchema, filter: Filter | undefined): vo
       );
     }
     if (typeof v !== type) throw new FilterError(`filter field '${k}' is a ${type}, got ${JSON.stringify(v)}`);
+    if (typeof v === "number" && !Number.isFinite(v))
+      throw new FilterError(`filter field '${k}' must be a finite number, got ${v}`);
+    if (typeof v === "string" && v.includes("\u0000"))
+      throw new FilterError(`filter field '${k}' contains a NUL character, which no store can match`);
   }
 }
 
@@ -94,7 +127,7 @@ export function checkRows(schema: StoreSchema, rows: StoreRow[]): void {
       throw new Error(`row '${r.id}': vector has ${r.vector.length} dimensions, the store holds ${schema.dim}`);
     for (const x of r.vector) if (!Number.isFinite(x)) throw new Error(`row '${r.id}': vector has a non-finite value`);
     for (const [k, v] of Object.entries(r.fields ?? {})) {
-      if (schema.fields[k] === undefined) throw new Error(`row '${r.id}': field '${k}' is not in the store's schema`);
+      if (!Object.hasOwn(schema.fields, k)) throw new Error(`row '${r.id}': field '${k}' is not in the store's schema`);
       if (typeof v !== schema.fields[k]) throw new Error(`row '${r.id}': field '${k}' must be a ${schema.fields[k]}`);
     }
   }
