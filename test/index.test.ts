@@ -66,12 +66,12 @@ describe("exact index", () => {
         h.map((x) => x.id),
         all.slice(0, 7).map((x) => x.id),
       );
-      for (const x of h) assert.equal(x.modelVersion, Number(x.id.slice(1)) < 50 ? "v1" : "v2");
+      for (const x of h) assert.equal(x.version, Number(x.id.slice(1)) < 50 ? "v1" : "v2");
     });
     assert.deepEqual(idx.versions, ["v1", "v2"]);
     // skipping a version searches only the other
     const onlyNew = idx.search(qNew, 5, { transform: (v) => (v === "v2" ? qNew : null) });
-    assert.ok(onlyNew.every((h) => h.every((x) => x.modelVersion === "v2")));
+    assert.ok(onlyNew.every((h) => h.every((x) => x.version === "v2")));
     assert.throws(() => ExactIndex.create(dir, 4), /already exists/);
     assert.throws(() => ExactIndex.open(join(dir, "nope")), /not a qdc index/);
   });
@@ -123,7 +123,7 @@ describe("exact index", () => {
     const reopened = ExactIndex.open(dir);
     const hit = reopened.search(q, 1)[0]![0]!;
     assert.equal(hit.id, "d3");
-    assert.equal(hit.modelVersion, "v2");
+    assert.equal(hit.version, "v2");
     assert.throws(() => idx.replaceShard(1, b, "v2", "/m/v2"), /no shard 1/);
     assert.throws(() => idx.replaceShard(0, b.narrow(0, 0, 5), "v2", "/m/v2"), /5 embeddings for 10 rows/);
   });

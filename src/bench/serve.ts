@@ -12,7 +12,7 @@ import { join, resolve } from "node:path";
 import { preparePairs, TASK_SOURCES } from "../corpora/build.js";
 import { EmbeddingModel } from "../models/embedding-model.js";
 import { buildApp } from "../server/http.js";
-import { embedRows, tensorRows } from "../server/load.js";
+import { embedRows, tensorRows } from "../retrieval/rows.js";
 import { Reindexer } from "../server/reindex.js";
 import { SearchService } from "../server/service.js";
 import { LanceStore } from "../store/lancedb.js";

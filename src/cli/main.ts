@@ -311,7 +311,7 @@ withEncoding(
   const { EmbeddingModel } = await import("../models/embedding-model.js");
   const { readAllIdTexts } = await import("../data/texts.js");
   const { ExactIndex } = await import("../index/exact-index.js");
-  const { compensationChain } = await import("../index/lineage.js");
+  const { QueryRouter } = await import("../retrieval/router.js");
   const { writeRun } = await import("../eval/trec.js");
   const idx = ExactIndex.open(opts.index);
   const model = EmbeddingModel.load(opts.model, { device: opts.device });
@@ -319,7 +319,8 @@ withEncoding(
     throw new Error(`the model embeds ${model.dimension}-d vectors, the index holds ${idx.manifest.dim}-d ones`);
   }
   // every version in the index must be reachable before any work is done
-  const chains = new Map(idx.versions.map((v) => [v, compensationChain(opts.model, v, opts.compensate)]));
+  const router = new QueryRouter(opts.model, opts.compensate);
+  router.check(idx.versions);
   const queries = await readAllIdTexts(opts.queries);
   const prefix = prefixOf(opts);
   const emb = model.encode(
@@ -327,7 +328,7 @@ withEncoding(
     { kind: "query", batchSize: opts.batchSize, maxLength: opts.maxLength, prefix },
   );
   // ExactIndex.search asks for each version's queries once
-  const hits = idx.search(emb, opts.k, { transform: (v) => (chains.get(v) as (q: typeof emb) => typeof emb)(emb) });
+  const hits = idx.search(emb, opts.k, { transform: (v) => router.chain(v)(emb) });
   writeRun(
     opts.output,
     queries.map((q) => q.id),
@@ -410,23 +411,25 @@ store
   .command("reindex")
   .description("re-embed every row of older versions with --model, resumably (what the service does in the background)")
   .requiredOption("--store <uri>", "store URI")
-  .requiredOption("--model <dir>", "the model to re-embed with (a descendant of the rows' versions)")
+  .option("--model <dir>", "the model to re-embed with (default: the model the store records)")
   .option("--batch-size <n>", "documents per batch", positiveInt("--batch-size"), 64)
-  .option("--progress-file <file>", "progress JSON (default: <store>/reindex.json for LanceDB)")
   .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
   .action(async (opts) => {
     const { openStore } = await import("../store/open.js");
     const { SearchService } = await import("../server/service.js");
     const { Reindexer } = await import("../server/reindex.js");
-    const { join } = await import("node:path");
     const s = await openStore(opts.store);
-    const service = await SearchService.create({ store: s, modelDir: opts.model, device: opts.device });
+    // one process does the work here: no encoder processes
+    const service = await SearchService.create({
+      store: s,
+      modelDir: opts.model,
+      device: opts.device,
+      encoder: "inline",
+    });
     const crash = process.env.QDC_TEST_CRASH_AFTER_BATCHES;
     const r = new Reindexer(service, {
       batchSize: opts.batchSize,
-      progressFile:
-        opts.progressFile ??
-        (s.kind === "lancedb" ? join(opts.store.replace(/^lancedb:/, ""), "reindex.json") : undefined),
+      resume: false,
       log: (st) =>
         console.error(
           `reindex ${st.state}: ${st.done} done, ${st.remaining ?? "?"} left (${st.docsPerSecond.toFixed(1)} docs/s)`,
@@ -444,23 +447,28 @@ program
   .description("the search service: HTTP search over a store, zero-downtime model upgrades, background re-index")
   .option("--store <uri>", "store URI: a directory (LanceDB) or postgres://user@host/db#table (pgvector)")
   .option("--index <uri>", "the same as --store")
-  .requiredOption("--model <dir>", "the model to serve (the store's version or a descendant)")
+  .option("--model <dir>", "the model to serve (default: the one the store records from its last service)")
   .option("--port <n>", "TCP port", nonNegativeInt("--port"), 8080)
   .option("--host <host>", "address to listen on", "127.0.0.1")
   .option("--token <token>", "bearer token for /admin (default: QDC_ADMIN_TOKEN)")
   .addOption(
-    new Option("--compensate <mode>", "how older rows are reached")
-      .choices(["mean", "kernel", "procrustes", "affine", "mlp", "auto"])
-      .default("mean"),
+    new Option("--compensate <mode>", "how older rows are reached (default: as recorded in the store, else mean)")
+      .choices(["mean", "kernel", "procrustes", "affine", "mlp", "auto"]),
   )
-  .option("--reindex-batch <n>", "documents per re-index batch", positiveInt("--reindex-batch"), 64)
+  .option("--reindex-batch <n>", "documents per re-index batch", positiveInt("--reindex-batch"), 256)
+  .addOption(
+    new Option("--encoder <where>", "where models run: a child process (event loop stays free) or inline")
+      .choices(["process", "inline"])
+      .default("process"),
+  )
+  .option("--encoder-threads <n>", "libtorch threads of the query encoder process", positiveInt("--encoder-threads"), 1)
+  .option("--max-batch <n>", "most query texts in one batched forward pass", positiveInt("--max-batch"), 64)
   .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
   .action(async (opts) => {
     const { openStore } = await import("../store/open.js");
     const { SearchService } = await import("../server/service.js");
     const { Reindexer } = await import("../server/reindex.js");
     const { buildApp } = await import("../server/http.js");
-    const { join } = await import("node:path");
     opts.store ??= opts.index;
     if (!opts.store) throw new Error("serve: give --store (or --index)");
     const s = await openStore(opts.store);
@@ -469,17 +477,25 @@ program
       modelDir: opts.model,
       device: opts.device,
       compensate: opts.compensate,
+      encoder: opts.encoder,
+      encoderThreads: opts.encoderThreads,
+      maxBatch: opts.maxBatch,
     });
-    const reindexer = new Reindexer(service, {
-      batchSize: opts.reindexBatch,
-      progressFile: s.kind === "lancedb" ? join(opts.store.replace(/^lancedb:/, ""), "reindex.json") : undefined,
-    });
+    const reindexer = new Reindexer(service, { batchSize: opts.reindexBatch });
     const app = buildApp(service, reindexer, { token: opts.token ?? process.env.QDC_ADMIN_TOKEN });
     const address = await app.listen({ port: opts.port, host: opts.host });
-    console.error(`qdc serve: ${address} (model ${service.model.version}, ${s.kind} store, ${await s.count()} rows)`);
+    const rs = reindexer.status;
+    console.error(
+      `qdc serve: ${address} (model ${service.model.version}, ${s.kind} store, ${await s.count()} rows${rs.state === "running" ? `, resuming the re-index to ${rs.target}` : ""})`,
+    );
     const stop = async () => {
-      await app.close();
+      // requests in flight get 10 s to finish (store queries have their own timeouts)
+      setTimeout(() => {
+        console.error("qdc serve: requests still running after 10 s; exiting");
+        process.exit(1);
+      }, 10000).unref();
       reindexer.pause();
+      await app.close();
       await reindexer.settled();
       await service.close();
       process.exit(0);

@@ -26,12 +26,13 @@ import { RowStream } from "../data/pairs.js";
 import { readAllIdTexts } from "../data/texts.js";
 import { driftAfterTask } from "../drift/task-drift.js";
 import { ExactIndex } from "../index/exact-index.js";
-import { type CompensationMode, compensationChain } from "../index/lineage.js";
+import type { CompensationMode } from "../index/lineage.js";
 import { bertConfig } from "../models/config.js";
 import { EmbeddingModel } from "../models/embedding-model.js";
 import { Tokenizer } from "../models/tokenizer.js";
 import { buildWordPieceVocab, writeWordPieceVocab } from "../models/wordpiece-vocab.js";
 import { getNumThreads, type Tensor, tidy } from "../tensor/index.js";
+import { QueryRouter } from "../retrieval/router.js";
 import { runContinual } from "../train/continual.js";
 import { type TrainOptions, train } from "../train/trainer.js";
 import type { BenchmarkConfig } from "./config.js";
@@ -499,8 +500,9 @@ async function evaluateAll(
         const t = evalTasks[j - 1] as EvalTask;
         const idx = indexOf(indexModel, j);
         const q = embedQueries(queryModel, j);
-        const chain = compensationChain(queryModel, resolve(indexModel), mode);
-        const hits = idx.search(q, c.eval.k, { transform: () => chain(q) });
+        // the index holds one version: the query model's own (native) or an ancestor (compensated)
+        const router = new QueryRouter(queryModel, mode);
+        const hits = idx.search(q, c.eval.k, { transform: (v) => router.chain(v)(q) });
         idx.close();
         const e = evaluate(
           t.qrels,

@@ -2,6 +2,7 @@
 import { writeSync } from "node:fs";
 import { InputError, readLines } from "../data/lines.js";
 import { writeAtomically } from "../tensor/index.js";
+import type { Hit } from "../retrieval/hit.js";
 import type { Run } from "./metrics.js";
 
 export async function readRun(file: string): Promise<Run> {
@@ -25,10 +26,8 @@ export async function readRun(file: string): Promise<Run> {
   return run;
 }
 
-export interface RankedHit {
-  id: string;
-  score: number;
-}
+/** What a run needs of a hit. */
+export type RankedHit = Pick<Hit, "id" | "score">;
 
 /** Writes a run atomically; scores with 6 decimals (trec_eval reads what is printed). */
 export function writeRun(file: string, queryIds: string[], hits: RankedHit[][], tag = "qdc"): void {

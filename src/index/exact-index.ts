@@ -8,6 +8,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { Hit } from "../retrieval/hit.js";
 import { cat, keep, loadRows, loadSafetensors, noGrad, saveSafetensors, type Tensor, tidy } from "../tensor/index.js";
 
 export interface ShardInfo {
@@ -28,11 +29,7 @@ export interface Manifest {
   shards: ShardInfo[];
 }
 
-export interface Hit {
-  id: string;
-  score: number;
-  modelVersion: string;
-}
+export type { Hit } from "../retrieval/hit.js";
 
 const MANIFEST = "manifest.json";
 
@@ -253,7 +250,7 @@ export class ExactIndex {
     } finally {
       for (const q of qByVersion.values()) if (q && q !== queries) q.dispose();
     }
-    return best.map((b) => b.map((c) => ({ id: c.id, score: c.score, modelVersion: c.version })));
+    return best.map((b) => b.map((c) => ({ id: c.id, score: c.score, version: c.version })));
   }
 
   /** Releases cached shard tensors. */

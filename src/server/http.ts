@@ -9,6 +9,7 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import { lineageOf } from "../index/lineage.js";
 import { FilterError } from "../store/store.js";
 import type { Reindexer } from "./reindex.js";
 import type { SearchService } from "./service.js";
@@ -21,6 +22,8 @@ export interface HttpOptions {
   maxChars?: number;
   maxK?: number;
   logger?: boolean;
+  /** where 5xx causes go (default: the service's log, JSON lines on stderr) */
+  onServerError?: (e: { method: string; url: string; status: number; message: string; stack?: string }) => void;
 }
 
 class HttpError extends Error {
@@ -43,7 +46,10 @@ export function buildApp(service: SearchService, reindexer: Reindexer, opts: Htt
   const maxChars = opts.maxChars ?? 4096;
   const maxK = opts.maxK ?? 1000;
 
-  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, _req, reply) => {
+  const serverError =
+    opts.onServerError ??
+    ((e: Record<string, unknown>) => service.log({ level: "error", event: "request-failed", ...e }));
+  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, req, reply) => {
     if (err.validation) return reply.code(400).send({ error: "bad_request", message: err.message });
     if (err instanceof FilterError) return reply.code(400).send({ error: "bad_filter", message: err.message });
     if (err instanceof HttpError)
@@ -51,6 +57,8 @@ export function buildApp(service: SearchService, reindexer: Reindexer, opts: Htt
         .code(err.statusCode)
         .send({ error: err.statusCode === 401 ? "unauthorized" : "bad_request", message: err.message });
     const code = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    if (code >= 500)
+      serverError({ method: req.method, url: req.url, status: code, message: err.message, stack: err.stack });
     return reply.code(code).send({ error: code === 500 ? "internal" : "bad_request", message: err.message });
   });
   app.setNotFoundHandler((req, reply) =>
@@ -109,16 +117,20 @@ export function buildApp(service: SearchService, reindexer: Reindexer, opts: Htt
     },
   );
 
-  app.get("/health", async () => ({
-    status: "ok",
-    model: service.model.version,
-    store: service.store.kind,
-    rows: await service.store.count(),
-  }));
+  app.get("/health", async () => {
+    const problems = service.problems;
+    return {
+      status: problems.length ? "degraded" : "ok",
+      model: service.model.version,
+      store: service.store.kind,
+      rows: await service.store.count(),
+      ...(problems.length ? { problems } : {}),
+    };
+  });
 
   app.get("/models", async () => ({
     current: service.model.version,
-    lineage: service.model.lineage,
+    lineage: lineageOf(service.model.version),
     compensation: service.model.compensation,
     store: { kind: service.store.kind, indexed: service.store.indexed, versions: await service.versions() },
     reindex: reindexer.status,

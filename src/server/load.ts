@@ -2,8 +2,8 @@
 import { resolve } from "node:path";
 import { chunked, readIdTexts } from "../data/texts.js";
 import { EmbeddingModel } from "../models/embedding-model.js";
-import type { FieldValue, StoreRow, StoreSchema, VectorStore } from "../store/store.js";
-import { type Tensor, tidy } from "../tensor/index.js";
+import { embedRows } from "../retrieval/rows.js";
+import type { FieldValue, StoreSchema, VectorStore } from "../store/store.js";
 
 export interface LoadOptions {
   batchSize?: number;
@@ -22,38 +22,6 @@ export function parseFields(spec: string | undefined): StoreSchema["fields"] {
     out[name] = type;
   }
   return out;
-}
-
-/** The rows of a [N, D] tensor as float32 arrays. */
-export function tensorRows(t: Tensor): Float32Array[] {
-  const d = t.size(1);
-  const flat = tidy(() => t.float().contiguous().data() as Float32Array);
-  return Array.from({ length: t.size(0) }, (_, i) => flat.slice(i * d, (i + 1) * d));
-}
-
-/** Documents embedded by `model` as store rows of `version` (fields kept). */
-export function embedRows(
-  model: EmbeddingModel,
-  docs: { id: string; text: string; fields?: Record<string, FieldValue> }[],
-  version: string,
-  o: { batchSize?: number; maxLength?: number } = {},
-): StoreRow[] {
-  const emb = model.encode(
-    docs.map((x) => x.text),
-    { kind: "document", batchSize: o.batchSize, maxLength: o.maxLength },
-  );
-  try {
-    const vectors = tensorRows(emb);
-    return docs.map((x, i) => ({
-      id: x.id,
-      text: x.text,
-      fields: x.fields,
-      version,
-      vector: vectors[i] as Float32Array,
-    }));
-  } finally {
-    emb.dispose();
-  }
 }
 
 export async function loadCorpus(

@@ -2,14 +2,14 @@
  * Background re-indexing: rows embedded by older versions are re-embedded with the current model
  * in batches, the most retrieved first, and written back under the new version (an upsert replaces
  * the row, so a document is never duplicated). Searches during the backfill reach old rows through
- * compensation and new rows natively. Progress is written atomically to a JSON file; since what is
- * left is always "rows not at the target version", a crash loses at most the batch in flight and a
- * restart simply continues.
+ * compensation and new rows natively. Embedding runs in the service's re-index encoder (a niced
+ * process), so searches keep most of the machine. Progress is recorded in the store with the
+ * served model; since what is left is always "rows not at the target version", a crash loses at
+ * most the batch in flight and a restart simply continues. When every row is done the store is
+ * optimised (compaction, ANN index brought up to date).
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { asRows } from "../retrieval/rows.js";
 import type { StoreRow } from "../store/store.js";
-import { embedRows } from "./load.js";
 import type { SearchService } from "./service.js";
 
 export type ReindexState = "idle" | "running" | "paused" | "done" | "failed";
@@ -27,18 +27,21 @@ export interface ReindexStatus {
 
 export interface ReindexOptions {
   batchSize?: number;
-  /** JSON progress file (also read at start: a run that was going resumes) */
-  progressFile?: string;
   log?: (s: ReindexStatus) => void;
   /** test hook: exit the process (as a crash) after this many batches */
   crashAfterBatches?: number;
+  /** resume a re-index the store records as running (default true) */
+  resume?: boolean;
 }
+
+const STATES: ReindexState[] = ["idle", "running", "paused", "done", "failed"];
 
 export class Reindexer {
   #status: ReindexStatus;
   #loop: Promise<void> | null = null;
   #t0 = 0;
   #doneAtStart = 0;
+  #recorded = Promise.resolve();
 
   constructor(
     private readonly service: SearchService,
@@ -53,11 +56,11 @@ export class Reindexer {
       startedAt: null,
       updatedAt: new Date().toISOString(),
     };
-    const f = opts.progressFile;
-    if (f && existsSync(f)) {
-      const saved = JSON.parse(readFileSync(f, "utf8")) as ReindexStatus;
-      this.#status = { ...saved, state: saved.state === "running" ? "paused" : saved.state };
-      if (saved.state === "running") this.resume(); // interrupted: go on
+    const saved = service.recordedReindex as Partial<ReindexStatus> | undefined;
+    if (saved && STATES.includes(saved.state as ReindexState)) {
+      this.#status = { ...this.#status, ...saved, state: saved.state === "running" ? "paused" : saved.state! };
+      // interrupted (a crash or a stop): go on, to the model now served
+      if (saved.state === "running" && opts.resume !== false) this.start();
     }
   }
 
@@ -71,7 +74,7 @@ export class Reindexer {
     const target = this.service.model.version;
     if (this.#status.target !== target)
       this.#status = { ...this.#status, target, done: 0, startedAt: new Date().toISOString() };
-    return this.resume();
+    return this.#go();
   }
 
   pause(): ReindexStatus {
@@ -81,7 +84,10 @@ export class Reindexer {
 
   resume(): ReindexStatus {
     if (this.#status.state === "running") return this.status;
-    if (!this.#status.target) return this.start();
+    return this.start();
+  }
+
+  #go(): ReindexStatus {
     this.#set({ state: "running", error: undefined });
     this.#t0 = performance.now();
     this.#doneAtStart = this.#status.done;
@@ -91,21 +97,23 @@ export class Reindexer {
     return this.status;
   }
 
-  /** Resolves when the current run stops (done, paused or failed). */
+  /** Resolves when the current run stops (done, paused or failed) and its state is recorded. */
   async settled(): Promise<ReindexStatus> {
     await this.#loop;
+    await this.#recorded;
     return this.status;
   }
 
   #set(patch: Partial<ReindexStatus>): void {
     this.#status = { ...this.#status, ...patch, updatedAt: new Date().toISOString() };
-    const f = this.opts.progressFile;
-    if (f) {
-      mkdirSync(dirname(f), { recursive: true });
-      writeFileSync(`${f}.tmp`, `${JSON.stringify(this.#status, null, 1)}\n`);
-      renameSync(`${f}.tmp`, f);
-    }
-    this.opts.log?.(this.status);
+    const snapshot = this.status;
+    // recorded in order; a failure to record is logged, never fatal to the re-index
+    this.#recorded = this.#recorded
+      .then(() => this.service.recordReindex({ ...snapshot }))
+      .catch((e: Error) =>
+        this.service.log({ level: "warn", event: "reindex-record-failed", message: e.message }),
+      );
+    this.opts.log?.(snapshot);
   }
 
   /** The next batch: stale rows among the most retrieved first, then any stale rows. */
@@ -134,31 +142,40 @@ export class Reindexer {
         if (m.version !== this.#status.target) {
           // the service was upgraded meanwhile: re-index to the newest model
           this.#status = { ...this.#status, target: m.version, done: 0, startedAt: new Date().toISOString() };
+          this.#t0 = performance.now();
+          this.#doneAtStart = 0;
         }
         const target = m.version;
         const rows = await this.#batch(target, batchSize);
         if (!rows.length) {
-          // rows rewritten since the ANN index was built are searched exactly until it is rebuilt
-          if (this.service.store.indexed) await this.service.store.buildIndex();
+          // compaction and the ANN index brought up to date, before reporting done
+          await this.service.store.optimize();
           this.service.invalidate();
           this.#set({ state: "done", remaining: 0 });
           return;
         }
-        await this.service.store.upsert(embedRows(m.model, rows, target));
-        this.service.invalidate();
+        const vectors = await this.service.embedDocuments(
+          target,
+          rows.map((r) => r.text),
+        );
+        // dropped (and redone for the new model) if an upgrade came in meanwhile
+        const wrote = await this.service.writeFor(target, () =>
+          this.service.store.upsert(asRows(rows, vectors, target)),
+        );
+        if (!wrote) continue;
         const done = this.#status.done + rows.length;
         const counts = await this.service.versions();
         const remaining = Object.entries(counts).reduce((a, [v, n]) => (v === target ? a : a + n), 0);
         const secs = (performance.now() - this.#t0) / 1000;
         this.#set({ done, remaining, docsPerSecond: (done - this.#doneAtStart) / Math.max(secs, 1e-3) });
         batches++;
-        if (this.opts.crashAfterBatches !== undefined && batches >= this.opts.crashAfterBatches)
+        if (this.opts.crashAfterBatches !== undefined && batches >= this.opts.crashAfterBatches) {
+          await this.#recorded;
           process.kill(process.pid, "SIGKILL");
+        }
       } finally {
         m.release();
       }
-      // let searches in between batches
-      await new Promise((r) => setImmediate(r));
     }
   }
 }

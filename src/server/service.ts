@@ -1,48 +1,64 @@
 /**
- * The search service's core, without HTTP: the current model (a version of the lineage) embeds
+ * The search service's core, without HTTP. The current model (a version of the lineage) embeds
  * queries; rows of the store embedded by older versions are searched with the query compensated
  * along the lineage, rows of the current version natively, and the results merged by score
- * without duplicates. `upgrade` loads a newer model and switches to it atomically: a request
- * keeps the model it started with, and an old model is released when its last request finishes.
+ * without duplicates (one retrieval path: `QueryRouter`, `mergeHits`).
+ *
+ * Speed: concurrent requests are batched into one forward pass, which runs in an encoder process
+ * (the event loop only parses, routes and merges); each store version is searched once per batch
+ * with all its query vectors. Safety: `upgrade` loads the new model, checks that its canary
+ * embeddings are finite and that it reaches every version in the store, then switches in one
+ * assignment (a request keeps the model it started with). Store writes of the re-indexer and
+ * upgrades are serialised, so a re-index batch of a model being replaced is dropped rather than
+ * written after the switch. The served model and the re-index state are recorded in the store, so
+ * a restart (`qdc serve --store S`) resumes both.
  */
 import { resolve } from "node:path";
-import { type CompensationMode, compensationChain, lineageOf } from "../index/lineage.js";
-import { EmbeddingModel } from "../models/embedding-model.js";
-import type { Filter, StoreHit, VectorStore } from "../store/store.js";
-import type { Tensor } from "../tensor/index.js";
-import { tensorRows } from "./load.js";
+import type { CompensationMode } from "../index/lineage.js";
+import { mergeHits } from "../retrieval/hit.js";
+import type { Filter, StoreHit, StoreState, VectorStore } from "../store/store.js";
+import {
+  type Encoder,
+  InlineEncoder,
+  type ModelSpec,
+  ProcessEncoder,
+  type QueryJob,
+  type QueryVectors,
+} from "./encoder.js";
+
+export type Compensation = Exclude<CompensationMode, "none">;
 
 export interface ServiceOptions {
   store: VectorStore;
-  modelDir: string;
-  /** how rows of older versions are reached (default mean) */
-  compensate?: Exclude<CompensationMode, "none">;
+  /** the model to serve (default: the model recorded in the store by the last service) */
+  modelDir?: string;
+  /** how rows of older versions are reached (default: as recorded, else mean) */
+  compensate?: Compensation;
   device?: string;
   maxLength?: number;
+  /**
+   * where the tensor work runs: "process" (default) keeps the event loop free and gives the
+   * re-indexer its own niced process; "inline" runs it on the calling thread
+   */
+  encoder?: "process" | "inline";
+  /** libtorch threads of the query encoder process (default 1) */
+  encoderThreads?: number;
+  /** most texts embedded in one batched forward pass (default 64) */
+  maxBatch?: number;
+  /** structured events (errors, unreachable versions); default: JSON lines on stderr */
+  log?: (event: Record<string, unknown>) => void;
 }
 
 class ModelState {
   refs = 0;
   retired = false;
-  readonly chains = new Map<string, (q: Tensor) => Tensor>();
   constructor(
+    readonly spec: ModelSpec,
     readonly version: string,
-    readonly model: EmbeddingModel,
-    readonly mode: Exclude<CompensationMode, "none">,
+    readonly dimension: number,
+    /** store versions this model was checked to reach */
+    readonly reachable: Set<string>,
   ) {}
-  /** the query transform for rows of `version` (an error if it is not in this model's lineage) */
-  chain(version: string): (q: Tensor) => Tensor {
-    let c = this.chains.get(version);
-    if (!c) {
-      c = compensationChain(this.version, version, this.mode);
-      this.chains.set(version, c);
-    }
-    return c;
-  }
-  release(): void {
-    this.refs--;
-    if (this.retired && this.refs === 0) this.model.dispose();
-  }
 }
 
 export interface SearchResult {
@@ -51,67 +67,120 @@ export interface SearchResult {
   /** per store version searched: rows and the compensation applied to reach them */
   versions: Record<string, { rows: number; compensation: string }>;
   results: StoreHit[][];
-  timings: { embedMs: number; compensateMs: number; storeMs: number };
+  timings: { embedMs: number; compensateMs: number; storeMs: number; batch: number };
 }
+
+interface Pending {
+  state: ModelState;
+  job: QueryJob;
+  resolve: (r: { vectors: QueryVectors; embedMs: number; compensateMs: number; batch: number }) => void;
+  reject: (e: Error) => void;
+}
+
+const defaultLog = (e: Record<string, unknown>) =>
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
 
 export class SearchService {
   readonly store: VectorStore;
   #state: ModelState;
   #versions: { at: number; counts: Record<string, number> } | null = null;
   readonly #opts: ServiceOptions;
+  readonly #queries: Encoder;
+  readonly #documents: Encoder;
+  /** versions in the store the current model cannot reach (searched without them, reported) */
+  readonly #unreachable = new Map<string, string>();
+  readonly #queue: Pending[] = [];
+  #inFlight = false;
+  #pumpScheduled = false;
+  #writes: Promise<unknown> = Promise.resolve();
+  readonly #recorded: StoreState | null;
+  readonly log: (event: Record<string, unknown>) => void;
   /** retrievals per document id (for re-indexing the most retrieved first) */
   readonly retrievals = new Map<string, number>();
 
-  private constructor(opts: ServiceOptions, state: ModelState) {
+  private constructor(
+    opts: ServiceOptions,
+    state: ModelState,
+    encoders: { queries: Encoder; documents: Encoder },
+    recorded: StoreState | null,
+  ) {
     this.#opts = opts;
     this.store = opts.store;
     this.#state = state;
+    this.#queries = encoders.queries;
+    this.#documents = encoders.documents;
+    this.#recorded = recorded;
+    this.log = opts.log ?? defaultLog;
   }
 
   static async create(opts: ServiceOptions): Promise<SearchService> {
-    const state = await SearchService.#load(opts, opts.modelDir);
-    return new SearchService(opts, state);
-  }
-
-  static async #load(opts: ServiceOptions, dir: string): Promise<ModelState> {
-    const version = resolve(dir);
-    const model = EmbeddingModel.load(version, { device: opts.device });
-    if (model.dimension !== opts.store.schema.dim) {
-      model.dispose();
+    const recorded = await opts.store.readState();
+    const dir = opts.modelDir ?? recorded?.model;
+    if (!dir)
       throw new Error(
-        `${version} embeds ${model.dimension}-d vectors, the store holds ${opts.store.schema.dim}-d ones`,
+        "no model given and the store records none (it was never served): pass the model that embedded it (--model DIR)",
       );
-    }
-    const state = new ModelState(version, model, opts.compensate ?? "mean");
-    // every version in the store must be reachable before the model serves
+    const mode = opts.compensate ?? (recorded?.compensation as Compensation | undefined) ?? "mean";
+    const inline = opts.encoder === "inline";
+    const queries: Encoder = inline
+      ? new InlineEncoder()
+      : new ProcessEncoder({ threads: opts.encoderThreads ?? 1, name: "query encoder" });
+    const documents: Encoder = inline ? queries : new ProcessEncoder({ threads: 1, nice: 10, name: "re-index encoder" });
     try {
-      for (const v of Object.keys(await opts.store.versions())) state.chain(v);
+      const state = await SearchService.#load(opts, queries, { ...SearchService.#spec(opts, dir), mode }, recorded);
+      const service = new SearchService(opts, state, { queries, documents }, recorded);
+      await service.#record();
+      return service;
     } catch (e) {
-      model.dispose();
+      await queries.close();
+      if (documents !== queries) await documents.close();
       throw e;
     }
-    return state;
   }
 
-  get model(): { version: string; lineage: string[]; compensation: string } {
-    return { version: this.#state.version, lineage: lineageOf(this.#state.version), compensation: this.#state.mode };
+  static #spec(opts: ServiceOptions, dir: string): Omit<ModelSpec, "mode"> {
+    return { dir: resolve(dir), device: opts.device, maxLength: opts.maxLength };
   }
 
-  /** The current model for work outside a search (the re-indexer); release it when done. */
-  acquire(): { version: string; model: EmbeddingModel; release: () => void } {
-    const s = this.#state;
-    s.refs++;
-    let released = false;
-    return {
-      version: s.version,
-      model: s.model,
-      release: () => {
-        if (!released) {
-          released = true;
-          s.release();
-        }
-      },
-    };
+  static async #load(
+    opts: ServiceOptions,
+    encoder: Encoder,
+    spec: ModelSpec,
+    recorded: StoreState | null,
+  ): Promise<ModelState> {
+    // every version in the store must be reachable before the model serves
+    const targets = Object.keys(await opts.store.versions());
+    let info: Awaited<ReturnType<Encoder["load"]>>;
+    try {
+      info = await encoder.load(spec, targets);
+    } catch (e) {
+      const hint =
+        recorded && recorded.model !== spec.dir
+          ? ` (the store was last served with ${recorded.model}: start without a model to resume it)`
+          : "";
+      throw new Error(`${(e as Error).message}${hint}`);
+    }
+    if (info.dimension !== opts.store.schema.dim) {
+      await encoder.unload(info.version);
+      throw new Error(
+        `${info.version} embeds ${info.dimension}-d vectors, the store holds ${opts.store.schema.dim}-d ones`,
+      );
+    }
+    return new ModelState(spec, info.version, info.dimension, new Set(targets));
+  }
+
+  get model(): { version: string; compensation: string } {
+    return { version: this.#state.version, compensation: this.#state.spec.mode };
+  }
+
+  /** The re-index state recorded in the store when the service started (for resuming it). */
+  get recordedReindex(): Record<string, unknown> | undefined {
+    return this.#recorded?.reindex;
+  }
+
+  /** Problems that do not stop the service but that an operator must see (for /health). */
+  get problems(): string[] {
+    return [...this.#unreachable.values()];
   }
 
   /** Rows per version, cached for a second (and dropped by `invalidate`). */
@@ -125,79 +194,224 @@ export class SearchService {
     this.#versions = null;
   }
 
+  /** The store versions `s` can search: new ones are checked once; unreachable ones are reported. */
+  async #targets(s: ModelState, versions: string[]): Promise<string[]> {
+    const fresh = versions.filter((v) => !s.reachable.has(v));
+    for (const v of fresh) {
+      try {
+        await this.#queries.check(s.version, [v]);
+        s.reachable.add(v);
+        this.#unreachable.delete(v);
+      } catch (e) {
+        if (!this.#unreachable.has(v)) {
+          const message = `store rows of ${v} are not searched: ${(e as Error).message}`;
+          this.#unreachable.set(v, message);
+          this.log({ level: "warn", event: "unreachable-version", version: v, message });
+        }
+      }
+    }
+    return versions.filter((v) => s.reachable.has(v));
+  }
+
+  /** Queues a job for the next batched forward pass of `state`'s model. */
+  #embed(state: ModelState, job: QueryJob) {
+    return new Promise<{ vectors: QueryVectors; embedMs: number; compensateMs: number; batch: number }>(
+      (resolve, reject) => {
+        this.#queue.push({ state, job, resolve, reject });
+        this.#schedule();
+      },
+    );
+  }
+
+  #schedule(): void {
+    if (this.#inFlight || this.#pumpScheduled || !this.#queue.length) return;
+    this.#pumpScheduled = true;
+    // after the I/O callbacks now pending, so requests that arrived together go in one batch
+    setImmediate(() => {
+      this.#pumpScheduled = false;
+      this.#pump();
+    });
+  }
+
+  #pump(): void {
+    if (this.#inFlight || !this.#queue.length) return;
+    const state = (this.#queue[0] as Pending).state;
+    const max = this.#opts.maxBatch ?? 64;
+    const batch: Pending[] = [];
+    let texts = 0;
+    for (let i = 0; i < this.#queue.length; ) {
+      const p = this.#queue[i] as Pending;
+      if (p.state === state && (batch.length === 0 || texts + p.job.texts.length <= max)) {
+        batch.push(p);
+        texts += p.job.texts.length;
+        this.#queue.splice(i, 1);
+      } else i++;
+    }
+    this.#inFlight = true;
+    this.#queries
+      .queries(
+        state.version,
+        batch.map((p) => p.job),
+      )
+      .then(
+        (r) => {
+          batch.forEach((p, i) => {
+            p.resolve({
+              vectors: r.results[i] as QueryVectors,
+              embedMs: r.embedMs,
+              compensateMs: r.compensateMs,
+              batch: texts,
+            });
+          });
+        },
+        (e: Error) => {
+          for (const p of batch) p.reject(e);
+        },
+      )
+      .finally(() => {
+        this.#inFlight = false;
+        this.#schedule();
+      });
+  }
+
   async search(texts: string[], k: number, filter?: Filter): Promise<SearchResult> {
     const s = this.#state;
     s.refs++;
     try {
       const t0 = performance.now();
-      const q = s.model.encode(texts, { kind: "query", maxLength: this.#opts.maxLength });
-      const t1 = performance.now();
       const counts = await this.versions();
-      const t2 = performance.now();
-      const perVersion: { version: string; rows: Float32Array[]; compensation: string }[] = [];
-      let compensateMs = 0;
-      for (const v of Object.keys(counts)) {
-        const native = v === s.version;
-        const c0 = performance.now();
-        const qv = native ? q : s.chain(v)(q);
-        const rows = tensorRows(qv);
-        if (qv !== q) {
-          qv.dispose();
-          compensateMs += performance.now() - c0;
-        }
-        perVersion.push({
-          version: v,
-          rows,
-          compensation: native ? "none" : s.mode,
-        });
-      }
-      q.dispose();
-      const results: StoreHit[][] = [];
-      for (let i = 0; i < texts.length; i++) {
-        const hits = (
-          await Promise.all(
-            perVersion.map((p) => this.store.search(p.rows[i] as Float32Array, k, { filter, version: p.version })),
-          )
-        ).flat();
-        hits.sort((a, b) => b.score - a.score || (a.id < b.id ? -1 : 1));
-        const seen = new Set<string>();
-        const top: StoreHit[] = [];
-        for (const h of hits) {
-          if (seen.has(h.id)) continue;
-          seen.add(h.id);
-          top.push(h);
-          if (top.length === k) break;
-        }
+      const targets = await this.#targets(s, Object.keys(counts));
+      const { vectors, embedMs, compensateMs, batch } = await this.#embed(s, { texts, targets });
+      const t1 = performance.now();
+      // one call per version with all the request's query vectors; with a single version in the
+      // store the version filter is left out (a row of a version that appeared meanwhile is dropped)
+      const single = targets.length === 1 && Object.keys(counts).length === 1;
+      const perVersion = await Promise.all(
+        targets.map(async (v) => {
+          const hits = await this.store.searchMany(vectors.rows[v] as Float32Array[], k, {
+            filter,
+            version: single ? undefined : v,
+          });
+          return single ? hits.map((h) => h.filter((x) => x.version === v)) : hits;
+        }),
+      );
+      const results = texts.map((_, i) => mergeHits(perVersion.map((hits) => hits[i] as StoreHit[]), k));
+      for (const top of results)
         for (const h of top) this.retrievals.set(h.id, (this.retrievals.get(h.id) ?? 0) + 1);
-        results.push(top);
-      }
-      const t3 = performance.now();
+      const storeMs = performance.now() - t1;
       return {
         model: s.version,
         versions: Object.fromEntries(
-          perVersion.map((p) => [p.version, { rows: counts[p.version] ?? 0, compensation: p.compensation }]),
+          targets.map((v) => [
+            v,
+            { rows: counts[v] ?? 0, compensation: v === s.version ? "none" : (s.spec.mode as string) },
+          ]),
         ),
         results,
-        timings: { embedMs: t1 - t0, compensateMs, storeMs: t3 - t2 - compensateMs + (t2 - t1) },
+        timings: { embedMs, compensateMs, storeMs, batch },
       };
     } finally {
-      s.release();
+      this.#release(s);
     }
   }
 
-  /** Loads `dir` (a descendant of the current model, with compensators) and switches to it. */
-  async upgrade(dir: string): Promise<{ previous: string; current: string }> {
-    const next = await SearchService.#load(this.#opts, dir);
-    const prev = this.#state;
-    this.#state = next; // one assignment: requests after it use the new model, earlier ones keep theirs
-    prev.retired = true;
-    if (prev.refs === 0) prev.model.dispose();
-    return { previous: prev.version, current: next.version };
+  #release(s: ModelState): void {
+    s.refs--;
+    if (s.retired && s.refs === 0) this.#unload(s);
+  }
+
+  #unload(s: ModelState): void {
+    if (s.version === this.#state.version) return; // upgraded back to it meanwhile
+    for (const e of new Set([this.#queries, this.#documents]))
+      e.unload(s.version).catch((err: Error) =>
+        this.log({ level: "warn", event: "unload-failed", version: s.version, message: err.message }),
+      );
+  }
+
+  /** Runs `fn` while no other store write of the service (an upgrade, a re-index batch) runs. */
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#writes.then(fn, fn);
+    this.#writes = run.catch(() => {});
+    return run;
+  }
+
+  /** The current model for work outside a search (the re-indexer); release it when done. */
+  acquire(): { version: string; release: () => void } {
+    const s = this.#state;
+    s.refs++;
+    let released = false;
+    return {
+      version: s.version,
+      release: () => {
+        if (!released) {
+          released = true;
+          this.#release(s);
+        }
+      },
+    };
+  }
+
+  /** Document embeddings by model `version` (held through `acquire`), in the re-index encoder. */
+  async embedDocuments(version: string, texts: string[]): Promise<Float32Array[]> {
+    const s = this.#state.version === version ? this.#state : null;
+    if (!s) throw new Error(`model ${version} is no longer current`);
+    if (this.#documents !== this.#queries) await this.#documents.load(s.spec, []);
+    return this.#documents.documents(version, texts);
+  }
+
+  /**
+   * Runs a store write made for model `version` unless the service has moved on to another model
+   * (then nothing is written and false is returned): no row of a replaced model lands after the
+   * switch.
+   */
+  writeFor(version: string, write: () => Promise<void>): Promise<boolean> {
+    return this.#exclusive(async () => {
+      if (this.#state.version !== version) return false;
+      await write();
+      this.invalidate();
+      return true;
+    });
+  }
+
+  /** Records the served model (and the re-index state, when given) in the store. */
+  async #record(reindex?: Record<string, unknown>): Promise<void> {
+    const prev = reindex ? undefined : (await this.store.readState())?.reindex;
+    await this.store.writeState({
+      model: this.#state.version,
+      compensation: this.#state.spec.mode,
+      reindex: reindex ?? prev,
+      updatedAt: new Date().toISOString(),
+    });
+  }
+
+  /** The re-indexer's progress, recorded beside the model so that a restart resumes it. */
+  recordReindex(status: Record<string, unknown>): Promise<void> {
+    return this.#record(status);
+  }
+
+  /** Loads `dir` (reaching every version in the store) and switches to it. */
+  upgrade(dir: string, compensate?: Compensation): Promise<{ previous: string; current: string }> {
+    return this.#exclusive(async () => {
+      const spec = { ...SearchService.#spec(this.#opts, dir), mode: compensate ?? this.#state.spec.mode };
+      this.invalidate();
+      const next = await SearchService.#load(this.#opts, this.#queries, spec, null);
+      const prev = this.#state;
+      this.#state = next; // one assignment: requests after it use the new model, earlier ones keep theirs
+      this.#unreachable.clear();
+      if (prev.version !== next.version) {
+        prev.retired = true;
+        if (prev.refs === 0) this.#unload(prev);
+      }
+      await this.#record();
+      return { previous: prev.version, current: next.version };
+    });
   }
 
   async close(): Promise<void> {
-    this.#state.retired = true;
-    if (this.#state.refs === 0) this.#state.model.dispose();
+    await this.#writes;
+    await this.#queries.close();
+    if (this.#documents !== this.#queries) await this.#documents.close();
     await this.store.close();
   }
 }
+

@@ -5,8 +5,10 @@
  * it can be re-embedded) and optional filterable fields declared in the store's schema.
  */
 
+import type { FieldValue, Hit } from "../retrieval/hit.js";
+
+export type { FieldValue } from "../retrieval/hit.js";
 export type FieldType = "string" | "number";
-export type FieldValue = string | number;
 
 export interface StoreSchema {
   dim: number;
@@ -22,13 +24,8 @@ export interface StoreRow {
   fields?: Record<string, FieldValue>;
 }
 
-export interface StoreHit {
-  id: string;
-  /** cosine similarity */
-  score: number;
-  version: string;
-  fields: Record<string, FieldValue>;
-}
+/** A store's hit always carries the row's fields. */
+export type StoreHit = Hit & { fields: Record<string, FieldValue> };
 
 /** Equality on declared fields, all of which must hold. */
 export type Filter = Record<string, FieldValue>;

@@ -1,0 +1,4 @@
+/** The retrieval path shared by the CLI, the benchmark and the service. */
+export * from "./hit.js";
+export * from "./router.js";
+export * from "./rows.js";
