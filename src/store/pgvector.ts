@@ -13,6 +13,7 @@ import {
   type StoreHit,
   type StoreRow,
   type StoreSchema,
+  type StoreState,
   type VectorStore,
 } from "./store.js";
 
@@ -178,6 +179,15 @@ export class PgVectorStore implements VectorStore {
       client.release();
     }
   }
+
+  async searchMany(vectors: Float32Array[], k: number, opts: SearchOptions = {}): Promise<StoreHit[][]> {
+    return Promise.all(vectors.map((v) => this.search(v, k, opts)));
+  }
+  async readState(): Promise<StoreState | null> {
+    return null;
+  }
+  async writeState(_state: StoreState): Promise<void> {}
+  async optimize(): Promise<void> {}
 
   async get(ids: string[]): Promise<StoreRow[]> {
     if (!ids.length) return [];
