@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { noGrad, type Tensor, tensor, tidy } from "../src/index.js";
+import { fitBetweenModels } from "../src/drift/between-models.js";
+import { EmbeddingModel, keep, noGrad, randn, type Tensor, tensor, tidy } from "../src/index.js";
 
 export function assertClose(
   actual: ArrayLike<number>,
@@ -104,4 +105,41 @@ export function trainedBertTiny(dir: string, opts: { lineage?: boolean } = {}): 
   copyFileSync(join(FIXTURES, "train-step/weights_after.safetensors"), join(newDir, "model.safetensors"));
   if (opts.lineage) writeFileSync(join(newDir, "lineage.json"), JSON.stringify({ parent: oldDir }));
   return newDir;
+}
+
+/**
+ * A child of `parentDir` in `dir/name`: the parent's weights plus seeded noise of relative size
+ * `scale` (with `nan`, one weight becomes NaN), a lineage.json naming the parent, and (unless
+ * `nan`) a mean compensator fitted on `queries`.
+ */
+export function derivedModel(
+  parentDir: string,
+  dir: string,
+  name: string,
+  opts: { seed?: number; scale?: number; nan?: boolean; queries?: string[] } = {},
+): string {
+  const out = join(dir, name);
+  const parent = EmbeddingModel.load(parentDir);
+  const params = new Map<string, Tensor>();
+  tidy(() => {
+    let i = 0;
+    for (const [k, p] of parent.params) {
+      const noise = randn([...p.shape], { seed: (opts.seed ?? 1) * 1000 + i++ }).mul((opts.scale ?? 0.05) * 0.02);
+      let q = p.add(noise);
+      if (opts.nan && k.endsWith("embeddings.word_embeddings.weight")) q = q.mul(Number.NaN);
+      params.set(k, keep(q));
+    }
+  });
+  new EmbeddingModel(parent.config, parent.tokenizer, params).save(out);
+  parent.dispose();
+  for (const p of params.values()) p.dispose();
+  writeFileSync(join(out, "lineage.json"), JSON.stringify({ parent: parentDir }));
+  if (!opts.nan)
+    fitBetweenModels({
+      oldDir: parentDir,
+      newDir: out,
+      queries: opts.queries ?? ["about the river", "a compiler", "the ocean and the planet", "garden music"],
+      methods: ["mean"],
+    });
+  return out;
 }

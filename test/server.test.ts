@@ -70,7 +70,7 @@ describe("search service", () => {
     const store = await LanceStore.open(join(dir, "store"), { dim: 64, fields: { lang: "string" } });
     await loadCorpus(store, oldDir, corpusFile);
     service = await SearchService.create({ store, modelDir: oldDir });
-    reindexer = new Reindexer(service, { batchSize: 16, progressFile: join(dir, "store", "reindex.json") });
+    reindexer = new Reindexer(service, { batchSize: 16 });
     app = buildApp(service, reindexer, { token: TOKEN });
     base = await app.listen({ port: 0, host: "127.0.0.1" });
   });

@@ -452,8 +452,10 @@ program
   .option("--host <host>", "address to listen on", "127.0.0.1")
   .option("--token <token>", "bearer token for /admin (default: QDC_ADMIN_TOKEN)")
   .addOption(
-    new Option("--compensate <mode>", "how older rows are reached (default: as recorded in the store, else mean)")
-      .choices(["mean", "kernel", "procrustes", "affine", "mlp", "auto"]),
+    new Option(
+      "--compensate <mode>",
+      "how older rows are reached (default: as recorded in the store, else mean)",
+    ).choices(["mean", "kernel", "procrustes", "affine", "mlp", "auto"]),
   )
   .option("--reindex-batch <n>", "documents per re-index batch", positiveInt("--reindex-batch"), 256)
   .addOption(

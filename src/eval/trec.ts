@@ -1,8 +1,8 @@
 /** TREC run files: `qid Q0 docid rank score tag` per line. */
 import { writeSync } from "node:fs";
 import { InputError, readLines } from "../data/lines.js";
-import { writeAtomically } from "../tensor/index.js";
 import type { Hit } from "../retrieval/hit.js";
+import { writeAtomically } from "../tensor/index.js";
 import type { Run } from "./metrics.js";
 
 export async function readRun(file: string): Promise<Run> {

@@ -191,6 +191,14 @@ export interface ProcessEncoderOptions {
   name?: string;
 }
 
+/** The encoder process died during a call (it is started again on the next one). */
+export class EncoderExited extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "EncoderExited";
+  }
+}
+
 type Call = { id: number; op: keyof Encoder; args: unknown[] };
 type Reply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string };
 
@@ -227,7 +235,7 @@ export class ProcessEncoder implements Encoder {
     });
     child.on("exit", (code, signal) => {
       if (this.#child === child) this.#child = null;
-      const err = new Error(
+      const err = new EncoderExited(
         `the ${this.opts.name ?? "encoder"} process exited (${signal ?? `code ${code}`}) during the call; it is restarted on the next one`,
       );
       for (const p of this.#pending.values()) p.reject(err);

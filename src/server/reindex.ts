@@ -110,9 +110,7 @@ export class Reindexer {
     // recorded in order; a failure to record is logged, never fatal to the re-index
     this.#recorded = this.#recorded
       .then(() => this.service.recordReindex({ ...snapshot }))
-      .catch((e: Error) =>
-        this.service.log({ level: "warn", event: "reindex-record-failed", message: e.message }),
-      );
+      .catch((e: Error) => this.service.log({ level: "warn", event: "reindex-record-failed", message: e.message }));
     this.opts.log?.(snapshot);
   }
 

@@ -19,6 +19,7 @@ import { mergeHits } from "../retrieval/hit.js";
 import type { Filter, StoreHit, StoreState, VectorStore } from "../store/store.js";
 import {
   type Encoder,
+  EncoderExited,
   InlineEncoder,
   type ModelSpec,
   ProcessEncoder,
@@ -67,7 +68,7 @@ export interface SearchResult {
   /** per store version searched: rows and the compensation applied to reach them */
   versions: Record<string, { rows: number; compensation: string }>;
   results: StoreHit[][];
-  timings: { embedMs: number; compensateMs: number; storeMs: number; batch: number };
+  timings: { waitMs: number; embedMs: number; compensateMs: number; storeMs: number; batch: number };
 }
 
 interface Pending {
@@ -125,7 +126,9 @@ export class SearchService {
     const queries: Encoder = inline
       ? new InlineEncoder()
       : new ProcessEncoder({ threads: opts.encoderThreads ?? 1, name: "query encoder" });
-    const documents: Encoder = inline ? queries : new ProcessEncoder({ threads: 1, nice: 10, name: "re-index encoder" });
+    const documents: Encoder = inline
+      ? queries
+      : new ProcessEncoder({ threads: 1, nice: 10, name: "re-index encoder" });
     try {
       const state = await SearchService.#load(opts, queries, { ...SearchService.#spec(opts, dir), mode }, recorded);
       const service = new SearchService(opts, state, { queries, documents }, recorded);
@@ -176,6 +179,12 @@ export class SearchService {
   /** The re-index state recorded in the store when the service started (for resuming it). */
   get recordedReindex(): Record<string, unknown> | undefined {
     return this.#recorded?.reindex;
+  }
+
+  /** Process ids of the query and re-index encoders (when they run as processes and are started). */
+  get encoderPids(): { queries?: number; documents?: number } {
+    const pid = (e: Encoder) => (e instanceof ProcessEncoder ? e.pid : undefined);
+    return { queries: pid(this.#queries), documents: pid(this.#documents) };
   }
 
   /** Problems that do not stop the service but that an operator must see (for /health). */
@@ -248,11 +257,15 @@ export class SearchService {
       } else i++;
     }
     this.#inFlight = true;
+    const jobs = batch.map((p) => p.job);
+    // a query encoder that died mid-batch is started again: the batch is tried once more
     this.#queries
-      .queries(
-        state.version,
-        batch.map((p) => p.job),
-      )
+      .queries(state.version, jobs)
+      .catch((e: Error) => {
+        if (!(e instanceof EncoderExited)) throw e;
+        this.log({ level: "warn", event: "encoder-restarted", message: e.message });
+        return this.#queries.queries(state.version, jobs);
+      })
       .then(
         (r) => {
           batch.forEach((p, i) => {
@@ -295,9 +308,13 @@ export class SearchService {
           return single ? hits.map((h) => h.filter((x) => x.version === v)) : hits;
         }),
       );
-      const results = texts.map((_, i) => mergeHits(perVersion.map((hits) => hits[i] as StoreHit[]), k));
-      for (const top of results)
-        for (const h of top) this.retrievals.set(h.id, (this.retrievals.get(h.id) ?? 0) + 1);
+      const results = texts.map((_, i) =>
+        mergeHits(
+          perVersion.map((hits) => hits[i] as StoreHit[]),
+          k,
+        ),
+      );
+      for (const top of results) for (const h of top) this.retrievals.set(h.id, (this.retrievals.get(h.id) ?? 0) + 1);
       const storeMs = performance.now() - t1;
       return {
         model: s.version,
@@ -308,7 +325,8 @@ export class SearchService {
           ]),
         ),
         results,
-        timings: { embedMs, compensateMs, storeMs, batch },
+        // waitMs: queued behind other batches, plus the trip to the encoder process and back
+        timings: { waitMs: Math.max(0, t1 - t0 - embedMs - compensateMs), embedMs, compensateMs, storeMs, batch },
       };
     } finally {
       this.#release(s);
@@ -355,8 +373,15 @@ export class SearchService {
   async embedDocuments(version: string, texts: string[]): Promise<Float32Array[]> {
     const s = this.#state.version === version ? this.#state : null;
     if (!s) throw new Error(`model ${version} is no longer current`);
-    if (this.#documents !== this.#queries) await this.#documents.load(s.spec, []);
-    return this.#documents.documents(version, texts);
+    const run = async () => {
+      if (this.#documents !== this.#queries) await this.#documents.load(s.spec, []);
+      return this.#documents.documents(version, texts);
+    };
+    return run().catch((e: Error) => {
+      if (!(e instanceof EncoderExited)) throw e;
+      this.log({ level: "warn", event: "encoder-restarted", message: e.message });
+      return run();
+    });
   }
 
   /**
@@ -414,4 +439,3 @@ export class SearchService {
     await this.store.close();
   }
 }
-

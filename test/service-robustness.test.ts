@@ -1,0 +1,289 @@
+/**
+ * The search service under the failures an operator meets: an upgrade racing re-index batches
+ * under load, upgrades to models that cannot serve (non-finite canary embeddings, rows they cannot
+ * reach), an encoder process killed under load, a store that fails (500s logged with their cause),
+ * and restarts that resume the recorded model and re-index (`qdc serve --store S`, no model flag,
+ * after a kill -9 mid re-index).
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { FastifyInstance } from "fastify";
+import { fitBetweenModels } from "../src/drift/between-models.js";
+import { buildApp } from "../src/server/http.js";
+import { loadCorpus } from "../src/server/load.js";
+import { Reindexer } from "../src/server/reindex.js";
+import { SearchService } from "../src/server/service.js";
+import { LanceStore } from "../src/store/lancedb.js";
+import type { VectorStore } from "../src/store/store.js";
+import { derivedModel, FIXTURES, trainedBertTiny } from "./helpers.js";
+
+/** The trained bert-tiny descendant with its lineage and a mean compensator to bert-tiny. */
+function childOfBertTiny(dir: string): string {
+  const newDir = trainedBertTiny(dir, { lineage: true });
+  fitBetweenModels({
+    oldDir: resolve(FIXTURES, "bert-tiny"),
+    newDir,
+    queries: WORDS.map((w) => `about the ${w}`),
+    methods: ["mean"],
+  });
+  return newDir;
+}
+
+const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
+const WORDS = "river mountain compiler network kernel garden music library protocol engine ocean planet".split(" ");
+const TOKEN = "t0ken";
+
+function corpus(dir: string, n: number): string {
+  const file = join(dir, "corpus.jsonl");
+  const rows = Array.from({ length: n }, (_, i) =>
+    JSON.stringify({ _id: `doc${i}`, text: `notes ${i} on the ${WORDS[i % 12]} and the ${WORDS[(i * 5 + 3) % 12]}` }),
+  );
+  writeFileSync(file, `${rows.join("\n")}\n`);
+  return file;
+}
+
+const post = async (base: string, path: string, body: unknown, token?: string) => {
+  const r = await fetch(base + path, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify(body),
+  });
+  return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+};
+
+/** Searches from `n` clients until stopped; every response kept. */
+function load(base: string, n = 4) {
+  const responses: { status: number; body: Record<string, unknown> }[] = [];
+  let stop = false;
+  const workers = Array.from({ length: n }, async (_, w) => {
+    for (let i = 0; !stop; i++)
+      responses.push(await post(base, "/search", { texts: [`the ${WORDS[(w * 5 + i) % 12]}`], k: 10 }));
+  });
+  return {
+    responses,
+    async stop() {
+      stop = true;
+      await Promise.all(workers);
+      return responses;
+    },
+  };
+}
+
+const until = async (what: string, cond: () => Promise<boolean> | boolean, ms = 60000) => {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+};
+
+describe("service under upgrades, bad models and a killed encoder", () => {
+  const dir = mkdtempSync(join(tmpdir(), "qdc-robust-"));
+  const oldDir = resolve(FIXTURES, "bert-tiny");
+  const newDir = childOfBertTiny(dir);
+  const newerDir = derivedModel(newDir, dir, "newer", { seed: 2 });
+  const siblingDir = derivedModel(oldDir, dir, "sibling", { seed: 3 });
+  const nanDir = derivedModel(newDir, dir, "nan", { nan: true });
+  const N = 300;
+  const storeDir = join(dir, "store");
+  let service: SearchService;
+  let reindexer: Reindexer;
+  let app: FastifyInstance;
+  let base = "";
+  const events: Record<string, unknown>[] = [];
+
+  before(async () => {
+    const store = await LanceStore.open(storeDir, { dim: 64, fields: {} });
+    await loadCorpus(store, oldDir, corpus(dir, N));
+    service = await SearchService.create({ store, modelDir: oldDir, log: (e) => events.push(e) });
+    reindexer = new Reindexer(service, { batchSize: 16 });
+    app = buildApp(service, reindexer, { token: TOKEN });
+    base = await app.listen({ port: 0, host: "127.0.0.1" });
+  });
+  after(async () => {
+    await app.close();
+    await service.close();
+  });
+
+  it("takes a second upgrade during a re-index batch with zero failed requests", async () => {
+    const l = load(base);
+    await new Promise((r) => setTimeout(r, 200));
+    const first = await post(base, "/admin/upgrade", { model: newDir }, TOKEN);
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    assert.equal((await post(base, "/admin/reindex", { action: "start" }, TOKEN)).body.state, "running");
+    await until("a few batches", () => reindexer.status.done >= 48);
+    // the re-indexer is embedding its next batch for newDir now
+    const up = await post(base, "/admin/upgrade", { model: newerDir }, TOKEN);
+    assert.equal(up.status, 200, JSON.stringify(up.body));
+    // rows of new and newer are in the store: a sibling of new cannot reach them
+    const sib = await post(base, "/admin/upgrade", { model: siblingDir }, TOKEN);
+    assert.equal(sib.status, 400);
+    assert.match(String(sib.body.message), /not in the lineage/);
+    await until("the re-index", () => reindexer.status.state === "done");
+    const responses = await l.stop();
+    assert.ok(responses.length > 30, `${responses.length} responses`);
+    assert.deepEqual(
+      responses.filter((r) => r.status !== 200).map((r) => r.body),
+      [],
+    );
+    assert.deepEqual(await service.store.versions(), { [newerDir]: N });
+    const models = new Set(responses.map((r) => r.body.model));
+    assert.ok(models.has(newDir) && models.has(newerDir), [...models].join(", "));
+    assert.equal(reindexer.status.target, newerDir);
+  });
+
+  it("refuses a model whose canary embeddings are not finite, and keeps serving", async () => {
+    const r = await post(base, "/admin/upgrade", { model: nanDir }, TOKEN);
+    assert.equal(r.status, 400);
+    assert.match(String(r.body.message), /not fit to serve: its query embedding of canary text 0 is not finite/);
+    const s = await post(base, "/search", { texts: ["the ocean"], k: 5 });
+    assert.equal(s.status, 200);
+    assert.equal(s.body.model, newerDir);
+    assert.equal((s.body.results as unknown[][])[0]?.length, 5);
+    assert.equal(((await (await fetch(`${base}/health`)).json()) as { status: string }).status, "ok");
+  });
+
+  it("loses no request when the query encoder process is killed under load", async () => {
+    const l = load(base);
+    await until("some responses", () => l.responses.length > 10);
+    const pid = service.encoderPids.queries;
+    assert.ok(pid, "the query encoder runs as a process");
+    process.kill(pid, "SIGKILL");
+    await until(
+      "a new encoder",
+      () => service.encoderPids.queries !== undefined && service.encoderPids.queries !== pid,
+    );
+    const at = l.responses.length;
+    await until("responses from the new encoder", () => l.responses.length > at + 20);
+    const responses = await l.stop();
+    assert.deepEqual(
+      responses.filter((r) => r.status !== 200).map((r) => r.body),
+      [],
+    );
+    assert.ok(events.some((e) => e.event === "encoder-restarted"));
+  });
+
+  it("restarts with the model recorded in the store, no model given", async () => {
+    const store = await LanceStore.open(storeDir);
+    const again = await SearchService.create({ store, encoder: "inline" });
+    assert.equal(again.model.version, newerDir);
+    assert.equal(again.model.compensation, "mean");
+    const r = await again.search(["the planet"], 3);
+    assert.equal(r.model, newerDir);
+    assert.equal(r.results[0]?.length, 3);
+    await again.close();
+  });
+});
+
+describe("5xx responses", () => {
+  it("are logged with their cause, and the service keeps serving", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qdc-5xx-"));
+    const oldDir = resolve(FIXTURES, "bert-tiny");
+    const inner = await LanceStore.open(join(dir, "store"), { dim: 64, fields: {} });
+    await loadCorpus(inner, oldDir, corpus(dir, 20));
+    let failNext = 1;
+    // the store's search fails once, as a database that dropped a query would
+    const store = new Proxy(inner, {
+      get(target, prop, receiver) {
+        if (prop === "searchMany")
+          return async (...args: Parameters<VectorStore["searchMany"]>) => {
+            if (failNext-- > 0) throw new Error("disk I/O error: segment 7 unreadable");
+            return target.searchMany(...args);
+          };
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    }) as VectorStore;
+    const logged: Record<string, unknown>[] = [];
+    const service = await SearchService.create({ store, modelDir: oldDir, encoder: "inline" });
+    const app = buildApp(service, new Reindexer(service), { onServerError: (e) => logged.push(e) });
+    const base = await app.listen({ port: 0, host: "127.0.0.1" });
+    const bad = await post(base, "/search", { texts: ["the river"] });
+    assert.equal(bad.status, 500);
+    assert.equal(bad.body.error, "internal");
+    assert.equal(logged.length, 1);
+    assert.equal(logged[0]?.url, "/search");
+    assert.match(String(logged[0]?.message), /segment 7 unreadable/);
+    assert.match(String(logged[0]?.stack), /Error: disk I\/O error/);
+    const good = await post(base, "/search", { texts: ["the river"] });
+    assert.equal(good.status, 200);
+    // a NUL in a filter value is the client's error, not the server's
+    const nul = await post(base, "/search", { texts: ["the river"], filter: { lang: "e\u0000n" } });
+    assert.equal(nul.status, 400);
+    assert.equal(logged.length, 1);
+    await app.close();
+    await service.close();
+  });
+});
+
+/** Starts `qdc serve` and resolves with its base URL once it listens. */
+function serve(args: string[]): Promise<{ child: ChildProcess; base: string; stderr: () => string }> {
+  const child = spawn("node", [cli, "serve", "--port", "0", "--token", TOKEN, ...args], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let err = "";
+  return new Promise((res, rej) => {
+    child.stderr?.on("data", (d: Buffer) => {
+      err += d.toString();
+      const m = /qdc serve: (http:\/\/[^ ]+)/.exec(err);
+      if (m) res({ child, base: m[1] as string, stderr: () => err });
+    });
+    child.on("exit", (code) => rej(new Error(`qdc serve exited (${code}): ${err}`)));
+  });
+}
+
+describe("qdc serve after kill -9 mid re-index", () => {
+  it("comes back with the recorded model and finishes the re-index, no model flag", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qdc-restart-"));
+    const oldDir = resolve(FIXTURES, "bert-tiny");
+    const newDir = childOfBertTiny(dir);
+    const storeDir = join(dir, "store");
+    const N = 400;
+    const store = await LanceStore.open(storeDir, { dim: 64, fields: {} });
+    await loadCorpus(store, oldDir, corpus(dir, N));
+    await store.close();
+
+    const first = await serve(["--store", storeDir, "--model", oldDir, "--reindex-batch", "8"]);
+    const up = await post(first.base, "/admin/upgrade", { model: newDir }, TOKEN);
+    assert.equal(up.status, 200, JSON.stringify(up.body));
+    await post(first.base, "/admin/reindex", { action: "start" }, TOKEN);
+    await until("some re-indexed rows", async () => {
+      const m = (await (await fetch(`${first.base}/models`)).json()) as { reindex: { done: number } };
+      return m.reindex.done >= 40;
+    });
+    first.child.kill("SIGKILL");
+    await new Promise((r) => first.child.once("exit", r));
+
+    const mid = await LanceStore.open(storeDir);
+    const partial = await mid.versions();
+    await mid.close();
+    assert.ok((partial[newDir] ?? 0) >= 40 && (partial[oldDir] ?? 0) > 0, JSON.stringify(partial));
+
+    const second = await serve(["--store", storeDir]);
+    try {
+      assert.match(second.stderr(), /resuming the re-index/);
+      const models = (await (await fetch(`${second.base}/models`)).json()) as { current: string };
+      assert.equal(models.current, newDir);
+      // searches during the resumed re-index reach both versions
+      const s = await post(second.base, "/search", { texts: ["the kernel"], k: 10 });
+      assert.equal(s.status, 200);
+      assert.equal(s.body.model, newDir);
+      await until("the resumed re-index", async () => {
+        const st = (await post(second.base, "/admin/reindex", { action: "status" }, TOKEN)).body;
+        assert.notEqual(st.state, "failed", JSON.stringify(st));
+        return st.state === "done";
+      });
+    } finally {
+      second.child.kill("SIGTERM");
+      await new Promise((r) => second.child.once("exit", r));
+    }
+    const done = await LanceStore.open(storeDir);
+    assert.deepEqual(await done.versions(), { [newDir]: N });
+    assert.equal(await done.count(), N);
+    await done.close();
+  });
+});
