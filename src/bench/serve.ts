@@ -1,14 +1,25 @@
 /**
- * `qdc bench serve`: the search service on the benchmark's own models and text. A LanceDB store of
- * 100k real documents (Debian descriptions and WordNet entries) is embedded with the tiny
- * benchmark's FT+KD model of task 1; then, under concurrent HTTP load on loopback, the service is
- * upgraded to the task-2 model and re-indexes in the background. Reported: QPS and p50/p99
- * latency before, during and after; exact vs ANN (IVF-PQ) recall@10; the compensation's share of
- * query latency. Needs `npm start` (the tiny run) first.
+ * `qdc bench serve`: the search service on the benchmark's own models and text, per store
+ * (LanceDB, and PostgreSQL + pgvector when a server is given). 100k real documents (Debian
+ * descriptions and WordNet entries) are embedded once with the tiny benchmark's FT+KD model of
+ * task 1 and written to each store; then, per store:
+ *  - ANN recall@10 against exact search on the same store;
+ *  - the store alone: the same query vectors straight to the store from Node (no model, no HTTP),
+ *    `clients` concurrent callers;
+ *  - the service under `clients` concurrent HTTP clients (a separate process, keep-alive, one text
+ *    per request, k 10): before, during an upgrade to the task-2 model with its background
+ *    re-index, and after;
+ *  - the re-index rate under that load beside its standalone rate (the same re-index of a 10k-row
+ *    store with no searches).
+ * Reported per phase: QPS, p50/p99 latency, failures, the service's time split (queue, encoder,
+ * store), and service QPS ÷ store QPS. Needs the tiny run (`npm start`) first.
  */
+import { type ChildProcess, fork } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
 import { preparePairs, TASK_SOURCES } from "../corpora/build.js";
 import { EmbeddingModel } from "../models/embedding-model.js";
 import { embedRows, tensorRows } from "../retrieval/rows.js";
@@ -16,26 +27,130 @@ import { buildApp } from "../server/http.js";
 import { Reindexer } from "../server/reindex.js";
 import { SearchService } from "../server/service.js";
 import { LanceStore } from "../store/lancedb.js";
-import { getNumThreads } from "../tensor/index.js";
+import { PgVectorStore } from "../store/pgvector.js";
+import type { StoreRow, VectorStore } from "../store/store.js";
 import { type BenchOptions, machineName } from "./common.js";
+import type { LoadWindow } from "./loadgen.js";
 
-interface Window {
+export interface ServeBenchOptions extends BenchOptions {
+  docs?: number;
+  run?: string;
+  /** a PostgreSQL URL for the pgvector run (default QDC_PG_URL; none: LanceDB only) */
+  pg?: string;
+  clients?: number;
+  /** seconds of the before/after windows (default 20, quick 5) */
+  seconds?: number;
+}
+
+interface Phase {
   phase: string;
   requests: number;
   failed: number;
+  failures: string[];
   seconds: number;
   qps: number;
   p50Ms: number;
   p99Ms: number;
-  compensationShare: number;
+  /** mean per request, ms: queued for the encoder (and IPC), encoder forward, compensation, store */
+  split: { waitMs: number; embedMs: number; compensateMs: number; storeMs: number; batch: number };
 }
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? (s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number) : Number.NaN;
 };
+const f1 = (x: number) => x.toFixed(1);
+const log = (m: string) => console.error(`[bench serve] ${m}`);
 
-export async function runServeBench(o: BenchOptions & { docs?: number; run?: string }): Promise<void> {
+function phaseOf(w: LoadWindow): Phase {
+  const n = w.latenciesMs.length;
+  const split = Object.fromEntries(Object.entries(w.timings).map(([k, v]) => [k, n ? v / n : 0])) as Phase["split"];
+  return {
+    phase: w.phase,
+    requests: n + w.failed,
+    failed: w.failed,
+    failures: w.failures,
+    seconds: w.seconds,
+    qps: n / w.seconds,
+    p50Ms: pct(w.latenciesMs, 50),
+    p99Ms: pct(w.latenciesMs, 99),
+    split,
+  };
+}
+
+/** The clients' process: configure, then measure windows. */
+class Load {
+  readonly #child: ChildProcess;
+  #waiting: ((m: Record<string, unknown>) => void) | null = null;
+  constructor() {
+    this.#child = fork(fileURLToPath(new URL("./loadgen.js", import.meta.url)), [], { stdio: "inherit" });
+    this.#child.on("message", (m: Record<string, unknown>) => {
+      const w = this.#waiting;
+      this.#waiting = null;
+      w?.(m);
+    });
+  }
+  #ask(msg: unknown): Promise<Record<string, unknown>> {
+    return new Promise((res) => {
+      this.#waiting = res;
+      this.#child.send(msg as object);
+    });
+  }
+  async start(config: { base: string; concurrency: number; texts: string[]; k: number }) {
+    await this.#ask({ config });
+  }
+  begin(phase: string): void {
+    this.#child.send({ start: phase });
+  }
+  async end(): Promise<Phase> {
+    return phaseOf((await this.#ask({ stop: true })).window as LoadWindow);
+  }
+  async exit(): Promise<void> {
+    const exited = new Promise((r) => this.#child.once("exit", r));
+    this.#child.send({ exit: true });
+    await exited;
+  }
+}
+
+/** `clients` concurrent callers sending single-vector searches straight to the store. */
+async function storeAlone(store: VectorStore, queries: Float32Array[], clients: number, seconds: number) {
+  const lat: number[] = [];
+  const end = performance.now() + seconds * 1000;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async (_, w) => {
+      for (let i = 0; performance.now() < end; i++) {
+        const t = performance.now();
+        await store.search(queries[(w * 7919 + i) % queries.length] as Float32Array, 10);
+        lat.push(performance.now() - t);
+      }
+    }),
+  );
+  const s = (performance.now() - t0) / 1000;
+  return { qps: lat.length / s, p50Ms: pct(lat, 50), p99Ms: pct(lat, 99), requests: lat.length };
+}
+
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setTimeout(r, 100));
+}
+
+/** Re-indexes `store` from `oldDir` to `newDir` through a service; docs/s (with `load` running or not). */
+async function reindexWith(
+  service: SearchService,
+  reindexer: Reindexer,
+  newDir: string,
+): Promise<{ documents: number; seconds: number; docsPerSecond: number }> {
+  await service.upgrade(newDir);
+  const t0 = performance.now();
+  reindexer.start();
+  await until(() => ["done", "failed"].includes(reindexer.status.state));
+  const st = reindexer.status;
+  if (st.state !== "done") throw new Error(`re-index ${st.state}: ${st.error}`);
+  const seconds = (performance.now() - t0) / 1000;
+  return { documents: st.done, seconds, docsPerSecond: st.done / seconds };
+}
+
+export async function runServeBench(o: ServeBenchOptions): Promise<void> {
   const run = resolve(o.run ?? "runs/bench-tiny");
   const oldDir = join(run, "kd", "debian");
   const newDir = join(run, "kd", "wordnet");
@@ -43,9 +158,11 @@ export async function runServeBench(o: BenchOptions & { docs?: number; run?: str
     if (!existsSync(join(d, "lineage.json")))
       throw new Error(`${d}: missing; run the tiny benchmark first (npm start)`);
   const nDocs = o.docs ?? (o.quick ? 5000 : 100000);
-  const log = (m: string) => console.error(`[bench serve] ${m}`);
+  const clients = o.clients ?? 8;
+  const seconds = o.seconds ?? (o.quick ? 5 : 20);
+  const pgUrl = o.pg ?? process.env.QDC_PG_URL;
 
-  // documents: Debian descriptions, then WordNet entries
+  // documents: Debian descriptions, then WordNet entries; queries: WordNet test-style queries
   const docs: { id: string; text: string }[] = [];
   for (const name of ["debian", "wordnet"]) {
     const src = TASK_SOURCES[name];
@@ -56,172 +173,174 @@ export async function runServeBench(o: BenchOptions & { docs?: number; run?: str
     }
   }
   const queryTexts = (await (TASK_SOURCES.wordnet as { read(): Promise<{ query: string }[]> }).read())
-    .slice(0, 200)
+    .slice(0, 1000)
     .map((p) => p.query);
 
+  // embedded once, written to every store
+  const model = EmbeddingModel.load(oldDir);
+  const dim = model.dimension;
+  let t = performance.now();
+  const rows: StoreRow[] = [];
+  for (let i = 0; i < docs.length; i += 2048) {
+    rows.push(...embedRows(model, docs.slice(i, i + 2048), oldDir, { batchSize: 128, maxLength: 64 }));
+    if ((i / 2048) % 10 === 0) log(`embedded ${Math.min(i + 2048, docs.length)} / ${docs.length}`);
+  }
+  const embedSeconds = (performance.now() - t) / 1000;
+  const q = model.encode(queryTexts, { kind: "query", maxLength: 64 });
+  const qrows = tensorRows(q);
+  q.dispose();
+  model.dispose();
+  log(`${docs.length} documents embedded in ${f1(embedSeconds)} s`);
+
   const work = mkdtempSync(join(tmpdir(), "qdc-bench-serve-"));
-  try {
-    const model = EmbeddingModel.load(oldDir);
-    const store = await LanceStore.open(
-      join(work, "store"),
-      { dim: model.dimension, fields: {} },
-      { annThreshold: Number.POSITIVE_INFINITY },
-    );
-    let t = performance.now();
-    for (let i = 0; i < docs.length; i += 2048) {
-      const part = docs.slice(i, i + 2048);
-      await store.upsert(embedRows(model, part, oldDir, { batchSize: 128, maxLength: 64 }));
-      if ((i / 2048) % 10 === 0) log(`loaded ${i + part.length} / ${docs.length}`);
-    }
-    const loadSeconds = (performance.now() - t) / 1000;
-    log(`${docs.length} documents embedded and stored in ${loadSeconds.toFixed(1)} s`);
-
-    // exact vs ANN recall@10
-    const q = model.encode(queryTexts, { kind: "query", maxLength: 64 });
-    const qrows = tensorRows(q);
-    const dim = model.dimension;
-    q.dispose();
-    model.dispose();
-    const exact: string[][] = [];
-    t = performance.now();
-    for (let i = 0; i < queryTexts.length; i++)
-      exact.push((await store.search(qrows[i] as Float32Array, 10, { exact: true })).map((h) => h.id));
-    const exactMs = (performance.now() - t) / queryTexts.length;
-    t = performance.now();
-    await store.buildIndex();
-    const indexSeconds = (performance.now() - t) / 1000;
-    let found = 0;
-    t = performance.now();
-    for (let i = 0; i < queryTexts.length; i++) {
-      const ann = new Set((await store.search(qrows[i] as Float32Array, 10)).map((h) => h.id));
-      found += (exact[i] as string[]).filter((id) => ann.has(id)).length;
-    }
-    const annMs = (performance.now() - t) / queryTexts.length;
-    const recall = found / (10 * queryTexts.length);
-    log(
-      `recall@10 of IVF-PQ against exact: ${recall.toFixed(3)} (exact ${exactMs.toFixed(1)} ms/query, ANN ${annMs.toFixed(1)} ms/query; index built in ${indexSeconds.toFixed(1)} s)`,
-    );
-
-    // the service under load: before, during (upgrade + re-index) and after
-    const service = await SearchService.create({ store, modelDir: oldDir, maxLength: 64 });
-    const reindexer = new Reindexer(service, { batchSize: 512 });
-    const token = "bench";
-    const app = buildApp(service, reindexer, { token });
-    const base = await app.listen({ port: 0, host: "127.0.0.1" });
-    const windows: Window[] = [];
-    const measure = async (phase: string, until: () => Promise<boolean> | boolean) => {
-      const lat: number[] = [];
-      let failed = 0;
-      let comp = 0;
-      let total = 0;
-      let stop = false;
-      const t0 = performance.now();
-      const worker = async (w: number) => {
-        for (let i = 0; !stop; i++) {
-          const text = queryTexts[(w * 50 + i) % queryTexts.length] as string;
-          const s = performance.now();
-          const r = await fetch(`${base}/search`, {
-            method: "POST",
-            headers: { "content-type": "application/json" },
-            body: JSON.stringify({ texts: [text], k: 10 }),
-          });
-          const body = (await r.json()) as { timings?: { embedMs: number; compensateMs: number; storeMs: number } };
-          const ms = performance.now() - s;
-          if (r.status !== 200) failed++;
-          else {
-            lat.push(ms);
-            const tm = body.timings;
-            if (tm) {
-              comp += tm.compensateMs;
-              total += tm.embedMs + tm.compensateMs + tm.storeMs;
-            }
-          }
-        }
-      };
-      const workers = [0, 1, 2, 3].map(worker);
-      while (!(await until())) await new Promise((r) => setTimeout(r, 100));
-      stop = true;
-      await Promise.all(workers);
-      const seconds = (performance.now() - t0) / 1000;
-      const w: Window = {
-        phase,
-        requests: lat.length + failed,
-        failed,
-        seconds,
-        qps: lat.length / seconds,
-        p50Ms: pct(lat, 50),
-        p99Ms: pct(lat, 99),
-        compensationShare: total ? comp / total : 0,
-      };
-      windows.push(w);
-      log(
-        `${phase}: ${w.qps.toFixed(1)} QPS, p50 ${w.p50Ms.toFixed(1)} ms, p99 ${w.p99Ms.toFixed(1)} ms, ${failed} failed, compensation ${(100 * w.compensationShare).toFixed(1)}% of service time`,
-      );
-    };
-    const seconds = o.quick ? 3 : 10;
-    const timer = (s: number) => {
-      const end = performance.now() + s * 1000;
-      return () => performance.now() >= end;
-    };
-    await measure("before (old model, old rows)", timer(seconds));
-    const admin = (path: string, body: unknown) =>
-      fetch(`${base}${path}`, {
-        method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-        body: JSON.stringify(body),
-      });
-    let reindexSeconds = 0;
-    await measure("during (upgrade, then re-index in the background)", async () => {
-      if (service.model.version !== newDir) {
-        await admin("/admin/upgrade", { model: newDir });
-        reindexSeconds = performance.now();
-        await admin("/admin/reindex", { action: "start" });
-        return false;
-      }
-      return reindexer.status.state === "done" || reindexer.status.state === "failed";
-    });
-    reindexSeconds = (performance.now() - reindexSeconds) / 1000;
-    const rs = reindexer.status;
-    if (rs.state !== "done") throw new Error(`re-index ${rs.state}: ${rs.error}`);
-    log(
-      `re-indexed ${rs.done} documents in ${reindexSeconds.toFixed(1)} s under load (${(rs.done / reindexSeconds).toFixed(1)} docs/s)`,
-    );
-    await measure("after (new model, new rows)", timer(seconds));
-    await app.close();
-    await service.close();
-
-    const result = {
-      machine: machineName("cpu"),
-      threads: getNumThreads(),
-      documents: docs.length,
-      dim,
-      models: { old: oldDir, new: newDir },
-      load: { seconds: loadSeconds, docsPerSecond: docs.length / loadSeconds },
-      ann: {
-        index: "IVF-PQ (LanceDB)",
-        recallAt10: recall,
-        exactMsPerQuery: exactMs,
-        annMsPerQuery: annMs,
-        indexSeconds,
+  const table = `qdc_bench_${process.pid}`;
+  const kinds: { kind: string; open: (name: string) => Promise<VectorStore>; drop: (name: string) => Promise<void> }[] =
+    [
+      {
+        kind: "lancedb",
+        open: (name) =>
+          LanceStore.open(join(work, name), { dim, fields: {} }, { annThreshold: Number.POSITIVE_INFINITY }),
+        drop: async (name) => rmSync(join(work, name), { recursive: true, force: true }),
       },
-      reindex: { documents: rs.done, seconds: reindexSeconds, docsPerSecond: rs.done / reindexSeconds },
-      windows,
-      concurrency: 4,
-    };
-    console.log(
-      `serve benchmark — ${result.machine}, ${result.threads} threads, ${docs.length} documents × ${dim}-d, LanceDB, 4 concurrent clients on loopback`,
-    );
-    console.log("| phase | requests | failed | QPS | p50 ms | p99 ms | compensation share |");
-    console.log("|---|---|---|---|---|---|---|");
-    for (const w of windows)
-      console.log(
-        `| ${w.phase} | ${w.requests} | ${w.failed} | ${w.qps.toFixed(1)} | ${w.p50Ms.toFixed(1)} | ${w.p99Ms.toFixed(1)} | ${(100 * w.compensationShare).toFixed(2)}% |`,
-      );
-    console.log(
-      `recall@10 IVF-PQ vs exact: ${recall.toFixed(3)}; exact ${exactMs.toFixed(1)} ms/query, ANN ${annMs.toFixed(1)} ms/query`,
-    );
-    if (o.out) writeFileSync(o.out, `${JSON.stringify(result, null, 2)}\n`);
+    ];
+  if (pgUrl)
+    kinds.push({
+      kind: "pgvector",
+      open: (name) =>
+        PgVectorStore.open(pgUrl, `${table}_${name}`, { dim, fields: {} }, { annThreshold: Number.POSITIVE_INFINITY }),
+      drop: async (name) => {
+        const c = new pg.Client({ connectionString: pgUrl });
+        await c.connect();
+        await c.query(`DROP TABLE IF EXISTS ${table}_${name}`);
+        await c.query("DELETE FROM qdc_stores WHERE name = $1", [`${table}_${name}`]);
+        await c.end();
+      },
+    });
+  else log("no PostgreSQL given (--pg URL or QDC_PG_URL): LanceDB only");
+
+  const results: Record<string, unknown>[] = [];
+  try {
+    for (const { kind, open, drop } of kinds) {
+      log(`— ${kind} —`);
+      const store = await open("main");
+      t = performance.now();
+      for (let i = 0; i < rows.length; i += 2048) await store.upsert(rows.slice(i, i + 2048));
+      const loadSeconds = (performance.now() - t) / 1000;
+      log(`${kind}: ${rows.length} rows written in ${f1(loadSeconds)} s`);
+
+      // exact vs ANN recall@10 on 200 queries
+      const sample = qrows.slice(0, 200);
+      t = performance.now();
+      const exact = await Promise.all(sample.map((v) => store.search(v, 10, { exact: true })));
+      const exactMs = (performance.now() - t) / sample.length;
+      t = performance.now();
+      await store.buildIndex();
+      const indexSeconds = (performance.now() - t) / 1000;
+      const ann = await store.searchMany(sample, 10);
+      let found = 0;
+      sample.forEach((_, i) => {
+        const got = new Set((ann[i] ?? []).map((h) => h.id));
+        found += (exact[i] ?? []).filter((h) => got.has(h.id)).length;
+      });
+      const recall = found / (10 * sample.length);
+      log(`${kind}: ANN index built in ${f1(indexSeconds)} s; recall@10 vs exact ${recall.toFixed(3)}`);
+
+      const alone = await storeAlone(store, qrows, clients, seconds);
+      log(`${kind} alone: ${f1(alone.qps)} QPS, p50 ${f1(alone.p50Ms)} ms, p99 ${f1(alone.p99Ms)} ms`);
+
+      const service = await SearchService.create({ store, modelDir: oldDir, maxLength: 64, log: () => {} });
+      const reindexer = new Reindexer(service, { batchSize: 256 });
+      const app = buildApp(service, reindexer, {});
+      const base = await app.listen({ port: 0, host: "127.0.0.1" });
+      const load = new Load();
+      await load.start({ base, concurrency: clients, texts: queryTexts, k: 10 });
+      await new Promise((r) => setTimeout(r, 2000)); // warm-up
+      const phases: Phase[] = [];
+      load.begin("before");
+      await new Promise((r) => setTimeout(r, seconds * 1000));
+      phases.push(await load.end());
+      load.begin("during");
+      const underLoad = await reindexWith(service, reindexer, newDir);
+      phases.push(await load.end());
+      load.begin("after");
+      await new Promise((r) => setTimeout(r, seconds * 1000));
+      phases.push(await load.end());
+      await load.exit();
+      await app.close();
+      await service.close();
+      for (const p of phases)
+        log(
+          `${kind} ${p.phase}: ${f1(p.qps)} QPS, p50 ${f1(p.p50Ms)} ms, p99 ${f1(p.p99Ms)} ms, ${p.failed} failed; mean wait ${f1(p.split.waitMs)} / embed ${f1(p.split.embedMs)} / store ${f1(p.split.storeMs)} ms, batch ${f1(p.split.batch)}`,
+        );
+      log(`${kind}: re-indexed ${underLoad.documents} rows under load at ${f1(underLoad.docsPerSecond)} docs/s`);
+
+      // the same re-index with no searches, on a 10k-row store
+      const small = await open("standalone");
+      await small.upsert(rows.slice(0, 10000));
+      const s2 = await SearchService.create({ store: small, modelDir: oldDir, maxLength: 64, log: () => {} });
+      const r2 = new Reindexer(s2, { batchSize: 256 });
+      const standalone = await reindexWith(s2, r2, newDir);
+      await s2.close();
+      await drop("standalone");
+      await drop("main");
+      log(`${kind}: standalone re-index ${f1(standalone.docsPerSecond)} docs/s`);
+
+      const before = phases[0] as Phase;
+      results.push({
+        store: kind,
+        load: { seconds: loadSeconds, rowsPerSecond: rows.length / loadSeconds },
+        ann: { recallAt10: recall, exactMsPerQuery: exactMs, indexSeconds },
+        storeAlone: alone,
+        phases,
+        serviceOverStore: before.qps / alone.qps,
+        reindex: { underLoad, standalone, share: underLoad.docsPerSecond / standalone.docsPerSecond },
+        goals: {
+          beforeQps300: before.qps >= 300,
+          beforeP99Under60: before.p99Ms <= 60,
+          recall95: recall >= 0.95,
+          duringHalfQps: (phases[1] as Phase).qps >= 0.5 * before.qps,
+          duringP99Within3x: (phases[1] as Phase).p99Ms <= 3 * before.p99Ms,
+          noFailures: phases.every((p) => p.failed === 0),
+          after95: (phases[2] as Phase).qps >= 0.95 * before.qps,
+        },
+      });
+    }
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+
+  const result = {
+    machine: machineName("cpu"),
+    documents: docs.length,
+    dim,
+    clients,
+    k: 10,
+    textsPerRequest: 1,
+    models: { old: oldDir, new: newDir },
+    embed: { seconds: embedSeconds, docsPerSecond: docs.length / embedSeconds },
+    stores: results,
+  };
+  console.log(
+    `serve benchmark — ${result.machine}, ${docs.length} documents × ${dim}-d, ${clients} concurrent clients on loopback (separate process), 1 text per request, k 10`,
+  );
+  console.log(
+    "| store | phase | QPS | p50 ms | p99 ms | failed | service ÷ store QPS | mean wait / embed / store ms | batch |",
+  );
+  console.log("|---|---|---:|---:|---:|---:|---:|---|---:|");
+  for (const r of results) {
+    const alone = r.storeAlone as { qps: number; p50Ms: number; p99Ms: number };
+    console.log(`| ${r.store} | store alone | ${f1(alone.qps)} | ${f1(alone.p50Ms)} | ${f1(alone.p99Ms)} | 0 | | | |`);
+    for (const p of r.phases as Phase[])
+      console.log(
+        `| ${r.store} | ${p.phase} | ${f1(p.qps)} | ${f1(p.p50Ms)} | ${f1(p.p99Ms)} | ${p.failed} | ${(p.qps / alone.qps).toFixed(2)} | ${f1(p.split.waitMs)} / ${f1(p.split.embedMs)} / ${f1(p.split.storeMs)} | ${f1(p.split.batch)} |`,
+      );
+  }
+  for (const r of results) {
+    const ri = r.reindex as { underLoad: { docsPerSecond: number }; standalone: { docsPerSecond: number } };
+    const ann = r.ann as { recallAt10: number };
+    console.log(
+      `${r.store}: recall@10 ANN vs exact ${ann.recallAt10.toFixed(3)}; re-index ${f1(ri.underLoad.docsPerSecond)} docs/s under load vs ${f1(ri.standalone.docsPerSecond)} standalone; goals ${JSON.stringify(r.goals)}`,
+    );
+  }
+  if (o.out) writeFileSync(o.out, `${JSON.stringify(result, null, 2)}\n`);
 }

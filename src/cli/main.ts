@@ -658,10 +658,19 @@ bench
   )
   .option("--docs <n>", "documents in the store", positiveInt("--docs"), 100000)
   .option("--run <dir>", "the tiny benchmark's run folder (its FT+KD models of tasks 1 and 2)", "runs/bench-tiny")
+  .option("--pg <url>", "PostgreSQL with pgvector for the pgvector run (default QDC_PG_URL; none: LanceDB only)")
+  .option("--clients <n>", "concurrent HTTP clients", positiveInt("--clients"), 8)
+  .option("--seconds <n>", "length of the before and after windows", positiveInt("--seconds"))
   .option("--out <file>", "write the results as JSON here")
-  .option("--quick", "shorter windows")
+  .option("--quick", "5k documents and 5 s windows")
   .action(async (o) =>
-    (await import("../bench/serve.js")).runServeBench({ ...o, device: "cpu", peer: false, python: "" }),
+    (await import("../bench/serve.js")).runServeBench({
+      ...o,
+      docs: o.quick && o.docs === 100000 ? undefined : o.docs,
+      device: "cpu",
+      peer: false,
+      python: "",
+    }),
   );
 bench
   .command("run")
