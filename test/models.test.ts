@@ -122,3 +122,26 @@ for (const name of ["bert-tiny", "nomic-tiny"]) {
     });
   });
 }
+
+describe("encode's cached inference parameters", () => {
+  it("are rebuilt after an in-place write to a weight, and only then", () => {
+    const model = EmbeddingModel.load(join(FIXTURES, "bert-tiny"));
+    const texts = ["the river bank", "a compiler for the kernel"];
+    const a = model.encode(texts).toArray();
+    assert.deepEqual(model.encode(texts).toArray(), a, "the same weights give the same embeddings");
+    // a query weight (fused into q/k/v for inference) written in place, as an optimiser step does
+    const w = model.params.get("encoder.layer.0.attention.self.query.weight") as Tensor;
+    const v0 = w.writeVersion;
+    tidy(() => w.copy_(w.mul(40)));
+    assert.ok(w.writeVersion > v0);
+    const b = model.encode(texts).toArray();
+    assert.ok(Math.max(...a.map((x, i) => Math.abs(x - (b[i] as number)))) > 1e-4, "the new weight is used");
+    // the same as a model loaded with that weight from the start
+    const fresh = EmbeddingModel.load(join(FIXTURES, "bert-tiny"));
+    const fw = fresh.params.get("encoder.layer.0.attention.self.query.weight") as Tensor;
+    tidy(() => fw.copy_(fw.mul(40)));
+    assertClose(b, fresh.encode(texts).toArray(), 1e-6, 1e-5, "embedding");
+    model.dispose();
+    fresh.dispose();
+  });
+});

@@ -76,6 +76,11 @@ V Shape(const Info& info) {
 V DTypeOf(const Info& info) { return Napi::Number::New(info.Env(), static_cast<int>(Tensor(info, 0).scalar_type())); }
 V DeviceOf(const Info& info) { return Napi::String::New(info.Env(), Tensor(info, 0).device().str()); }
 V IsContiguous(const Info& info) { return Napi::Boolean::New(info.Env(), Tensor(info, 0).is_contiguous()); }
+// autograd's version counter: bumped by every in-place write (an optimiser step), so a cache of
+// values derived from a tensor knows when they went stale
+V WriteVersion(const Info& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(Tensor(info, 0)._version()));
+}
 
 V Item(const Info& info) {
   at::Tensor& t = Tensor(info, 0);
@@ -444,6 +449,7 @@ void RegisterTensorOps(Napi::Env env, Napi::Object e) {
   Export<DTypeOf>(env, e, "dtype");
   Export<DeviceOf>(env, e, "device");
   Export<IsContiguous>(env, e, "isContiguous");
+  Export<WriteVersion>(env, e, "writeVersion");
   Export<Item>(env, e, "item");
   Export<To>(env, e, "to");
   Export<Contiguous>(env, e, "contiguous");

@@ -69,6 +69,8 @@ export class EmbeddingModel {
   /** Dropout on (training) or off. */
   training = false;
   #rotary: { S: number; cos: Tensor; sin: Tensor } | null = null;
+  /** fused/cast inference parameters, with the parameters and write versions they were made from */
+  #inference: { dtype: DType | null; from: Map<string, [Tensor, number]>; params: Map<string, Tensor> } | null = null;
 
   constructor(config: EncoderConfig, tokenizer: Tokenizer, params: Map<string, Tensor>, device = "cpu") {
     this.config = config;
@@ -330,7 +332,7 @@ export class EmbeddingModel {
     const wasTraining = this.training;
     this.training = false;
     const onCuda = this.device.startsWith("cuda");
-    const params = inferenceParams(this.config, this.params, onCuda ? "bfloat16" : null);
+    const params = this.#inferenceParams(onCuda ? "bfloat16" : null);
     const parts: Tensor[] = [];
     try {
       for (let start = 0; start < order.length; start += batchSize) {
@@ -345,7 +347,6 @@ export class EmbeddingModel {
     } finally {
       bar?.stop();
       this.training = wasTraining;
-      for (const [name, p] of params) if (this.params.get(name) !== p) p.dispose();
     }
     if (parts.length === 0) return tensor(new Float32Array(0), { shape: [0, this.dimension] });
     return tidy(() => {
@@ -360,8 +361,44 @@ export class EmbeddingModel {
     });
   }
 
+  /**
+   * The inference parameters (cast, BERT's q/k/v fused), made once and reused while no parameter
+   * was replaced or written in place (an optimiser step bumps the write version): rebuilding them
+   * on every call cost a copy of every weight per search request.
+   */
+  #inferenceParams(dtype: DType | null): Map<string, Tensor> {
+    const c = this.#inference;
+    if (c && c.dtype === dtype && c.from.size === this.params.size) {
+      let fresh = true;
+      for (const [name, p] of this.params) {
+        const was = c.from.get(name);
+        if (!was || was[0] !== p || was[1] !== p.writeVersion) {
+          fresh = false;
+          break;
+        }
+      }
+      if (fresh) return c.params;
+    }
+    this.#dropInference();
+    const params = inferenceParams(this.config, this.params, dtype);
+    this.#inference = {
+      dtype,
+      from: new Map([...this.params].map(([k, p]) => [k, [p, p.writeVersion]])),
+      params,
+    };
+    return params;
+  }
+
+  #dropInference(): void {
+    const c = this.#inference;
+    if (!c) return;
+    for (const [name, p] of c.params) if (this.params.get(name) !== p) p.dispose();
+    this.#inference = null;
+  }
+
   /** Frees the parameters. */
   dispose(): void {
+    this.#dropInference();
     for (const p of this.params.values()) p.dispose();
     this.#rotary?.cos.dispose();
     this.#rotary?.sin.dispose();

@@ -44,6 +44,7 @@ export interface Native {
   dtype(t: Id): number;
   device(t: Id): string;
   isContiguous(t: Id): boolean;
+  writeVersion(t: Id): number;
   item(t: Id): number | boolean;
   to(t: Id, device: string | null, dtype: number | null, copy: boolean): Id;
   contiguous(t: Id): Id;

@@ -152,6 +152,10 @@ export class Tensor {
   get isContiguous(): boolean {
     return N.isContiguous(this.id);
   }
+  /** Counts in-place writes to the tensor's data (values derived from it are stale when it moves). */
+  get writeVersion(): number {
+    return N.writeVersion(this.id);
+  }
   toString(): string {
     return `Tensor(shape=[${this.shape.join(", ")}], dtype=${this.dtype}, device=${this.device})`;
   }
