@@ -12,12 +12,16 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { FastifyInstance } from "fastify";
+import pg from "pg";
 import { fitBetweenModels } from "../src/drift/between-models.js";
+import { EmbeddingModel } from "../src/models/embedding-model.js";
+import { tensorRows } from "../src/retrieval/rows.js";
 import { buildApp } from "../src/server/http.js";
 import { loadCorpus } from "../src/server/load.js";
 import { Reindexer } from "../src/server/reindex.js";
 import { SearchService } from "../src/server/service.js";
 import { LanceStore } from "../src/store/lancedb.js";
+import { openStore } from "../src/store/open.js";
 import type { VectorStore } from "../src/store/store.js";
 import { derivedModel, FIXTURES, trainedBertTiny } from "./helpers.js";
 
@@ -81,103 +85,113 @@ const until = async (what: string, cond: () => Promise<boolean> | boolean, ms = 
   }
 };
 
-describe("service under upgrades, bad models and a killed encoder", () => {
-  const dir = mkdtempSync(join(tmpdir(), "qdc-robust-"));
-  const oldDir = resolve(FIXTURES, "bert-tiny");
-  const newDir = childOfBertTiny(dir);
-  const newerDir = derivedModel(newDir, dir, "newer", { seed: 2 });
-  const siblingDir = derivedModel(oldDir, dir, "sibling", { seed: 3 });
-  const nanDir = derivedModel(newDir, dir, "nan", { nan: true });
-  const N = 300;
-  const storeDir = join(dir, "store");
-  let service: SearchService;
-  let reindexer: Reindexer;
-  let app: FastifyInstance;
-  let base = "";
-  const events: Record<string, unknown>[] = [];
+/** The stores the service is tested on: LanceDB always, pgvector on a real server when QDC_PG_URL is set. */
+const PG = process.env.QDC_PG_URL;
+let tables = 0;
+const stores: { kind: string; uri: (dir: string) => string }[] = [
+  { kind: "lancedb", uri: (dir) => join(dir, "store") },
+  ...(PG ? [{ kind: "pgvector", uri: () => `${PG}#qdc_robust_${process.pid}_${tables++}` }] : []),
+];
+if (!PG) console.error("# QDC_PG_URL is not set: the service's pgvector cases are skipped (LanceDB only)");
 
-  before(async () => {
-    const store = await LanceStore.open(storeDir, { dim: 64, fields: {} });
-    await loadCorpus(store, oldDir, corpus(dir, N));
-    service = await SearchService.create({ store, modelDir: oldDir, log: (e) => events.push(e) });
-    reindexer = new Reindexer(service, { batchSize: 16 });
-    app = buildApp(service, reindexer, { token: TOKEN });
-    base = await app.listen({ port: 0, host: "127.0.0.1" });
-  });
-  after(async () => {
-    await app.close();
-    await service.close();
-  });
+for (const { kind, uri } of stores)
+  describe(`service under upgrades, bad models and a killed encoder (${kind})`, () => {
+    const dir = mkdtempSync(join(tmpdir(), "qdc-robust-"));
+    const oldDir = resolve(FIXTURES, "bert-tiny");
+    const newDir = childOfBertTiny(dir);
+    const newerDir = derivedModel(newDir, dir, "newer", { seed: 2 });
+    const siblingDir = derivedModel(oldDir, dir, "sibling", { seed: 3 });
+    const nanDir = derivedModel(newDir, dir, "nan", { nan: true });
+    const N = 300;
+    const storeUri = uri(dir);
+    let service: SearchService;
+    let reindexer: Reindexer;
+    let app: FastifyInstance;
+    let base = "";
+    const events: Record<string, unknown>[] = [];
 
-  it("takes a second upgrade during a re-index batch with zero failed requests", async () => {
-    const l = load(base);
-    await new Promise((r) => setTimeout(r, 200));
-    const first = await post(base, "/admin/upgrade", { model: newDir }, TOKEN);
-    assert.equal(first.status, 200, JSON.stringify(first.body));
-    assert.equal((await post(base, "/admin/reindex", { action: "start" }, TOKEN)).body.state, "running");
-    await until("a few batches", () => reindexer.status.done >= 48);
-    // the re-indexer is embedding its next batch for newDir now
-    const up = await post(base, "/admin/upgrade", { model: newerDir }, TOKEN);
-    assert.equal(up.status, 200, JSON.stringify(up.body));
-    // rows of new and newer are in the store: a sibling of new cannot reach them
-    const sib = await post(base, "/admin/upgrade", { model: siblingDir }, TOKEN);
-    assert.equal(sib.status, 400);
-    assert.match(String(sib.body.message), /not in the lineage/);
-    await until("the re-index", () => reindexer.status.state === "done");
-    const responses = await l.stop();
-    assert.ok(responses.length > 30, `${responses.length} responses`);
-    assert.deepEqual(
-      responses.filter((r) => r.status !== 200).map((r) => r.body),
-      [],
-    );
-    assert.deepEqual(await service.store.versions(), { [newerDir]: N });
-    const models = new Set(responses.map((r) => r.body.model));
-    assert.ok(models.has(newDir) && models.has(newerDir), [...models].join(", "));
-    assert.equal(reindexer.status.target, newerDir);
-  });
+    before(async () => {
+      const store = await openStore(storeUri, { dim: 64, fields: {} });
+      await loadCorpus(store, oldDir, corpus(dir, N));
+      service = await SearchService.create({ store, modelDir: oldDir, log: (e) => events.push(e) });
+      reindexer = new Reindexer(service, { batchSize: 16 });
+      app = buildApp(service, reindexer, { token: TOKEN });
+      base = await app.listen({ port: 0, host: "127.0.0.1" });
+    });
+    after(async () => {
+      await app.close();
+      await service.close();
+    });
 
-  it("refuses a model whose canary embeddings are not finite, and keeps serving", async () => {
-    const r = await post(base, "/admin/upgrade", { model: nanDir }, TOKEN);
-    assert.equal(r.status, 400);
-    assert.match(String(r.body.message), /not fit to serve: its query embedding of canary text 0 is not finite/);
-    const s = await post(base, "/search", { texts: ["the ocean"], k: 5 });
-    assert.equal(s.status, 200);
-    assert.equal(s.body.model, newerDir);
-    assert.equal((s.body.results as unknown[][])[0]?.length, 5);
-    assert.equal(((await (await fetch(`${base}/health`)).json()) as { status: string }).status, "ok");
-  });
+    it("takes a second upgrade during a re-index batch with zero failed requests", async () => {
+      const l = load(base);
+      await new Promise((r) => setTimeout(r, 200));
+      const first = await post(base, "/admin/upgrade", { model: newDir }, TOKEN);
+      assert.equal(first.status, 200, JSON.stringify(first.body));
+      assert.equal((await post(base, "/admin/reindex", { action: "start" }, TOKEN)).body.state, "running");
+      await until("a few batches", () => reindexer.status.done >= 48);
+      // the re-indexer is embedding its next batch for newDir now
+      const up = await post(base, "/admin/upgrade", { model: newerDir }, TOKEN);
+      assert.equal(up.status, 200, JSON.stringify(up.body));
+      // rows of new and newer are in the store: a sibling of new cannot reach them
+      const sib = await post(base, "/admin/upgrade", { model: siblingDir }, TOKEN);
+      assert.equal(sib.status, 400);
+      assert.match(String(sib.body.message), /not in the lineage/);
+      await until("the re-index", () => reindexer.status.state === "done");
+      const responses = await l.stop();
+      assert.ok(responses.length > 30, `${responses.length} responses`);
+      assert.deepEqual(
+        responses.filter((r) => r.status !== 200).map((r) => r.body),
+        [],
+      );
+      assert.deepEqual(await service.store.versions(), { [newerDir]: N });
+      const models = new Set(responses.map((r) => r.body.model));
+      assert.ok(models.has(newDir) && models.has(newerDir), [...models].join(", "));
+      assert.equal(reindexer.status.target, newerDir);
+    });
 
-  it("loses no request when the query encoder process is killed under load", async () => {
-    const l = load(base);
-    await until("some responses", () => l.responses.length > 10);
-    const pid = service.encoderPids.queries;
-    assert.ok(pid, "the query encoder runs as a process");
-    process.kill(pid, "SIGKILL");
-    await until(
-      "a new encoder",
-      () => service.encoderPids.queries !== undefined && service.encoderPids.queries !== pid,
-    );
-    const at = l.responses.length;
-    await until("responses from the new encoder", () => l.responses.length > at + 20);
-    const responses = await l.stop();
-    assert.deepEqual(
-      responses.filter((r) => r.status !== 200).map((r) => r.body),
-      [],
-    );
-    assert.ok(events.some((e) => e.event === "encoder-restarted"));
-  });
+    it("refuses a model whose canary embeddings are not finite, and keeps serving", async () => {
+      const r = await post(base, "/admin/upgrade", { model: nanDir }, TOKEN);
+      assert.equal(r.status, 400);
+      assert.match(String(r.body.message), /not fit to serve: its query embedding of canary text 0 is not finite/);
+      const s = await post(base, "/search", { texts: ["the ocean"], k: 5 });
+      assert.equal(s.status, 200);
+      assert.equal(s.body.model, newerDir);
+      assert.equal((s.body.results as unknown[][])[0]?.length, 5);
+      assert.equal(((await (await fetch(`${base}/health`)).json()) as { status: string }).status, "ok");
+    });
 
-  it("restarts with the model recorded in the store, no model given", async () => {
-    const store = await LanceStore.open(storeDir);
-    const again = await SearchService.create({ store, encoder: "inline" });
-    assert.equal(again.model.version, newerDir);
-    assert.equal(again.model.compensation, "mean");
-    const r = await again.search(["the planet"], 3);
-    assert.equal(r.model, newerDir);
-    assert.equal(r.results[0]?.length, 3);
-    await again.close();
+    it("loses no request when the query encoder process is killed under load", async () => {
+      const l = load(base);
+      await until("some responses", () => l.responses.length > 10);
+      const pid = service.encoderPids.queries;
+      assert.ok(pid, "the query encoder runs as a process");
+      process.kill(pid, "SIGKILL");
+      await until(
+        "a new encoder",
+        () => service.encoderPids.queries !== undefined && service.encoderPids.queries !== pid,
+      );
+      const at = l.responses.length;
+      await until("responses from the new encoder", () => l.responses.length > at + 20);
+      const responses = await l.stop();
+      assert.deepEqual(
+        responses.filter((r) => r.status !== 200).map((r) => r.body),
+        [],
+      );
+      assert.ok(events.some((e) => e.event === "encoder-restarted"));
+    });
+
+    it("restarts with the model recorded in the store, no model given", async () => {
+      const store = await openStore(storeUri);
+      const again = await SearchService.create({ store, encoder: "inline" });
+      assert.equal(again.model.version, newerDir);
+      assert.equal(again.model.compensation, "mean");
+      const r = await again.search(["the planet"], 3);
+      assert.equal(r.model, newerDir);
+      assert.equal(r.results[0]?.length, 3);
+      await again.close();
+    });
   });
-});
 
 describe("5xx responses", () => {
   it("are logged with their cause, and the service keeps serving", async () => {
@@ -236,54 +250,119 @@ function serve(args: string[]): Promise<{ child: ChildProcess; base: string; std
   });
 }
 
-describe("qdc serve after kill -9 mid re-index", () => {
-  it("comes back with the recorded model and finishes the re-index, no model flag", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "qdc-restart-"));
-    const oldDir = resolve(FIXTURES, "bert-tiny");
-    const newDir = childOfBertTiny(dir);
-    const storeDir = join(dir, "store");
-    const N = 400;
-    const store = await LanceStore.open(storeDir, { dim: 64, fields: {} });
-    await loadCorpus(store, oldDir, corpus(dir, N));
-    await store.close();
+for (const { kind, uri } of stores)
+  describe(`qdc serve after kill -9 mid re-index (${kind})`, () => {
+    it("comes back with the recorded model and finishes the re-index, no model flag", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "qdc-restart-"));
+      const oldDir = resolve(FIXTURES, "bert-tiny");
+      const newDir = childOfBertTiny(dir);
+      const storeDir = uri(dir);
+      const N = 400;
+      const store = await openStore(storeDir, { dim: 64, fields: {} });
+      await loadCorpus(store, oldDir, corpus(dir, N));
+      await store.close();
 
-    const first = await serve(["--store", storeDir, "--model", oldDir, "--reindex-batch", "8"]);
-    const up = await post(first.base, "/admin/upgrade", { model: newDir }, TOKEN);
-    assert.equal(up.status, 200, JSON.stringify(up.body));
-    await post(first.base, "/admin/reindex", { action: "start" }, TOKEN);
-    await until("some re-indexed rows", async () => {
-      const m = (await (await fetch(`${first.base}/models`)).json()) as { reindex: { done: number } };
-      return m.reindex.done >= 40;
-    });
-    first.child.kill("SIGKILL");
-    await new Promise((r) => first.child.once("exit", r));
-
-    const mid = await LanceStore.open(storeDir);
-    const partial = await mid.versions();
-    await mid.close();
-    assert.ok((partial[newDir] ?? 0) >= 40 && (partial[oldDir] ?? 0) > 0, JSON.stringify(partial));
-
-    const second = await serve(["--store", storeDir]);
-    try {
-      assert.match(second.stderr(), /resuming the re-index/);
-      const models = (await (await fetch(`${second.base}/models`)).json()) as { current: string };
-      assert.equal(models.current, newDir);
-      // searches during the resumed re-index reach both versions
-      const s = await post(second.base, "/search", { texts: ["the kernel"], k: 10 });
-      assert.equal(s.status, 200);
-      assert.equal(s.body.model, newDir);
-      await until("the resumed re-index", async () => {
-        const st = (await post(second.base, "/admin/reindex", { action: "status" }, TOKEN)).body;
-        assert.notEqual(st.state, "failed", JSON.stringify(st));
-        return st.state === "done";
+      const first = await serve(["--store", storeDir, "--model", oldDir, "--reindex-batch", "8"]);
+      const up = await post(first.base, "/admin/upgrade", { model: newDir }, TOKEN);
+      assert.equal(up.status, 200, JSON.stringify(up.body));
+      await post(first.base, "/admin/reindex", { action: "start" }, TOKEN);
+      await until("some re-indexed rows", async () => {
+        const m = (await (await fetch(`${first.base}/models`)).json()) as { reindex: { done: number } };
+        return m.reindex.done >= 40;
       });
-    } finally {
-      second.child.kill("SIGTERM");
-      await new Promise((r) => second.child.once("exit", r));
+      first.child.kill("SIGKILL");
+      await new Promise((r) => first.child.once("exit", r));
+
+      const mid = await openStore(storeDir);
+      const partial = await mid.versions();
+      await mid.close();
+      assert.ok((partial[newDir] ?? 0) >= 40 && (partial[oldDir] ?? 0) > 0, JSON.stringify(partial));
+
+      const second = await serve(["--store", storeDir]);
+      try {
+        assert.match(second.stderr(), /resuming the re-index/);
+        const models = (await (await fetch(`${second.base}/models`)).json()) as { current: string };
+        assert.equal(models.current, newDir);
+        // searches during the resumed re-index reach both versions
+        const s = await post(second.base, "/search", { texts: ["the kernel"], k: 10 });
+        assert.equal(s.status, 200);
+        assert.equal(s.body.model, newDir);
+        await until("the resumed re-index", async () => {
+          const st = (await post(second.base, "/admin/reindex", { action: "status" }, TOKEN)).body;
+          assert.notEqual(st.state, "failed", JSON.stringify(st));
+          return st.state === "done";
+        });
+      } finally {
+        second.child.kill("SIGTERM");
+        await new Promise((r) => second.child.once("exit", r));
+      }
+      const done = await openStore(storeDir);
+      assert.deepEqual(await done.versions(), { [newDir]: N });
+      assert.equal(await done.count(), N);
+      await done.close();
+    });
+  });
+
+describe("rows another process writes", () => {
+  it("are searched within a bounded time (LanceDB: a second handle on the store directory)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qdc-visible-"));
+    const oldDir = resolve(FIXTURES, "bert-tiny");
+    const storeDir = join(dir, "store");
+    const store = await LanceStore.open(storeDir, { dim: 64, fields: {} });
+    await loadCorpus(store, oldDir, corpus(dir, 30));
+    const service = await SearchService.create({ store, modelDir: oldDir, encoder: "inline" });
+    const other = await LanceStore.open(storeDir);
+    const m = EmbeddingModel.load(oldDir);
+    const text = "zebra zebra zebra crossing";
+    const [vector] = tensorRows(m.encode([text], { kind: "document" }));
+    m.dispose();
+    await other.upsert([{ id: "written-elsewhere", text, version: oldDir, vector: vector as Float32Array }]);
+    await other.close();
+    const t0 = Date.now();
+    await until(
+      "the other handle's row",
+      async () => (await service.search([text], 1)).results[0]?.[0]?.id === "written-elsewhere",
+      10000,
+    );
+    console.error(`# visible after ${Date.now() - t0} ms`);
+    await service.close();
+  });
+});
+
+describe("service on PostgreSQL whose connections are killed", { skip: PG ? false : "QDC_PG_URL is not set" }, () => {
+  it("stays up, and the requests after it succeed", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qdc-pgkill-"));
+    const oldDir = resolve(FIXTURES, "bert-tiny");
+    const store = await openStore(`${PG}#qdc_pgkill_${process.pid}`, { dim: 64, fields: {} });
+    await loadCorpus(store, oldDir, corpus(dir, 200));
+    const service = await SearchService.create({ store, modelDir: oldDir, log: () => {} });
+    const app = buildApp(service, new Reindexer(service), { onServerError: () => {} });
+    const base = await app.listen({ port: 0, host: "127.0.0.1" });
+    const l = load(base);
+    await until("some responses", () => l.responses.length > 20);
+    const admin = new pg.Client({ connectionString: PG });
+    await admin.connect();
+    for (let i = 0; i < 3; i++) {
+      const killed = await admin.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+      );
+      assert.ok(killed.rowCount && killed.rowCount > 0, "the service's connections were terminated");
+      await new Promise((r) => setTimeout(r, 200));
     }
-    const done = await LanceStore.open(storeDir);
-    assert.deepEqual(await done.versions(), { [newDir]: N });
-    assert.equal(await done.count(), N);
-    await done.close();
+    await admin.end();
+    const at = l.responses.length;
+    await until("responses after the kills", () => l.responses.length > at + 40);
+    const responses = await l.stop();
+    assert.deepEqual(
+      responses
+        .slice(at)
+        .filter((r) => r.status !== 200)
+        .map((r) => r.body),
+      [],
+    );
+    const health = await fetch(`${base}/health`);
+    assert.equal(health.status, 200);
+    await app.close();
+    await service.close();
   });
 });
