@@ -217,7 +217,13 @@ export class ProcessEncoder implements Encoder {
     const child = fork(fileURLToPath(new URL("./encoder-process.js", import.meta.url)), [], {
       serialization: "advanced",
       stdio: ["ignore", "inherit", "inherit", "ipc"],
-      env: { ...process.env, QDC_THREADS: String(this.opts.threads ?? 1) },
+      // OpenBLAS keeps a thread pool of its own: sized like libtorch's, or small GEMMs contend
+      env: {
+        ...process.env,
+        QDC_THREADS: String(this.opts.threads ?? 1),
+        OPENBLAS_NUM_THREADS: String(this.opts.threads ?? 1),
+        OMP_NUM_THREADS: String(this.opts.threads ?? 1),
+      },
     });
     if (this.opts.nice && child.pid) {
       try {
