@@ -17,7 +17,6 @@ import {
   type StoreHit,
   type StoreRow,
   type StoreSchema,
-  type StoreState,
   type VectorStore,
 } from "./store.js";
 
@@ -182,22 +181,6 @@ export class LanceStore implements VectorStore {
       score: 1 - Number(r._distance),
       fields: this.#fields(r),
     }));
-  }
-
-  async searchMany(vectors: Float32Array[], k: number, opts: SearchOptions = {}): Promise<StoreHit[][]> {
-    return Promise.all(vectors.map((v) => this.search(v, k, opts)));
-  }
-  async readState(): Promise<StoreState | null> {
-    const p = join(this.dir, "qdc-state.json");
-    return existsSync(p) ? (JSON.parse(readFileSync(p, "utf8")) as StoreState) : null;
-  }
-  async writeState(state: StoreState): Promise<void> {
-    const p = join(this.dir, "qdc-state.json");
-    writeFileSync(`${p}.tmp`, JSON.stringify(state));
-    renameSync(`${p}.tmp`, p);
-  }
-  async optimize(): Promise<void> {
-    await this.table.optimize();
   }
 
   async get(ids: string[]): Promise<StoreRow[]> {
