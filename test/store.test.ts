@@ -10,6 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { PGlite } from "@electric-sql/pglite";
 import { vector } from "@electric-sql/pglite-pgvector";
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
+import type { Table } from "@lancedb/lancedb";
 import { Rng } from "../src/data/rng.js";
 import { LanceStore, PgVectorStore, type StoreRow, type StoreSchema, type VectorStore } from "../src/store/index.js";
 
@@ -99,6 +100,41 @@ function storeSuite(
       await assert.rejects(store.upsert([{ ...rows[0]!, vector: [1, 2] }]), /2 dimensions, the store holds 16/);
     });
 
+    it("searches several vectors at once exactly as one at a time", async () => {
+      for (const opts of [{ exact: true }, { exact: true, filter: { lang: "de" }, version: "v1" }]) {
+        const many = await store.searchMany(queries, 7, opts);
+        assert.equal(many.length, queries.length);
+        for (const [i, q] of queries.entries()) {
+          assert.deepEqual(
+            many[i]!.map((h) => h.id),
+            bruteForce(rows, q, 7, (r) => !opts.filter || r.fields?.lang === "de"),
+          );
+          const one = await store.search(q, 7, opts);
+          assert.deepEqual(
+            many[i],
+            one.map((h, j) => ({ ...h, score: many[i]![j]!.score })),
+          );
+          assert.ok(one.every((h, j) => Math.abs(h.score - many[i]![j]!.score) < 1e-5));
+        }
+      }
+      assert.deepEqual(await store.searchMany([], 5), []);
+      assert.deepEqual(
+        (await store.searchMany([queries[0]!], 3, { exact: true }))[0]!.map((h) => h.id),
+        bruteForce(rows, queries[0]!, 3),
+      );
+    });
+
+    it("records the service state and reads it back, also reopened", async () => {
+      assert.equal(await store.readState(), null);
+      const state = { model: "m2", compensation: "mean", reindex: { done: 10, total: 400 }, updatedAt: "2024-01-01" };
+      await store.writeState({ model: "m1" });
+      await store.writeState(state);
+      assert.deepEqual(await store.readState(), state);
+      const again = await reopen();
+      assert.deepEqual(await again.readState(), state);
+      await again.close();
+    });
+
     it("replaces rows by id with a new version, iterates and deletes", async () => {
       const fresh = randomRows(150, "v2", 3);
       await store.upsert(fresh);
@@ -142,6 +178,45 @@ function storeSuite(
         found += exact.filter((id) => ann.has(id)).length;
       }
       assert.ok(found / (10 * queries.length) >= annRecall, `recall@10 ${found / (10 * queries.length)}`);
+      const many = await store.searchMany(queries, 10);
+      for (const [i, q] of queries.entries())
+        assert.deepEqual(
+          many[i]!.map((h) => h.id),
+          (await store.search(q, 10)).map((h) => h.id),
+        );
+    });
+
+    it("optimizes after rewrites while searches go on, and finds every row afterwards", async () => {
+      const rewritten = randomRows(400, "v3", 4).slice(100, 300);
+      for (let i = 0; i < rewritten.length; i += 20) await store.upsert(rewritten.slice(i, i + 20));
+      let stop = false;
+      let searches = 0;
+      const searching = (async () => {
+        while (!stop) {
+          const hits = await store.search(queries[searches % queries.length]!, 10);
+          assert.equal(hits.length, 10);
+          searches++;
+        }
+      })();
+      try {
+        await store.optimize();
+      } finally {
+        stop = true;
+        await searching;
+      }
+      assert.ok(searches > 0);
+      assert.equal(await store.count(), 398);
+      assert.deepEqual(await store.versions(), { v1: 100, v2: 98, v3: 200 });
+      const now = new Map((await store.get(rows.map((r) => r.id))).map((r) => [r.id, r]));
+      const current = [...now.values()];
+      for (const q of queries)
+        assert.deepEqual(
+          (await store.search(q, 10, { exact: true })).map((h) => h.id),
+          bruteForce(current, q, 10),
+        );
+      // a rewritten row is its own nearest neighbour through the index too
+      for (const r of rewritten.slice(0, 10))
+        assert.equal((await store.search(r.vector as Float32Array, 1, { version: "v3" }))[0]?.id, r.id);
     });
   });
 }
@@ -153,6 +228,87 @@ storeSuite(
   () => LanceStore.open(lanceDir),
   0.7,
 );
+
+describe("LanceDB specifics", () => {
+  const fresh = () => join(mkdtempSync(join(tmpdir(), "qdc-lance-")), "store");
+  /** Polls `check` until it holds, for at most `ms`. */
+  async function within(ms: number, check: () => Promise<boolean>): Promise<number> {
+    const t0 = Date.now();
+    while (!(await check())) {
+      if (Date.now() - t0 > ms) assert.fail(`not seen within ${ms} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return Date.now() - t0;
+  }
+
+  it("sees rows and versions another store instance writes within refreshSeconds", async () => {
+    const dir = fresh();
+    const a = await LanceStore.open(dir, SCHEMA, { refreshSeconds: 0.5 });
+    const b = await LanceStore.open(dir, undefined, { refreshSeconds: 0.5 });
+    try {
+      const v1 = randomRows(300, "v1", 5);
+      await a.upsert(v1);
+      await within(2000, async () => (await b.count()) === 300);
+      const v2 = randomRows(50, "v2", 6).map((r) => ({ ...r, id: `b${r.id}` }));
+      await b.upsert(v2);
+      const q = v2[7]!.vector as Float32Array;
+      await within(2000, async () => (await a.search(q, 1))[0]?.id === "bd0007");
+      await within(2000, async () => (await a.count()) === 350);
+      assert.deepEqual(await a.versions(), { v1: 300, v2: 50 });
+      // a's next write keeps the version b recorded
+      await a.upsert([{ ...v1[0]!, version: "v3" }]);
+      const c = await LanceStore.open(dir);
+      assert.deepEqual(await c.versions(), { v1: 299, v2: 50, v3: 1 });
+      await c.close();
+      // an index b builds is used by a
+      await b.buildIndex();
+      await within(2000, async () => (await a.search(q, 1)) && a.indexed);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("keeps a btree on id for the merge-insert joins, also through optimize", async () => {
+    const store = await LanceStore.open(fresh(), SCHEMA);
+    try {
+      await store.upsert(randomRows(300, "v1", 7));
+      await store.upsert(randomRows(300, "v2", 8).slice(0, 100));
+      const byColumn = async () =>
+        Object.fromEntries(
+          (await (store as unknown as { table: Table }).table.listIndices()).map((i) => [i.columns[0], i.indexType]),
+        );
+      assert.equal((await byColumn()).id, "BTree");
+      await store.buildIndex();
+      await store.optimize();
+      assert.deepEqual(await byColumn(), { id: "BTree", vector: "IvfHnswSq" });
+      assert.deepEqual(await store.versions(), { v1: 200, v2: 100 });
+    } finally {
+      await store.close();
+    }
+  });
+
+  for (const index of ["ivf-pq", "ivf-flat"] as const)
+    it(`searches through an ${index} index, with rows written after it`, async () => {
+      const store = await LanceStore.open(fresh(), SCHEMA, { index, annThreshold: 400 });
+      try {
+        const rows = randomRows(500, "v1", 9);
+        await store.upsert(rows.slice(0, 400));
+        assert.ok(store.indexed, "built at annThreshold");
+        await store.upsert(rows.slice(400));
+        const queries = randomRows(10, "q", 10).map((r) => r.vector as Float32Array);
+        let found = 0;
+        for (const q of queries) {
+          const ann = new Set((await store.search(q, 10)).map((h) => h.id));
+          found += bruteForce(rows, q, 10).filter((id) => ann.has(id)).length;
+        }
+        assert.ok(found / 100 >= 0.7, `recall@10 ${found / 100}`);
+        assert.equal((await store.search(rows[450]!.vector as Float32Array, 1))[0]?.id, "d0450");
+      } finally {
+        await store.close();
+      }
+    });
+});
 
 describe("PostgreSQL + pgvector over the wire (PGlite + pglite-socket)", () => {
   let db: PGlite;

@@ -1,10 +1,15 @@
 /**
  * The embedded default store: a LanceDB table per index (one directory), with the model version on
- * every row. Search is exact until the table reaches `annThreshold` rows; then an IVF-PQ index on
- * the vectors (cosine) is built, and rows written after it are searched exactly alongside it
- * (LanceDB's default), so nothing is missed before the index is optimised again.
+ * every row. Search is exact until the table reaches `annThreshold` rows; then an ANN index on the
+ * vectors (cosine; HNSW over scalar-quantised vectors by default) is built, and rows written after
+ * it are searched exactly alongside it (LanceDB's default), so nothing is missed before `optimize`
+ * brings them into the index. A btree on `id` serves the merge-insert joins of upserts.
+ *
+ * Several processes may open the same directory: reads see others' writes within `refreshSeconds`,
+ * and the versions file (every version ever written) is re-read when it changes.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as lancedb from "@lancedb/lancedb";
 import { Field, FixedSizeList, Float32, Float64, Schema, Utf8 } from "apache-arrow";
@@ -17,12 +22,27 @@ import {
   type StoreHit,
   type StoreRow,
   type StoreSchema,
+  type StoreState,
   type VectorStore,
 } from "./store.js";
 
 const TABLE = "vectors";
 const META = "qdc-store.json";
 const VERSIONS = "qdc-versions.json";
+const STATE = "qdc-state.json";
+/** table versions younger than this survive `optimize`, so readers still on them are not broken */
+const KEEP_VERSIONS_MS = 60_000;
+
+let tmpSeq = 0;
+/** A temporary name beside `path`, unique to this process and call. */
+const tmpName = (path: string) => `${path}.${process.pid}.${++tmpSeq}.tmp`;
+
+/** Writes a file whole or not at all (a reader sees the old or the new content). */
+function writeAtomic(path: string, text: string): void {
+  const tmp = tmpName(path);
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
 
 /** A SQL string literal. */
 export const sqlString = (s: string) => `'${s.replace(/'/g, "''")}'`;
@@ -35,21 +55,43 @@ function where(filter: Filter | undefined, version: string | undefined): string 
   return parts.length ? parts.join(" AND ") : undefined;
 }
 
+/**
+ * The ANN index: "hnsw-sq" (IVF_HNSW_SQ with one partition: an HNSW graph over 8-bit quantised
+ * vectors), "ivf-pq" (IVF with product quantisation) or "ivf-flat" (IVF over the raw vectors).
+ */
+export type LanceIndex = "hnsw-sq" | "ivf-pq" | "ivf-flat";
+
+/** LanceDB's names of the index types (`listIndices`) */
+const INDEX_TYPES: Record<string, LanceIndex> = { IvfHnswSq: "hnsw-sq", IvfPq: "ivf-pq", IvfFlat: "ivf-flat" };
+
 export interface LanceOptions {
-  /** rows from which the IVF-PQ index is built (default 100,000) */
+  /** rows from which the ANN index is built (default 100,000) */
   annThreshold?: number;
+  /** the ANN index `buildIndex` builds (default "hnsw-sq") */
+  index?: LanceIndex;
+  /** HNSW candidate list per query (default 64) */
+  ef?: number;
   /** IVF partitions probed per query (default: a quarter of the partitions, at least 20) */
   nprobes?: number;
-  /** candidates re-ranked exactly per result (default 10) */
+  /** candidates re-ranked on the raw vectors per result; 0 re-ranks nothing (default 0 for hnsw-sq, 10 for ivf-pq) */
   refineFactor?: number;
+  /** how old (seconds) this store's view of what other processes wrote may be (default 1) */
+  refreshSeconds?: number;
 }
 
 export class LanceStore implements VectorStore {
   readonly kind = "lancedb";
-  #indexed = false;
+  /** the ANN index on the vectors, if any (as found in the table: another process may have built it) */
+  #index: LanceIndex | undefined;
+  /** when the table was last asked whether it has an ANN index (while it has none) */
+  #indexCheckedAt = 0;
   #nprobes = 20;
+  /** a btree on `id` exists */
+  #idIndexed = false;
   /** versions ever written (counted on demand; a scan of the version column would cost a full pass) */
   #known = new Set<string>();
+  /** mtime and size of the versions file when last read */
+  #versionsStamp = "";
 
   private constructor(
     readonly dir: string,
@@ -72,7 +114,8 @@ export class LanceStore implements VectorStore {
       s = schema;
     }
     mkdirSync(dir, { recursive: true });
-    const conn = await lancedb.connect(dir);
+    const refreshSeconds = opts.refreshSeconds ?? 1;
+    const conn = await lancedb.connect(dir, { readConsistencyInterval: refreshSeconds });
     let table: lancedb.Table;
     if ((await conn.tableNames()).includes(TABLE)) table = await conn.openTable(TABLE);
     else {
@@ -84,20 +127,20 @@ export class LanceStore implements VectorStore {
         ...Object.entries(s.fields).map(([k, t]) => new Field(k, t === "number" ? new Float64() : new Utf8(), true)),
       ];
       table = await conn.createEmptyTable(TABLE, new Schema(fields), { mode: "create" });
-      writeFileSync(metaPath, `${JSON.stringify(s)}\n`);
+      writeAtomic(metaPath, `${JSON.stringify(s)}\n`);
     }
+    const index = opts.index ?? "hnsw-sq";
     const store = new LanceStore(dir, s, table, {
       annThreshold: opts.annThreshold ?? 100000,
+      index,
+      ef: opts.ef ?? 64,
       nprobes: opts.nprobes ?? 0,
-      refineFactor: opts.refineFactor ?? 10,
+      refineFactor: opts.refineFactor ?? (index === "ivf-pq" ? 10 : 0),
+      refreshSeconds,
     });
-    const indices = await table.listIndices();
-    store.#indexed = indices.some((i) => i.columns.includes("vector"));
-    if (store.#indexed) store.#nprobes = Math.max(20, Math.ceil(Math.sqrt(await table.countRows()) / 4));
-    const versionsPath = join(dir, VERSIONS);
-    if (existsSync(versionsPath))
-      for (const v of JSON.parse(readFileSync(versionsPath, "utf8")) as string[]) store.#known.add(v);
-    else if ((await table.countRows()) > 0) {
+    await store.#checkIndices();
+    store.#loadVersions();
+    if (!store.#versionsStamp && (await table.countRows()) > 0) {
       // a table written by something else: learn its versions once
       for (const r of (await table.query().select(["version"]).toArray()) as { version: string }[])
         store.#known.add(r.version);
@@ -107,7 +150,18 @@ export class LanceStore implements VectorStore {
   }
 
   get indexed(): boolean {
-    return this.#indexed;
+    return this.#index !== undefined;
+  }
+
+  /** Learns which indices the table has (another process may have built them). */
+  async #checkIndices(): Promise<void> {
+    const indices = await this.table.listIndices();
+    const vector = indices.find((i) => i.columns.includes("vector"));
+    this.#idIndexed = indices.some((i) => i.columns.includes("id"));
+    this.#indexCheckedAt = Date.now();
+    if (!vector) return;
+    this.#index = INDEX_TYPES[vector.indexType] ?? this.opts.index;
+    this.#nprobes = Math.max(20, Math.ceil(Math.sqrt(await this.table.countRows()) / 4));
   }
 
   #record(r: StoreRow): Record<string, unknown> {
@@ -128,6 +182,15 @@ export class LanceStore implements VectorStore {
     };
   }
 
+  #hit(rec: Record<string, unknown>): StoreHit {
+    return {
+      id: String(rec.id),
+      version: String(rec.version),
+      score: 1 - Number(rec._distance),
+      fields: this.#fields(rec),
+    };
+  }
+
   #fields(rec: Record<string, unknown>): Record<string, string | number> {
     const out: Record<string, string | number> = {};
     for (const k of Object.keys(this.schema.fields))
@@ -135,10 +198,28 @@ export class LanceStore implements VectorStore {
     return out;
   }
 
-  #saveVersions(): void {
+  /** Adds the versions listed in the versions file, if it changed since it was last read. */
+  #loadVersions(): void {
     const path = join(this.dir, VERSIONS);
-    writeFileSync(`${path}.tmp`, JSON.stringify([...this.#known]));
-    renameSync(`${path}.tmp`, path);
+    let stamp: string;
+    try {
+      const st = statSync(path);
+      stamp = `${st.mtimeMs}:${st.size}`;
+    } catch {
+      return;
+    }
+    if (stamp === this.#versionsStamp) return;
+    for (const v of JSON.parse(readFileSync(path, "utf8")) as string[]) this.#known.add(v);
+    this.#versionsStamp = stamp;
+  }
+
+  /** Records the known versions, keeping those other processes recorded. */
+  #saveVersions(): void {
+    this.#loadVersions();
+    const path = join(this.dir, VERSIONS);
+    writeAtomic(path, JSON.stringify([...this.#known]));
+    const st = statSync(path);
+    this.#versionsStamp = `${st.mtimeMs}:${st.size}`;
   }
 
   async upsert(rows: StoreRow[]): Promise<void> {
@@ -155,7 +236,12 @@ export class LanceStore implements VectorStore {
       .whenMatchedUpdateAll()
       .whenNotMatchedInsertAll()
       .execute(rows.map((r) => this.#record(r)));
-    if (!this.#indexed && (await this.table.countRows()) >= this.opts.annThreshold) await this.buildIndex();
+    if (!this.#idIndexed) {
+      // the join key of later merge-inserts; `optimize` brings later rows into it
+      await this.table.createIndex("id", { config: lancedb.Index.btree(), replace: true });
+      this.#idIndexed = true;
+    }
+    if (!this.indexed && (await this.table.countRows()) >= this.opts.annThreshold) await this.buildIndex();
   }
 
   async delete(ids: string[]): Promise<void> {
@@ -163,24 +249,39 @@ export class LanceStore implements VectorStore {
     await this.table.delete(`id IN (${ids.map(sqlString).join(", ")})`);
   }
 
-  async search(vector: Float32Array, k: number, opts: SearchOptions = {}): Promise<StoreHit[]> {
+  /** The vector query for `vectors` (one or several) with the options of `search`. */
+  async #query(vectors: Float32Array[], k: number, opts: SearchOptions): Promise<Record<string, unknown>[]> {
     checkFilter(this.schema, opts.filter);
-    let q = this.table
-      .vectorSearch(Array.from(vector))
+    if (!this.indexed && Date.now() - this.#indexCheckedAt > this.opts.refreshSeconds * 1000)
+      await this.#checkIndices();
+    let q = this.table.vectorSearch(vectors[0] as Float32Array);
+    for (let i = 1; i < vectors.length; i++) q = q.addQueryVector(vectors[i] as Float32Array);
+    q = q
       .distanceType("cosine")
       .select(["id", "version", ...Object.keys(this.schema.fields), "_distance"])
       .limit(k);
     const w = where(opts.filter, opts.version);
     if (w) q = q.where(w);
-    if (opts.exact || !this.#indexed) q = q.bypassVectorIndex();
-    else q = q.nprobes(this.opts.nprobes || this.#nprobes).refineFactor(this.opts.refineFactor);
-    const rows = (await q.toArray()) as Record<string, unknown>[];
-    return rows.map((r) => ({
-      id: String(r.id),
-      version: String(r.version),
-      score: 1 - Number(r._distance),
-      fields: this.#fields(r),
-    }));
+    if (opts.exact || !this.#index) q = q.bypassVectorIndex();
+    else {
+      if (this.#index === "hnsw-sq") q = q.ef(Math.max(this.opts.ef, k));
+      else q = q.nprobes(this.opts.nprobes || this.#nprobes);
+      if (this.opts.refineFactor > 0) q = q.refineFactor(this.opts.refineFactor);
+    }
+    return (await q.toArray()) as Record<string, unknown>[];
+  }
+
+  async search(vector: Float32Array, k: number, opts: SearchOptions = {}): Promise<StoreHit[]> {
+    return (await this.#query([vector], k, opts)).map((r) => this.#hit(r));
+  }
+
+  async searchMany(vectors: Float32Array[], k: number, opts: SearchOptions = {}): Promise<StoreHit[][]> {
+    if (vectors.length <= 1) return Promise.all(vectors.map((v) => this.search(v, k, opts)));
+    const out: StoreHit[][] = vectors.map(() => []);
+    // one query; each row says which query vector it answers
+    for (const r of await this.#query(vectors, k, opts)) out[Number(r.query_index)]?.push(this.#hit(r));
+    for (const hits of out) hits.sort((a, b) => b.score - a.score);
+    return out;
   }
 
   async get(ids: string[]): Promise<StoreRow[]> {
@@ -217,6 +318,7 @@ export class LanceStore implements VectorStore {
   }
 
   async versions(): Promise<Record<string, number>> {
+    this.#loadVersions();
     const out: Record<string, number> = {};
     for (const v of this.#known) {
       const n = await this.table.countRows(`version = ${sqlString(v)}`);
@@ -231,17 +333,45 @@ export class LanceStore implements VectorStore {
 
   async buildIndex(): Promise<void> {
     const n = await this.table.countRows();
-    if (n < 256) throw new Error(`an IVF-PQ index needs at least 256 rows, the store has ${n}`);
+    if (n < 256) throw new Error(`an ANN index needs at least 256 rows, the store has ${n}`);
     const numPartitions = Math.max(1, Math.min(1024, Math.round(Math.sqrt(n))));
+    let config: lancedb.Index;
+    if (this.opts.index === "hnsw-sq")
+      // one graph: IVF partitions would only split it (and need probing); SQ keeps it in memory
+      config = lancedb.Index.hnswSq({ numPartitions: 1, distanceType: "cosine" });
+    else if (this.opts.index === "ivf-flat") config = lancedb.Index.ivfFlat({ numPartitions, distanceType: "cosine" });
+    else {
+      const numSubVectors =
+        [96, 64, 48, 32, 24, 16, 12, 8, 6, 4, 2, 1].find(
+          (m) => this.schema.dim % m === 0 && this.schema.dim / m >= 4,
+        ) ?? 1;
+      config = lancedb.Index.ivfPq({ numPartitions, numSubVectors, distanceType: "cosine" });
+    }
+    await this.table.createIndex("vector", { config, replace: true });
+    this.#index = this.opts.index;
     this.#nprobes = Math.max(20, Math.ceil(numPartitions / 4));
-    const numSubVectors =
-      [96, 64, 48, 32, 24, 16, 12, 8, 6, 4, 2, 1].find((m) => this.schema.dim % m === 0 && this.schema.dim / m >= 4) ??
-      1;
-    await this.table.createIndex("vector", {
-      config: lancedb.Index.ivfPq({ numPartitions, numSubVectors, distanceType: "cosine" }),
-      replace: true,
-    });
-    this.#indexed = true;
+  }
+
+  async optimize(): Promise<void> {
+    // compacts fragments, adds unindexed rows to every index (vectors and ids) and drops the files
+    // only table versions older than KEEP_VERSIONS_MS use
+    await this.table.optimize({ cleanupOlderThan: new Date(Date.now() - KEEP_VERSIONS_MS) });
+  }
+
+  async readState(): Promise<StoreState | null> {
+    try {
+      return JSON.parse(await readFile(join(this.dir, STATE), "utf8")) as StoreState;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw e;
+    }
+  }
+
+  async writeState(state: StoreState): Promise<void> {
+    const path = join(this.dir, STATE);
+    const tmp = tmpName(path);
+    await writeFile(tmp, `${JSON.stringify(state)}\n`);
+    await rename(tmp, path);
   }
 
   async close(): Promise<void> {
