@@ -281,14 +281,14 @@ describe("LanceDB specifics", () => {
       assert.equal((await byColumn()).id, "BTree");
       await store.buildIndex();
       await store.optimize();
-      assert.deepEqual(await byColumn(), { id: "BTree", vector: "IvfHnswSq" });
+      assert.deepEqual(await byColumn(), { id: "BTree", vector: "IvfFlat" });
       assert.deepEqual(await store.versions(), { v1: 200, v2: 100 });
     } finally {
       await store.close();
     }
   });
 
-  for (const index of ["ivf-pq", "ivf-flat"] as const)
+  for (const index of ["ivf-pq", "hnsw-sq"] as const)
     it(`searches through an ${index} index, with rows written after it`, async () => {
       const store = await LanceStore.open(fresh(), SCHEMA, { index, annThreshold: 400 });
       try {

@@ -1,7 +1,7 @@
 /**
  * The embedded default store: a LanceDB table per index (one directory), with the model version on
  * every row. Search is exact until the table reaches `annThreshold` rows; then an ANN index on the
- * vectors (cosine; HNSW over scalar-quantised vectors by default) is built, and rows written after
+ * vectors (cosine; IVF over the raw vectors by default) is built, and rows written after
  * it are searched exactly alongside it (LanceDB's default), so nothing is missed before `optimize`
  * brings them into the index. A btree on `id` serves the merge-insert joins of upserts.
  *
@@ -56,24 +56,33 @@ function where(filter: Filter | undefined, version: string | undefined): string 
 }
 
 /**
- * The ANN index: "hnsw-sq" (IVF_HNSW_SQ with one partition: an HNSW graph over 8-bit quantised
- * vectors), "ivf-pq" (IVF with product quantisation) or "ivf-flat" (IVF over the raw vectors).
+ * The ANN index: "ivf-flat" (IVF over the raw vectors: exact scores, built in seconds),
+ * "hnsw-sq" (IVF_HNSW_SQ with one partition: an HNSW graph over 8-bit quantised vectors, whose
+ * scores are approximate unless `refineFactor` ≥ 1) or "ivf-pq" (IVF with product quantisation:
+ * small, but slow to build and re-ranked to reach a useful recall). Measured on 100k 128-d
+ * vectors (2 cores), ivf-flat with 40 of 316 partitions probed had recall@10 0.98 at ~4 ms/query,
+ * hnsw-sq 0.95 at ef 80 (similar speed, 86 s to build), ivf-pq 9 ms/query and 4 min to build.
  */
 export type LanceIndex = "hnsw-sq" | "ivf-pq" | "ivf-flat";
 
 /** LanceDB's names of the index types (`listIndices`) */
 const INDEX_TYPES: Record<string, LanceIndex> = { IvfHnswSq: "hnsw-sq", IvfPq: "ivf-pq", IvfFlat: "ivf-flat" };
 
+/** IVF partitions for `n` rows: about √n */
+const partitions = (n: number) => Math.max(1, Math.min(1024, Math.round(Math.sqrt(n))));
+/** partitions probed by default: an eighth, at least 20 */
+const probes = (n: number) => Math.max(20, Math.ceil(partitions(n) / 8));
+
 export interface LanceOptions {
   /** rows from which the ANN index is built (default 100,000) */
   annThreshold?: number;
-  /** the ANN index `buildIndex` builds (default "hnsw-sq") */
+  /** the ANN index `buildIndex` builds (default "ivf-flat") */
   index?: LanceIndex;
-  /** HNSW candidate list per query (default 64) */
+  /** HNSW candidate list per query (default 80) */
   ef?: number;
-  /** IVF partitions probed per query (default: a quarter of the partitions, at least 20) */
+  /** IVF partitions probed per query (default: an eighth of the partitions, at least 20) */
   nprobes?: number;
-  /** candidates re-ranked on the raw vectors per result; 0 re-ranks nothing (default 0 for hnsw-sq, 10 for ivf-pq) */
+  /** candidates re-ranked on the raw vectors per result; 0 re-ranks nothing (default 10 for ivf-pq, else 0) */
   refineFactor?: number;
   /** how old (seconds) this store's view of what other processes wrote may be (default 1) */
   refreshSeconds?: number;
@@ -129,11 +138,11 @@ export class LanceStore implements VectorStore {
       table = await conn.createEmptyTable(TABLE, new Schema(fields), { mode: "create" });
       writeAtomic(metaPath, `${JSON.stringify(s)}\n`);
     }
-    const index = opts.index ?? "hnsw-sq";
+    const index = opts.index ?? "ivf-flat";
     const store = new LanceStore(dir, s, table, {
       annThreshold: opts.annThreshold ?? 100000,
       index,
-      ef: opts.ef ?? 64,
+      ef: opts.ef ?? 80,
       nprobes: opts.nprobes ?? 0,
       refineFactor: opts.refineFactor ?? (index === "ivf-pq" ? 10 : 0),
       refreshSeconds,
@@ -161,7 +170,7 @@ export class LanceStore implements VectorStore {
     this.#indexCheckedAt = Date.now();
     if (!vector) return;
     this.#index = INDEX_TYPES[vector.indexType] ?? this.opts.index;
-    this.#nprobes = Math.max(20, Math.ceil(Math.sqrt(await this.table.countRows()) / 4));
+    this.#nprobes = probes(await this.table.countRows());
   }
 
   #record(r: StoreRow): Record<string, unknown> {
@@ -334,7 +343,7 @@ export class LanceStore implements VectorStore {
   async buildIndex(): Promise<void> {
     const n = await this.table.countRows();
     if (n < 256) throw new Error(`an ANN index needs at least 256 rows, the store has ${n}`);
-    const numPartitions = Math.max(1, Math.min(1024, Math.round(Math.sqrt(n))));
+    const numPartitions = partitions(n);
     let config: lancedb.Index;
     if (this.opts.index === "hnsw-sq")
       // one graph: IVF partitions would only split it (and need probing); SQ keeps it in memory
@@ -349,7 +358,7 @@ export class LanceStore implements VectorStore {
     }
     await this.table.createIndex("vector", { config, replace: true });
     this.#index = this.opts.index;
-    this.#nprobes = Math.max(20, Math.ceil(numPartitions / 4));
+    this.#nprobes = probes(n);
   }
 
   async optimize(): Promise<void> {
