@@ -283,6 +283,15 @@ describe("LanceDB specifics", () => {
       await store.optimize();
       assert.deepEqual(await byColumn(), { id: "BTree", vector: "IvfFlat" });
       assert.deepEqual(await store.versions(), { v1: 200, v2: 100 });
+      // every row rewritten (a re-index): the vector index is trained again, not lost
+      await store.upsert(randomRows(300, "v3", 11));
+      await store.optimize();
+      const after = await (store as unknown as { table: Table }).table.listIndices();
+      assert.deepEqual(after.map((i) => [i.columns[0], i.numIndexedRows, i.numUnindexedRows]).sort(), [
+        ["id", 300, 0],
+        ["vector", 300, 0],
+      ]);
+      assert.deepEqual(await store.versions(), { v3: 300 });
     } finally {
       await store.close();
     }

@@ -361,10 +361,23 @@ export class LanceStore implements VectorStore {
     this.#nprobes = probes(n);
   }
 
+  async #vectorIndex(): Promise<lancedb.IndexConfig | undefined> {
+    return (await this.table.listIndices()).find((i) => i.columns.includes("vector"));
+  }
+
   async optimize(): Promise<void> {
+    const before = await this.#vectorIndex();
     // compacts fragments, adds unindexed rows to every index (vectors and ids) and drops the files
     // only table versions older than KEEP_VERSIONS_MS use
     await this.table.optimize({ cleanupOlderThan: new Date(Date.now() - KEEP_VERSIONS_MS) });
+    // when most rows were written since the ANN index was built (a re-index with a new model), its
+    // partitions no longer fit the vectors, and once none of its rows is left LanceDB drops it:
+    // it is trained again
+    if (
+      this.#index &&
+      (!before || !(await this.#vectorIndex()) || (before.numUnindexedRows ?? 0) > (before.numIndexedRows ?? 0))
+    )
+      await this.buildIndex();
   }
 
   async readState(): Promise<StoreState | null> {
