@@ -32,6 +32,11 @@ export interface ReindexOptions {
   crashAfterBatches?: number;
   /** resume a re-index the store records as running (default true) */
   resume?: boolean;
+  /**
+   * rows written between two `optimize` calls of the store while re-indexing (default 20,000):
+   * rewritten rows are outside the ANN index until then, and every search scans them exactly
+   */
+  optimizeEvery?: number;
 }
 
 const STATES: ReindexState[] = ["idle", "running", "paused", "done", "failed"];
@@ -133,6 +138,8 @@ export class Reindexer {
 
   async #run(): Promise<void> {
     const batchSize = this.opts.batchSize ?? 64;
+    const optimizeEvery = this.opts.optimizeEvery ?? 20000;
+    let sinceOptimize = 0;
     let batches = 0;
     while (this.#status.state === "running") {
       const m = this.service.acquire();
@@ -161,6 +168,11 @@ export class Reindexer {
           this.service.store.upsert(asRows(rows, vectors, target)),
         );
         if (!wrote) continue;
+        sinceOptimize += rows.length;
+        if (sinceOptimize >= optimizeEvery) {
+          sinceOptimize = 0;
+          await this.service.store.optimize();
+        }
         const done = this.#status.done + rows.length;
         const counts = await this.service.versions();
         const remaining = Object.entries(counts).reduce((a, [v, n]) => (v === target ? a : a + n), 0);
