@@ -51,6 +51,8 @@ export async function loadCorpus(
       done += docs.length;
       o.onProgress?.(done, (performance.now() - t0) / 1000);
     }
+    // one compacted table (LanceDB) or fresh statistics (PostgreSQL) before it serves
+    await store.optimize();
   } finally {
     model.dispose();
   }
