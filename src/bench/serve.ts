@@ -38,6 +38,8 @@ export interface ServeBenchOptions extends BenchOptions {
   /** a PostgreSQL URL for the pgvector run (default QDC_PG_URL; none: LanceDB only) */
   pg?: string;
   clients?: number;
+  /** which stores to run (default both, pgvector only with a server) */
+  stores?: string[];
   /** seconds of the before/after windows (default 20, quick 5) */
   seconds?: number;
 }
@@ -220,7 +222,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
 
   const results: Record<string, unknown>[] = [];
   try {
-    for (const { kind, open, drop } of kinds) {
+    for (const { kind, open, drop } of kinds.filter((x) => !o.stores || o.stores.includes(x.kind))) {
       log(`— ${kind} —`);
       const store = await open("main");
       t = performance.now();

@@ -660,6 +660,7 @@ bench
   .option("--run <dir>", "the tiny benchmark's run folder (its FT+KD models of tasks 1 and 2)", "runs/bench-tiny")
   .option("--pg <url>", "PostgreSQL with pgvector for the pgvector run (default QDC_PG_URL; none: LanceDB only)")
   .option("--clients <n>", "concurrent HTTP clients", positiveInt("--clients"), 8)
+  .option("--stores <list>", "stores to run: lancedb,pgvector", (v: string) => v.split(","))
   .option("--seconds <n>", "length of the before and after windows", positiveInt("--seconds"))
   .option("--out <file>", "write the results as JSON here")
   .option("--quick", "5k documents and 5 s windows")
