@@ -56,6 +56,28 @@ export function isConnectionError(e: unknown): boolean {
 const warn = (event: string, fields: Record<string, unknown>) =>
   process.stderr.write(`${JSON.stringify({ level: "warn", event, ...fields, time: new Date().toISOString() })}\n`);
 
+/** per connection: its `SET hnsw.ef_search`, awaited before its first query (pg 9 drops query queueing) */
+const settingUp = new WeakMap<pg.PoolClient, Promise<void>>();
+
+async function connect(pool: pg.Pool): Promise<pg.PoolClient> {
+  const client = await pool.connect();
+  await settingUp.get(client);
+  return client;
+}
+
+/** pool.query, after the connection's setup. */
+async function query(pool: pg.Pool, sql: string, params?: unknown[]): Promise<pg.QueryResult> {
+  const client = await connect(pool);
+  try {
+    const r = await client.query(sql, params);
+    client.release();
+    return r;
+  } catch (e) {
+    client.release(e as Error);
+    throw e;
+  }
+}
+
 export class PgVectorStore implements VectorStore {
   readonly kind = "pgvector";
   #indexed = false;
@@ -103,21 +125,29 @@ export class PgVectorStore implements VectorStore {
     );
     // ef_search once per connection instead of per query (a placeholder setting until pgvector is loaded)
     pool.on("connect", (client) => {
-      client.query(`SET hnsw.ef_search = ${o.efSearch}`).catch((e: Error) => {
-        warn("pg-set-ef-search-failed", { table, error: e.message });
-      });
+      settingUp.set(
+        client,
+        client.query(`SET hnsw.ef_search = ${o.efSearch}`).then(
+          () => {},
+          (e: Error) => {
+            warn("pg-set-ef-search-failed", { table, error: e.message });
+          },
+        ),
+      );
     });
     try {
-      await pool.query("CREATE EXTENSION IF NOT EXISTS vector");
-      await pool.query(
+      await query(pool, "CREATE EXTENSION IF NOT EXISTS vector");
+      await query(
+        pool,
         "CREATE TABLE IF NOT EXISTS qdc_stores (name text PRIMARY KEY, schema jsonb NOT NULL, state jsonb)",
       );
       // databases from before the state column: added once (ALTER takes a lock, so only when missing)
-      const hasState = await pool.query(
+      const hasState = await query(
+        pool,
         "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'qdc_stores' AND column_name = 'state'",
       );
-      if (!hasState.rows.length) await pool.query("ALTER TABLE qdc_stores ADD COLUMN IF NOT EXISTS state jsonb");
-      const existing = await pool.query("SELECT schema FROM qdc_stores WHERE name = $1", [table]);
+      if (!hasState.rows.length) await query(pool, "ALTER TABLE qdc_stores ADD COLUMN IF NOT EXISTS state jsonb");
+      const existing = await query(pool, "SELECT schema FROM qdc_stores WHERE name = $1", [table]);
       let s: StoreSchema;
       if (existing.rows.length) {
         s = existing.rows[0].schema as StoreSchema;
@@ -129,7 +159,7 @@ export class PgVectorStore implements VectorStore {
         checkSchema(schema);
         s = schema;
         const cols = Object.entries(s.fields).map(([k, t]) => `, ${k} ${t === "number" ? "double precision" : "text"}`);
-        const client = await pool.connect();
+        const client = await connect(pool);
         try {
           await client.query("BEGIN");
           await client.query(
@@ -146,7 +176,7 @@ export class PgVectorStore implements VectorStore {
         }
       }
       const store = new PgVectorStore(pool, base, table, s, o);
-      const idx = await pool.query("SELECT 1 FROM pg_indexes WHERE tablename = $1 AND indexname = $2", [
+      const idx = await query(pool, "SELECT 1 FROM pg_indexes WHERE tablename = $1 AND indexname = $2", [
         table,
         `${table}_hnsw`,
       ]);
@@ -242,7 +272,8 @@ export class PgVectorStore implements VectorStore {
       .slice(1)
       .map((n) => `${n} = EXCLUDED.${n}`)
       .join(", ");
-    await this.pool.query(
+    await query(
+      this.pool,
       `INSERT INTO ${this.table} (${names.join(", ")}) VALUES ${tuples.join(", ")} ON CONFLICT (id) DO UPDATE SET ${updates}`,
       values,
     );
@@ -250,7 +281,7 @@ export class PgVectorStore implements VectorStore {
   }
 
   async delete(ids: string[]): Promise<void> {
-    if (ids.length) await this.pool.query(`DELETE FROM ${this.table} WHERE id = ANY($1)`, [ids]);
+    if (ids.length) await query(this.pool, `DELETE FROM ${this.table} WHERE id = ANY($1)`, [ids]);
   }
 
   /** The WHERE clause of a search (parameters from `$first` on) and its parameters. */
@@ -290,8 +321,8 @@ export class PgVectorStore implements VectorStore {
    */
   async #query(sql: string, params: unknown[], k: number, opts: SearchOptions): Promise<pg.QueryResult> {
     const ann = this.#indexed && !opts.exact;
-    if (!ann || k <= this.opts.efSearch) return this.pool.query(sql, params);
-    const client = await this.pool.connect();
+    if (!ann || k <= this.opts.efSearch) return query(this.pool, sql, params);
+    const client = await connect(this.pool);
     try {
       await client.query(`BEGIN; SET LOCAL hnsw.ef_search = ${Math.min(k, 1000)}`);
       const r = await client.query(sql, params);
@@ -338,7 +369,7 @@ export class PgVectorStore implements VectorStore {
 
   async readState(): Promise<StoreState | null> {
     return this.#read("readState", async () => {
-      const r = await this.pool.query("SELECT state FROM qdc_stores WHERE name = $1", [this.table]);
+      const r = await query(this.pool, "SELECT state FROM qdc_stores WHERE name = $1", [this.table]);
       return (r.rows[0]?.state as StoreState | null | undefined) ?? null;
     });
   }
@@ -346,7 +377,7 @@ export class PgVectorStore implements VectorStore {
   /** One UPDATE: atomic, and a reader sees the old or the new document. */
   async writeState(state: StoreState): Promise<void> {
     try {
-      const r = await this.pool.query("UPDATE qdc_stores SET state = $2 WHERE name = $1", [
+      const r = await query(this.pool, "UPDATE qdc_stores SET state = $2 WHERE name = $1", [
         this.table,
         JSON.stringify(state),
       ]);
@@ -368,14 +399,14 @@ export class PgVectorStore implements VectorStore {
   async get(ids: string[]): Promise<StoreRow[]> {
     if (!ids.length) return [];
     return this.#read("get", async () => {
-      const r = await this.pool.query(`SELECT * FROM ${this.table} WHERE id = ANY($1)`, [ids]);
+      const r = await query(this.pool, `SELECT * FROM ${this.table} WHERE id = ANY($1)`, [ids]);
       return r.rows.map((row: Record<string, unknown>) => this.#row(row));
     });
   }
 
   async stale(version: string, limit: number): Promise<StoreRow[]> {
     return this.#read("stale", async () => {
-      const r = await this.pool.query(`SELECT * FROM ${this.table} WHERE version <> $1 ORDER BY id LIMIT $2`, [
+      const r = await query(this.pool, `SELECT * FROM ${this.table} WHERE version <> $1 ORDER BY id LIMIT $2`, [
         version,
         limit,
       ]);
@@ -386,7 +417,8 @@ export class PgVectorStore implements VectorStore {
   async *iterate(version: string, batch: number): AsyncGenerator<StoreRow[]> {
     let after = "";
     for (;;) {
-      const r = await this.pool.query(
+      const r = await query(
+        this.pool,
         `SELECT * FROM ${this.table} WHERE version = $1 AND id > $2 ORDER BY id LIMIT $3`,
         [version, after, batch],
       );
@@ -399,14 +431,14 @@ export class PgVectorStore implements VectorStore {
 
   async versions(): Promise<Record<string, number>> {
     return this.#read("versions", async () => {
-      const r = await this.pool.query(`SELECT version, count(*)::int AS n FROM ${this.table} GROUP BY version`);
+      const r = await query(this.pool, `SELECT version, count(*)::int AS n FROM ${this.table} GROUP BY version`);
       return Object.fromEntries(r.rows.map((row: { version: string; n: number }) => [row.version, row.n]));
     });
   }
 
   async count(): Promise<number> {
     return this.#read("count", async () => {
-      const r = await this.pool.query(`SELECT count(*)::int AS n FROM ${this.table}`);
+      const r = await query(this.pool, `SELECT count(*)::int AS n FROM ${this.table}`);
       return r.rows[0].n as number;
     });
   }
