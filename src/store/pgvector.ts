@@ -125,6 +125,10 @@ export class PgVectorStore implements VectorStore {
     );
     // ef_search once per connection instead of per query (a placeholder setting until pgvector is loaded)
     pool.on("connect", (client) => {
+      // the pool listens for errors only on idle clients: one arriving while a client is checked out
+      // between two queries (a terminated backend) would be uncaught. The dead client fails its
+      // next query (a read is retried) and is dropped when released; idle ones are logged above.
+      client.on("error", () => {});
       settingUp.set(
         client,
         client.query(`SET hnsw.ef_search = ${o.efSearch}`).then(
