@@ -1,6 +1,7 @@
 /**
  * Both vector stores through the same checks: LanceDB in a temporary directory, and PostgreSQL +
- * pgvector as PGlite served over the wire protocol by pglite-socket (real SQL, real HNSW).
+ * pgvector on the server at QDC_PG_URL when set, else PGlite served over the wire protocol by
+ * pglite-socket (real SQL, real HNSW).
  */
 import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
@@ -11,8 +12,16 @@ import { PGlite } from "@electric-sql/pglite";
 import { vector } from "@electric-sql/pglite-pgvector";
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 import type { Table } from "@lancedb/lancedb";
+import pg from "pg";
 import { Rng } from "../src/data/rng.js";
-import { LanceStore, PgVectorStore, type StoreRow, type StoreSchema, type VectorStore } from "../src/store/index.js";
+import {
+  FilterError,
+  LanceStore,
+  PgVectorStore,
+  type StoreRow,
+  type StoreSchema,
+  type VectorStore,
+} from "../src/store/index.js";
 
 const DIM = 16;
 const SCHEMA: StoreSchema = { dim: DIM, fields: { lang: "string", year: "number" } };
@@ -319,27 +328,170 @@ describe("LanceDB specifics", () => {
     });
 });
 
-describe("PostgreSQL + pgvector over the wire (PGlite + pglite-socket)", () => {
-  let db: PGlite;
-  let server: PGLiteSocketServer;
-  let url = "";
+/**
+ * pgvector on a real server when QDC_PG_URL is set (fresh table names per run, dropped at the
+ * end), else PGlite served over the wire protocol by pglite-socket.
+ */
+const PG = process.env.QDC_PG_URL;
+const run = `${process.pid}_${Date.now().toString(36)}`;
+const pgTables: string[] = [];
+const pgTable = (name: string) => {
+  const t = `qdc_t_${name}_${run}`;
+  pgTables.push(t);
+  return t;
+};
+async function dropTables(url: string) {
+  const admin = new pg.Client({ connectionString: url });
+  await admin.connect();
+  try {
+    for (const t of pgTables) {
+      await admin.query(`DROP TABLE IF EXISTS ${t}`);
+      await admin.query("DELETE FROM qdc_stores WHERE name = $1", [t]);
+    }
+  } finally {
+    await admin.end();
+  }
+}
+
+describe(`PostgreSQL + pgvector over the wire (${PG ? "QDC_PG_URL" : "PGlite + pglite-socket"})`, () => {
+  let db: PGlite | undefined;
+  let server: PGLiteSocketServer | undefined;
+  let url = PG ?? "";
+  const docs = pgTable("docs");
   before(async () => {
+    if (PG) return;
     db = await PGlite.create({ extensions: { vector } });
     server = new PGLiteSocketServer({ db, port: 0, host: "127.0.0.1", maxConnections: 16 });
     await server.start();
     url = `postgres://postgres@127.0.0.1:${(server as unknown as { port: number }).port}/postgres`;
   });
   after(async () => {
-    await server.stop();
-    await db.close();
+    if (PG) await dropTables(PG);
+    await server?.stop();
+    await db?.close();
   });
   storeSuite(
     "pgvector store",
-    () => PgVectorStore.open(url, "docs", SCHEMA),
-    () => PgVectorStore.open(url, "docs"),
+    () => PgVectorStore.open(url, docs, SCHEMA),
+    () => PgVectorStore.open(url, docs),
     0.9,
   );
   it("refuses a different schema for an existing table", async () => {
-    await assert.rejects(PgVectorStore.open(url, "docs", { dim: 8, fields: {} }), /exists with schema/);
+    await assert.rejects(PgVectorStore.open(url, docs, { dim: 8, fields: {} }), /exists with schema/);
+  });
+  it("rejects a NUL character in a filter value", async () => {
+    const store = await PgVectorStore.open(url, docs);
+    try {
+      await assert.rejects(
+        store.search(new Float32Array(DIM).fill(0.25), 3, { filter: { lang: "e\u0000n" } }),
+        FilterError,
+      );
+      await assert.rejects(
+        store.searchMany([new Float32Array(DIM).fill(0.25)], 3, { filter: { lang: "\u0000" } }),
+        FilterError,
+      );
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe("pgvector on a real server", {
+  skip: PG ? false : "QDC_PG_URL is not set (PGlite cannot kill connections or lock)",
+}, () => {
+  const url = PG ?? "";
+  after(async () => {
+    if (PG) await dropTables(PG);
+  });
+  const admin = async <T>(run: (c: pg.Client) => Promise<T>): Promise<T> => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      return await run(c);
+    } finally {
+      await c.end();
+    }
+  };
+
+  it("searches on after its connections are terminated", async () => {
+    const app = `qdc_kill_${run}`;
+    const store = await PgVectorStore.open({ connectionString: url, application_name: app }, pgTable("kill"), SCHEMA);
+    try {
+      const rows = randomRows(200, "v1", 21);
+      await store.upsert(rows);
+      const q = rows[5]!.vector as Float32Array;
+      await Promise.all(Array.from({ length: 4 }, () => store.search(q, 3)));
+      for (const pause of [200, 0]) {
+        const killed = await admin((c) =>
+          c.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", [app]),
+        );
+        assert.ok((killed.rowCount ?? 0) > 0, "the store's connections were terminated");
+        await new Promise((r) => setTimeout(r, pause));
+        const hits = await Promise.all(Array.from({ length: 4 }, () => store.search(q, 3)));
+        assert.ok(hits.every((h) => h[0]?.id === "d0005"));
+        assert.equal(await store.count(), 200);
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("fails a search blocked by a lock within the statement timeout, and searches once it is released", async () => {
+    const table = pgTable("lock");
+    const store = await PgVectorStore.open(url, table, SCHEMA, { statementTimeoutMs: 500 });
+    const locker = new pg.Client({ connectionString: url });
+    await locker.connect();
+    try {
+      const rows = randomRows(50, "v1", 22);
+      await store.upsert(rows);
+      await locker.query(`BEGIN; LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+      const t0 = Date.now();
+      await assert.rejects(
+        store.search(rows[0]!.vector as Float32Array, 3),
+        /statement timeout.*statementTimeoutMs 500/,
+      );
+      const waited = Date.now() - t0;
+      assert.ok(waited >= 400 && waited < 3000, `failed after ${waited} ms`);
+      await locker.query("COMMIT");
+      assert.equal((await store.search(rows[0]!.vector as Float32Array, 3))[0]?.id, "d0000");
+    } finally {
+      await locker.end();
+      await store.close();
+    }
+  });
+
+  it("records the state, replaces it, and reads it reopened", async () => {
+    const table = pgTable("state");
+    const store = await PgVectorStore.open(url, table, SCHEMA);
+    try {
+      assert.equal(await store.readState(), null);
+      await store.writeState({ model: "a" });
+      await store.writeState({ model: "b", reindex: { done: 3 } });
+      const again = await PgVectorStore.open(url, table);
+      assert.deepEqual(await again.readState(), { model: "b", reindex: { done: 3 } });
+      await again.close();
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("adds the state column to a qdc_stores table from before it", async () => {
+    const schema = `qdc_old_${run}`;
+    await admin((c) =>
+      c.query(
+        `CREATE SCHEMA ${schema}; CREATE TABLE ${schema}.qdc_stores (name text PRIMARY KEY, schema jsonb NOT NULL)`,
+      ),
+    );
+    try {
+      const conn = { connectionString: url, options: `-c search_path=${schema},public` };
+      const store = await PgVectorStore.open(conn, "old_docs", SCHEMA);
+      await store.writeState({ model: "m" });
+      await store.close();
+      const again = await PgVectorStore.open(conn, "old_docs");
+      assert.deepEqual(await again.readState(), { model: "m" });
+      await again.close();
+    } finally {
+      await admin((c) => c.query(`DROP SCHEMA ${schema} CASCADE`));
+    }
   });
 });

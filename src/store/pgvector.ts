@@ -23,8 +23,59 @@ const parseVector = (s: string) => Float32Array.from(s.slice(1, -1).split(",").m
 export interface PgOptions {
   /** rows from which the HNSW index is built (default 100,000) */
   annThreshold?: number;
-  /** hnsw.ef_search for queries (default 100) */
+  /** hnsw.ef_search for queries, set once per connection (default 64; raised to k where k is larger) */
   efSearch?: number;
+  /**
+   * server-side statement_timeout of every query on the pool, in ms (default 10,000); the client
+   * gives up a little later still. Index builds and VACUUM run on their own connection without it.
+   */
+  statementTimeoutMs?: number;
+  /** pool size (default 8) */
+  maxConnections?: number;
+}
+
+/** Errors after which the same read is worth one more try on a fresh connection. */
+const CONNECTION_CODES = new Set([
+  "57P01",
+  "57P02",
+  "57P03",
+  "08000",
+  "08003",
+  "08006",
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "EPIPE",
+]);
+export function isConnectionError(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  const code = (e as { code?: unknown }).code;
+  if (typeof code === "string" && CONNECTION_CODES.has(code)) return true;
+  return /Connection terminated|not queryable|ECONNRESET|ECONNREFUSED/.test(e.message);
+}
+
+const warn = (event: string, fields: Record<string, unknown>) =>
+  process.stderr.write(`${JSON.stringify({ level: "warn", event, ...fields, time: new Date().toISOString() })}\n`);
+
+/** per connection: its `SET hnsw.ef_search`, awaited before its first query (pg 9 drops query queueing) */
+const settingUp = new WeakMap<pg.PoolClient, Promise<void>>();
+
+async function connect(pool: pg.Pool): Promise<pg.PoolClient> {
+  const client = await pool.connect();
+  await settingUp.get(client);
+  return client;
+}
+
+/** pool.query, after the connection's setup. */
+async function query(pool: pg.Pool, sql: string, params?: unknown[]): Promise<pg.QueryResult> {
+  const client = await connect(pool);
+  try {
+    const r = await client.query(sql, params);
+    client.release();
+    return r;
+  } catch (e) {
+    client.release(e as Error);
+    throw e;
+  }
 }
 
 export class PgVectorStore implements VectorStore {
@@ -33,6 +84,8 @@ export class PgVectorStore implements VectorStore {
 
   private constructor(
     private readonly pool: pg.Pool,
+    /** how to open a connection of its own (index builds, VACUUM: no timeouts) */
+    private readonly connection: pg.ClientConfig,
     readonly table: string,
     readonly schema: StoreSchema,
     private readonly opts: Required<PgOptions>,
@@ -47,13 +100,58 @@ export class PgVectorStore implements VectorStore {
   ): Promise<PgVectorStore> {
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(table))
       throw new Error(`table name '${table}' must be a lower-case SQL identifier`);
-    const pool = new pg.Pool(
-      typeof connection === "string" ? { connectionString: connection, max: 4 } : { max: 4, ...connection },
+    const o: Required<PgOptions> = {
+      annThreshold: opts.annThreshold ?? 100000,
+      efSearch: opts.efSearch ?? 64,
+      statementTimeoutMs: opts.statementTimeoutMs ?? 10000,
+      maxConnections: opts.maxConnections ?? 8,
+    };
+    for (const [k, v] of Object.entries(o))
+      if (!(v > 0) || (k !== "annThreshold" && !Number.isInteger(v)))
+        throw new Error(`PgOptions.${k} must be a positive integer, got ${v}`);
+    const base: pg.ClientConfig = typeof connection === "string" ? { connectionString: connection } : { ...connection };
+    const pool = new pg.Pool({
+      max: o.maxConnections,
+      connectionTimeoutMillis: 5000,
+      ...base,
+      statement_timeout: o.statementTimeoutMs,
+      // the client-side limit: a query the server does not answer at all (a dead host) fails too
+      query_timeout: o.statementTimeoutMs + Math.max(1000, o.statementTimeoutMs / 5),
+    });
+    // an idle client's connection dying (pg_terminate_backend, a server restart) must not crash
+    // the process: the pool drops that client and opens a new one when next needed
+    pool.on("error", (e) =>
+      warn("pg-connection-lost", { table, error: e.message, code: (e as { code?: string }).code ?? null }),
     );
+    // ef_search once per connection instead of per query (a placeholder setting until pgvector is loaded)
+    pool.on("connect", (client) => {
+      // the pool listens for errors only on idle clients: one arriving while a client is checked out
+      // between two queries (a terminated backend) would be uncaught. The dead client fails its
+      // next query (a read is retried) and is dropped when released; idle ones are logged above.
+      client.on("error", () => {});
+      settingUp.set(
+        client,
+        client.query(`SET hnsw.ef_search = ${o.efSearch}`).then(
+          () => {},
+          (e: Error) => {
+            warn("pg-set-ef-search-failed", { table, error: e.message });
+          },
+        ),
+      );
+    });
     try {
-      await pool.query("CREATE EXTENSION IF NOT EXISTS vector");
-      await pool.query("CREATE TABLE IF NOT EXISTS qdc_stores (name text PRIMARY KEY, schema jsonb NOT NULL)");
-      const existing = await pool.query("SELECT schema FROM qdc_stores WHERE name = $1", [table]);
+      await query(pool, "CREATE EXTENSION IF NOT EXISTS vector");
+      await query(
+        pool,
+        "CREATE TABLE IF NOT EXISTS qdc_stores (name text PRIMARY KEY, schema jsonb NOT NULL, state jsonb)",
+      );
+      // databases from before the state column: added once (ALTER takes a lock, so only when missing)
+      const hasState = await query(
+        pool,
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'qdc_stores' AND column_name = 'state'",
+      );
+      if (!hasState.rows.length) await query(pool, "ALTER TABLE qdc_stores ADD COLUMN IF NOT EXISTS state jsonb");
+      const existing = await query(pool, "SELECT schema FROM qdc_stores WHERE name = $1", [table]);
       let s: StoreSchema;
       if (existing.rows.length) {
         s = existing.rows[0].schema as StoreSchema;
@@ -65,28 +163,76 @@ export class PgVectorStore implements VectorStore {
         checkSchema(schema);
         s = schema;
         const cols = Object.entries(s.fields).map(([k, t]) => `, ${k} ${t === "number" ? "double precision" : "text"}`);
-        await pool.query("BEGIN");
-        await pool.query(
-          `CREATE TABLE ${table} (id text PRIMARY KEY, version text NOT NULL, text text NOT NULL, embedding vector(${s.dim}) NOT NULL${cols.join("")})`,
-        );
-        await pool.query(`CREATE INDEX ${table}_version ON ${table} (version)`);
-        await pool.query("INSERT INTO qdc_stores (name, schema) VALUES ($1, $2)", [table, JSON.stringify(s)]);
-        await pool.query("COMMIT");
+        const client = await connect(pool);
+        try {
+          await client.query("BEGIN");
+          await client.query(
+            `CREATE TABLE ${table} (id text PRIMARY KEY, version text NOT NULL, text text NOT NULL, embedding vector(${s.dim}) NOT NULL${cols.join("")})`,
+          );
+          await client.query(`CREATE INDEX ${table}_version ON ${table} (version)`);
+          await client.query("INSERT INTO qdc_stores (name, schema) VALUES ($1, $2)", [table, JSON.stringify(s)]);
+          await client.query("COMMIT");
+          client.release();
+        } catch (e) {
+          await client.query("ROLLBACK").catch(() => {});
+          client.release(true);
+          throw e;
+        }
       }
-      const store = new PgVectorStore(pool, table, s, {
-        annThreshold: opts.annThreshold ?? 100000,
-        efSearch: opts.efSearch ?? 100,
-      });
-      const idx = await pool.query("SELECT 1 FROM pg_indexes WHERE tablename = $1 AND indexname = $2", [
+      const store = new PgVectorStore(pool, base, table, s, o);
+      const idx = await query(pool, "SELECT 1 FROM pg_indexes WHERE tablename = $1 AND indexname = $2", [
         table,
         `${table}_hnsw`,
       ]);
       store.#indexed = idx.rows.length > 0;
       return store;
     } catch (e) {
-      await pool.query("ROLLBACK").catch(() => {});
       await pool.end();
       throw e;
+    }
+  }
+
+  /**
+   * A read: tried once more when the connection died under it (the pool opens a new one), and a
+   * timeout says which limit it hit.
+   */
+  async #read<T>(what: string, run: () => Promise<T>): Promise<T> {
+    try {
+      try {
+        return await run();
+      } catch (e) {
+        if (!isConnectionError(e)) throw e;
+        warn("pg-retry", { table: this.table, what, error: (e as Error).message });
+        // a moment for the pool to hear of its other dead idle connections
+        await new Promise((r) => setTimeout(r, 50));
+        return await run();
+      }
+    } catch (e) {
+      throw this.#explain(e);
+    }
+  }
+
+  #explain(e: unknown): unknown {
+    if (!(e instanceof Error)) return e;
+    const code = (e as { code?: string }).code;
+    if (code === "57014" && /statement timeout/.test(e.message))
+      e.message = `${e.message} (pgvector store '${this.table}': statementTimeoutMs ${this.opts.statementTimeoutMs})`;
+    else if (e.message === "Query read timeout")
+      e.message = `query timeout: no answer from PostgreSQL within ${this.opts.statementTimeoutMs} ms (statementTimeoutMs) and the server did not cancel it (pgvector store '${this.table}')`;
+    else if (/timeout exceeded when trying to connect/.test(e.message))
+      e.message = `${e.message} (pgvector store '${this.table}': connection timeout 5000 ms, pool of ${this.opts.maxConnections})`;
+    return e;
+  }
+
+  /** A connection of its own without timeouts, for index builds and VACUUM. */
+  async #maintenance<T>(run: (c: pg.Client) => Promise<T>): Promise<T> {
+    const c = new pg.Client({ ...this.connection, statement_timeout: 0, query_timeout: undefined });
+    c.on("error", (e) => warn("pg-connection-lost", { table: this.table, error: e.message, maintenance: true }));
+    await c.connect();
+    try {
+      return await run(c);
+    } finally {
+      await c.end().catch(() => {});
     }
   }
 
@@ -130,7 +276,8 @@ export class PgVectorStore implements VectorStore {
       .slice(1)
       .map((n) => `${n} = EXCLUDED.${n}`)
       .join(", ");
-    await this.pool.query(
+    await query(
+      this.pool,
       `INSERT INTO ${this.table} (${names.join(", ")}) VALUES ${tuples.join(", ")} ON CONFLICT (id) DO UPDATE SET ${updates}`,
       values,
     );
@@ -138,75 +285,144 @@ export class PgVectorStore implements VectorStore {
   }
 
   async delete(ids: string[]): Promise<void> {
-    if (ids.length) await this.pool.query(`DELETE FROM ${this.table} WHERE id = ANY($1)`, [ids]);
+    if (ids.length) await query(this.pool, `DELETE FROM ${this.table} WHERE id = ANY($1)`, [ids]);
   }
 
-  async search(vector: Float32Array, k: number, opts: SearchOptions = {}): Promise<StoreHit[]> {
+  /** The WHERE clause of a search (parameters from `$first` on) and its parameters. */
+  #conditions(opts: SearchOptions, first: number): { where: string; params: unknown[] } {
     checkFilter(this.schema, opts.filter);
-    const params: unknown[] = [vectorLiteral(vector), k];
+    const params: unknown[] = [];
     const conds: string[] = [];
     if (opts.version !== undefined) {
       params.push(opts.version);
-      conds.push(`version = $${params.length}`);
+      conds.push(`version = $${first + params.length - 1}`);
     }
     for (const [f, v] of Object.entries(opts.filter ?? {})) {
       params.push(v);
-      conds.push(`${f} = $${params.length}`);
+      conds.push(`${f} = $${first + params.length - 1}`);
     }
-    const sql = `SELECT id, version, 1 - (embedding <=> $1) AS score${this.#fieldNames()
-      .map((f) => `, ${f}`)
-      .join(
-        "",
-      )} FROM ${this.table}${conds.length ? ` WHERE ${conds.join(" AND ")}` : ""} ORDER BY embedding <=> $1 LIMIT $2`;
-    const client = await this.pool.connect();
+    return { where: conds.length ? ` WHERE ${conds.join(" AND ")}` : "", params };
+  }
+
+  /**
+   * The distance to order by: the bare operator lets the planner use the HNSW index; `+ 0` keeps
+   * the same order but no index can produce it, so the search is exact (a sequential scan).
+   */
+  #orderBy(q: string, opts: SearchOptions): string {
+    return opts.exact || !this.#indexed ? `(embedding <=> ${q}) + 0` : `embedding <=> ${q}`;
+  }
+
+  #hit(row: Record<string, unknown>): StoreHit {
+    const fields: Record<string, string | number> = {};
+    for (const k of this.#fieldNames())
+      if (row[k] !== null && row[k] !== undefined) fields[k] = row[k] as string | number;
+    return { id: String(row.id), version: String(row.version), score: Number(row.score), fields };
+  }
+
+  /**
+   * Runs a search statement: one plain query with the connection's ef_search, or, where k is
+   * beyond it (an HNSW scan returns at most ef_search rows), in a transaction that raises it.
+   */
+  async #query(sql: string, params: unknown[], k: number, opts: SearchOptions): Promise<pg.QueryResult> {
+    const ann = this.#indexed && !opts.exact;
+    if (!ann || k <= this.opts.efSearch) return query(this.pool, sql, params);
+    const client = await connect(this.pool);
     try {
-      await client.query("BEGIN");
-      // exact: no index scan; approximate: the HNSW index with this ef_search
-      if (opts.exact || !this.#indexed) await client.query("SET LOCAL enable_indexscan = off");
-      else await client.query(`SET LOCAL hnsw.ef_search = ${Math.max(this.opts.efSearch, k)}`);
+      await client.query(`BEGIN; SET LOCAL hnsw.ef_search = ${Math.min(k, 1000)}`);
       const r = await client.query(sql, params);
       await client.query("COMMIT");
-      return r.rows.map((row: Record<string, unknown>) => ({
-        id: String(row.id),
-        version: String(row.version),
-        score: Number(row.score),
-        fields: this.#row({ ...row, text: "", embedding: "[]" }).fields ?? {},
-      }));
+      client.release();
+      return r;
     } catch (e) {
       await client.query("ROLLBACK").catch(() => {});
+      client.release(true);
       throw e;
-    } finally {
-      client.release();
     }
   }
 
+  #columns(): string {
+    return this.#fieldNames()
+      .map((f) => `, ${f}`)
+      .join("");
+  }
+
+  async search(vector: Float32Array, k: number, opts: SearchOptions = {}): Promise<StoreHit[]> {
+    const { where, params } = this.#conditions(opts, 3);
+    const sql = `SELECT id, version, 1 - (embedding <=> $1) AS score${this.#columns()} FROM ${this.table}${where} ORDER BY ${this.#orderBy("$1", opts)} LIMIT $2`;
+    const all = [vectorLiteral(vector), k, ...params];
+    return this.#read("search", async () => (await this.#query(sql, all, k, opts)).rows.map((r) => this.#hit(r)));
+  }
+
+  /**
+   * All query vectors in one statement: a lateral top-k per vector (each one an HNSW index scan
+   * where the table is indexed, as EXPLAIN shows), rows tagged with the vector's position.
+   */
   async searchMany(vectors: Float32Array[], k: number, opts: SearchOptions = {}): Promise<StoreHit[][]> {
-    return Promise.all(vectors.map((v) => this.search(v, k, opts)));
+    const { where, params } = this.#conditions(opts, 3);
+    if (!vectors.length) return [];
+    const sql = `SELECT q.i${this.#columns()}, h.id, h.version, h.score FROM unnest($1::text[]) WITH ORDINALITY AS q(t, i) CROSS JOIN LATERAL (SELECT id, version, 1 - (embedding <=> q.t::vector) AS score${this.#columns()} FROM ${this.table}${where} ORDER BY ${this.#orderBy("q.t::vector", opts)} LIMIT $2) h`;
+    const all = [vectors.map(vectorLiteral), k, ...params];
+    return this.#read("searchMany", async () => {
+      const out: StoreHit[][] = vectors.map(() => []);
+      for (const row of (await this.#query(sql, all, k, opts)).rows) out[Number(row.i) - 1]!.push(this.#hit(row));
+      // each list in distance order (a stable sort: ties keep the scan's order)
+      for (const hits of out) hits.sort((a, b) => b.score - a.score);
+      return out;
+    });
   }
+
   async readState(): Promise<StoreState | null> {
-    return null;
+    return this.#read("readState", async () => {
+      const r = await query(this.pool, "SELECT state FROM qdc_stores WHERE name = $1", [this.table]);
+      return (r.rows[0]?.state as StoreState | null | undefined) ?? null;
+    });
   }
-  async writeState(_state: StoreState): Promise<void> {}
-  async optimize(): Promise<void> {}
+
+  /** One UPDATE: atomic, and a reader sees the old or the new document. */
+  async writeState(state: StoreState): Promise<void> {
+    try {
+      const r = await query(this.pool, "UPDATE qdc_stores SET state = $2 WHERE name = $1", [
+        this.table,
+        JSON.stringify(state),
+      ]);
+      if (r.rowCount !== 1) throw new Error(`no qdc store '${this.table}' in qdc_stores to record the state of`);
+    } catch (e) {
+      throw this.#explain(e);
+    }
+  }
+
+  /**
+   * VACUUM (ANALYZE): reclaims the dead row versions a re-index leaves (also in the HNSW index,
+   * whose rows are always current: pgvector indexes every write) and refreshes the planner's
+   * statistics. On a connection of its own: outside any transaction and without the statement timeout.
+   */
+  async optimize(): Promise<void> {
+    await this.#maintenance((c) => c.query(`VACUUM (ANALYZE) ${this.table}`));
+  }
 
   async get(ids: string[]): Promise<StoreRow[]> {
     if (!ids.length) return [];
-    const r = await this.pool.query(`SELECT * FROM ${this.table} WHERE id = ANY($1)`, [ids]);
-    return r.rows.map((row: Record<string, unknown>) => this.#row(row));
+    return this.#read("get", async () => {
+      const r = await query(this.pool, `SELECT * FROM ${this.table} WHERE id = ANY($1)`, [ids]);
+      return r.rows.map((row: Record<string, unknown>) => this.#row(row));
+    });
   }
 
   async stale(version: string, limit: number): Promise<StoreRow[]> {
-    const r = await this.pool.query(`SELECT * FROM ${this.table} WHERE version <> $1 ORDER BY id LIMIT $2`, [
-      version,
-      limit,
-    ]);
-    return r.rows.map((row: Record<string, unknown>) => this.#row(row));
+    return this.#read("stale", async () => {
+      const r = await query(this.pool, `SELECT * FROM ${this.table} WHERE version <> $1 ORDER BY id LIMIT $2`, [
+        version,
+        limit,
+      ]);
+      return r.rows.map((row: Record<string, unknown>) => this.#row(row));
+    });
   }
 
   async *iterate(version: string, batch: number): AsyncGenerator<StoreRow[]> {
     let after = "";
     for (;;) {
-      const r = await this.pool.query(
+      const r = await query(
+        this.pool,
         `SELECT * FROM ${this.table} WHERE version = $1 AND id > $2 ORDER BY id LIMIT $3`,
         [version, after, batch],
       );
@@ -218,19 +434,27 @@ export class PgVectorStore implements VectorStore {
   }
 
   async versions(): Promise<Record<string, number>> {
-    const r = await this.pool.query(`SELECT version, count(*)::int AS n FROM ${this.table} GROUP BY version`);
-    return Object.fromEntries(r.rows.map((row: { version: string; n: number }) => [row.version, row.n]));
+    return this.#read("versions", async () => {
+      const r = await query(this.pool, `SELECT version, count(*)::int AS n FROM ${this.table} GROUP BY version`);
+      return Object.fromEntries(r.rows.map((row: { version: string; n: number }) => [row.version, row.n]));
+    });
   }
 
   async count(): Promise<number> {
-    const r = await this.pool.query(`SELECT count(*)::int AS n FROM ${this.table}`);
-    return r.rows[0].n as number;
+    return this.#read("count", async () => {
+      const r = await query(this.pool, `SELECT count(*)::int AS n FROM ${this.table}`);
+      return r.rows[0].n as number;
+    });
   }
 
+  /** On a connection of its own: building HNSW over many rows takes longer than the statement timeout. */
   async buildIndex(): Promise<void> {
-    await this.pool.query(
-      `CREATE INDEX IF NOT EXISTS ${this.table}_hnsw ON ${this.table} USING hnsw (embedding vector_cosine_ops)`,
-    );
+    await this.#maintenance(async (c) => {
+      await c.query(
+        `CREATE INDEX IF NOT EXISTS ${this.table}_hnsw ON ${this.table} USING hnsw (embedding vector_cosine_ops)`,
+      );
+      await c.query(`ANALYZE ${this.table}`);
+    });
     this.#indexed = true;
   }
 
