@@ -131,12 +131,21 @@ export class PgVectorStore implements VectorStore {
       client.on("error", () => {});
       settingUp.set(
         client,
-        client.query(`SET hnsw.ef_search = ${o.efSearch}`).then(
-          () => {},
-          (e: Error) => {
-            warn("pg-set-ef-search-failed", { table, error: e.message });
-          },
-        ),
+        client
+          .query(`SET hnsw.ef_search = ${o.efSearch}`)
+          .then(
+            () => {},
+            (e: Error) => {
+              warn("pg-set-ef-search-failed", { table, error: e.message });
+            },
+          )
+          // pgvector 0.8: a filtered HNSW scan (a version or field filter) goes on until it has k
+          // rows instead of returning fewer; older versions lack the setting and filter as before
+          .then(() => client.query("SET hnsw.iterative_scan = strict_order"))
+          .then(
+            () => {},
+            () => {},
+          ),
       );
     });
     try {
