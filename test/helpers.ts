@@ -2,8 +2,13 @@
 import assert from "node:assert/strict";
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { FastifyInstance } from "fastify";
 import { fitBetweenModels } from "../src/drift/between-models.js";
 import { EmbeddingModel, keep, noGrad, randn, type Tensor, tensor, tidy } from "../src/index.js";
+import { buildApp } from "../src/server/http.js";
+import { Reindexer } from "../src/server/reindex.js";
+import { SearchService } from "../src/server/service.js";
+import type { VectorStore } from "../src/store/store.js";
 
 export function assertClose(
   actual: ArrayLike<number>,
@@ -88,9 +93,8 @@ export function gradcheck(name: string, f: (xs: Tensor[]) => Tensor, inputs: Gra
   });
 }
 
-/** The reference fixtures (computed with PyTorch + transformers): ../shared/fixtures beside the checkout. */
-export const FIXTURES: string =
-  process.env.QDC_FIXTURES ?? new URL("../../../shared/fixtures/", import.meta.url).pathname.replace(/\/$/, "");
+/** The reference fixtures (computed with PyTorch + transformers; test/fixtures/README.md), in the repository. */
+export const FIXTURES: string = new URL("../../test/fixtures/", import.meta.url).pathname.replace(/\/$/, "");
 
 /**
  * A descendant of the bert-tiny fixture in `dir/new`: its config and tokenizer with the weights
@@ -142,4 +146,17 @@ export function derivedModel(
       methods: ["mean"],
     });
   return out;
+}
+
+/** The search service over `store` serving `modelDir`, with its re-indexer and HTTP API on a free port. */
+export async function startService(
+  store: VectorStore,
+  modelDir: string,
+  opts: { token: string; batchSize?: number; log?: (e: Record<string, unknown>) => void },
+): Promise<{ service: SearchService; reindexer: Reindexer; app: FastifyInstance; base: string }> {
+  const service = await SearchService.create({ store, modelDir, log: opts.log });
+  const reindexer = new Reindexer(service, { batchSize: opts.batchSize ?? 16 });
+  const app = buildApp(service, reindexer, { token: opts.token });
+  const base = await app.listen({ port: 0, host: "127.0.0.1" });
+  return { service, reindexer, app, base };
 }

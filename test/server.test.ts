@@ -12,12 +12,10 @@ import { after, before, describe, it } from "node:test";
 import type { FastifyInstance } from "fastify";
 import { fitBetweenModels } from "../src/drift/between-models.js";
 import { EmbeddingModel } from "../src/models/embedding-model.js";
-import { buildApp } from "../src/server/http.js";
 import { loadCorpus } from "../src/server/load.js";
-import { Reindexer } from "../src/server/reindex.js";
-import { SearchService } from "../src/server/service.js";
+import type { SearchService } from "../src/server/service.js";
 import { LanceStore } from "../src/store/lancedb.js";
-import { FIXTURES, trainedBertTiny } from "./helpers.js";
+import { FIXTURES, startService, trainedBertTiny } from "./helpers.js";
 
 const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
 const WORDS =
@@ -54,7 +52,6 @@ describe("search service", () => {
   const N = 120;
   const corpusFile = corpus(dir, N);
   let service: SearchService;
-  let reindexer: Reindexer;
   let app: FastifyInstance;
   let base = "";
   const post = async (path: string, body: unknown, token?: string) => {
@@ -69,10 +66,7 @@ describe("search service", () => {
   before(async () => {
     const store = await LanceStore.open(join(dir, "store"), { dim: 64, fields: { lang: "string" } });
     await loadCorpus(store, oldDir, corpusFile);
-    service = await SearchService.create({ store, modelDir: oldDir });
-    reindexer = new Reindexer(service, { batchSize: 16 });
-    app = buildApp(service, reindexer, { token: TOKEN });
-    base = await app.listen({ port: 0, host: "127.0.0.1" });
+    ({ service, app, base } = await startService(store, oldDir, { token: TOKEN }));
   });
   after(async () => {
     await app.close();

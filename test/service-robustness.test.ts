@@ -23,7 +23,7 @@ import { SearchService } from "../src/server/service.js";
 import { LanceStore } from "../src/store/lancedb.js";
 import { openStore } from "../src/store/open.js";
 import type { VectorStore } from "../src/store/store.js";
-import { derivedModel, FIXTURES, trainedBertTiny } from "./helpers.js";
+import { derivedModel, FIXTURES, startService, trainedBertTiny } from "./helpers.js";
 
 /** The trained bert-tiny descendant with its lineage and a mean compensator to bert-tiny. */
 function childOfBertTiny(dir: string): string {
@@ -113,10 +113,10 @@ for (const { kind, uri } of stores)
     before(async () => {
       const store = await openStore(storeUri, { dim: 64, fields: {} });
       await loadCorpus(store, oldDir, corpus(dir, N));
-      service = await SearchService.create({ store, modelDir: oldDir, log: (e) => events.push(e) });
-      reindexer = new Reindexer(service, { batchSize: 16 });
-      app = buildApp(service, reindexer, { token: TOKEN });
-      base = await app.listen({ port: 0, host: "127.0.0.1" });
+      ({ service, reindexer, app, base } = await startService(store, oldDir, {
+        token: TOKEN,
+        log: (e) => events.push(e),
+      }));
     });
     after(async () => {
       await app.close();
