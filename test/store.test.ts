@@ -278,7 +278,7 @@ describe("LanceDB specifics", () => {
     }
   });
 
-  it("keeps a btree on id (merge-insert joins) and a bitmap on version, also through optimize", async () => {
+  it("keeps a btree on id for the merge-insert joins, also through optimize", async () => {
     const store = await LanceStore.open(fresh(), SCHEMA);
     try {
       await store.upsert(randomRows(300, "v1", 7));
@@ -290,7 +290,7 @@ describe("LanceDB specifics", () => {
       assert.equal((await byColumn()).id, "BTree");
       await store.buildIndex();
       await store.optimize();
-      assert.deepEqual(await byColumn(), { id: "BTree", vector: "IvfHnswSq", version: "Bitmap" });
+      assert.deepEqual(await byColumn(), { id: "BTree", vector: "IvfHnswSq" });
       assert.deepEqual(await store.versions(), { v1: 200, v2: 100 });
       // every row rewritten (a re-index): the vector index is trained again, not lost
       await store.upsert(randomRows(300, "v3", 11));
@@ -299,7 +299,6 @@ describe("LanceDB specifics", () => {
       assert.deepEqual(after.map((i) => [i.columns[0], i.numIndexedRows, i.numUnindexedRows]).sort(), [
         ["id", 300, 0],
         ["vector", 300, 0],
-        ["version", 300, 0],
       ]);
       assert.deepEqual(await store.versions(), { v3: 300 });
     } finally {

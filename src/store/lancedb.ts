@@ -257,8 +257,6 @@ export class LanceStore implements VectorStore {
     if (!this.#idIndexed) {
       // the join key of later merge-inserts; `optimize` brings later rows into it
       await this.table.createIndex("id", { config: lancedb.Index.btree(), replace: true });
-      // a handful of values: a bitmap makes the per-version filters of mixed-version search cheap
-      await this.table.createIndex("version", { config: lancedb.Index.bitmap(), replace: true });
       this.#idIndexed = true;
     }
     if (!this.indexed && (await this.table.countRows()) >= this.opts.annThreshold) await this.buildIndex();
