@@ -44,6 +44,8 @@ const STATES: ReindexState[] = ["idle", "running", "paused", "done", "failed"];
 export class Reindexer {
   #status: ReindexStatus;
   #loop: Promise<void> | null = null;
+  /** the current run; a loop of an earlier run (paused, then resumed) stops at its next batch */
+  #generation = 0;
   #t0 = 0;
   #doneAtStart = 0;
   #recorded = Promise.resolve();
@@ -96,7 +98,13 @@ export class Reindexer {
     this.#set({ state: "running", error: undefined });
     this.#t0 = performance.now();
     this.#doneAtStart = this.#status.done;
-    this.#loop = this.#run().catch((e: unknown) => {
+    const generation = ++this.#generation;
+    const previous = this.#loop;
+    // one loop at a time: a resume waits for the paused run's batch in flight to finish
+    this.#loop = (async () => {
+      await previous;
+      await this.#run(generation);
+    })().catch((e: unknown) => {
       this.#set({ state: "failed", error: e instanceof Error ? e.message : String(e) });
     });
     return this.status;
@@ -136,12 +144,12 @@ export class Reindexer {
     return picked;
   }
 
-  async #run(): Promise<void> {
+  async #run(generation: number): Promise<void> {
     const batchSize = this.opts.batchSize ?? 64;
     const optimizeEvery = this.opts.optimizeEvery ?? 20000;
     let sinceOptimize = 0;
     let batches = 0;
-    while (this.#status.state === "running") {
+    while (this.#status.state === "running" && generation === this.#generation) {
       const m = this.service.acquire();
       try {
         if (m.version !== this.#status.target) {
