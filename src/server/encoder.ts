@@ -206,7 +206,11 @@ type Reply = { id: number; ok: true; value: unknown } | { id: number; ok: false;
 export class ProcessEncoder implements Encoder {
   #child: ChildProcess | null = null;
   #next = 0;
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  /** calls awaiting their reply, with the child they were sent to */
+  readonly #pending = new Map<
+    number,
+    { child: ChildProcess; resolve: (v: unknown) => void; reject: (e: Error) => void }
+  >();
   /** what the child has loaded, to load again after a restart */
   readonly #loaded = new Map<string, ModelSpec>();
   #closed = false;
@@ -244,8 +248,7 @@ export class ProcessEncoder implements Encoder {
       const err = new EncoderExited(
         `the ${this.opts.name ?? "encoder"} process exited (${signal ?? `code ${code}`}) during the call; it is restarted on the next one`,
       );
-      for (const p of this.#pending.values()) p.reject(err);
-      this.#pending.clear();
+      this.#fail(child, err);
     });
     return child;
   }
@@ -261,13 +264,32 @@ export class ProcessEncoder implements Encoder {
     return this.#send<T>(op, args);
   }
 
+  /** Rejects the calls sent to `child` (one that died); calls to a newer child are not touched. */
+  #fail(child: ChildProcess, err: Error): void {
+    if (this.#child === child) this.#child = null;
+    for (const [id, p] of this.#pending)
+      if (p.child === child) {
+        this.#pending.delete(id);
+        p.reject(err);
+      }
+  }
+
   #send<T>(op: keyof Encoder, args: unknown[]): Promise<T> {
     const child = this.#child as ChildProcess;
     const id = this.#next++;
     return new Promise<T>((res, rej) => {
-      this.#pending.set(id, { resolve: res as (v: unknown) => void, reject: rej });
+      this.#pending.set(id, { child, resolve: res as (v: unknown) => void, reject: rej });
       child.send({ id, op, args } satisfies Call, (e) => {
-        if (e && this.#pending.delete(id)) rej(e);
+        // the pipe broke (EPIPE) before the child's exit was seen: the same as its exit
+        if (e) {
+          child.kill("SIGKILL");
+          this.#fail(
+            child,
+            new EncoderExited(
+              `the ${this.opts.name ?? "encoder"} process could not be reached (${e.message}); it is restarted on the next call`,
+            ),
+          );
+        }
       });
     });
   }
