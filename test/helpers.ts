@@ -155,7 +155,7 @@ export async function startService(
   opts: { token: string; batchSize?: number; log?: (e: Record<string, unknown>) => void },
 ): Promise<{ service: SearchService; reindexer: Reindexer; app: FastifyInstance; base: string }> {
   const service = await SearchService.create({ store, modelDir, log: opts.log });
-  const reindexer = new Reindexer(service, { batchSize: opts.batchSize ?? 16 });
+  const reindexer = new Reindexer(service, { batchSize: opts.batchSize ?? 16, writeRows: opts.batchSize ?? 16 });
   const app = buildApp(service, reindexer, { token: opts.token });
   const base = await app.listen({ port: 0, host: "127.0.0.1" });
   return { service, reindexer, app, base };

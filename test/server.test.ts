@@ -203,10 +203,22 @@ describe("re-index crash and restart", () => {
     const store = await LanceStore.open(storeDir, { dim: 64, fields: {} });
     await loadCorpus(store, oldDir, corpus(dir, N));
     await store.close();
-    const args = [cli, "store", "reindex", "--store", storeDir, "--model", newDir, "--batch-size", "8"];
+    const args = [
+      cli,
+      "store",
+      "reindex",
+      "--store",
+      storeDir,
+      "--model",
+      newDir,
+      "--batch-size",
+      "8",
+      "--write-rows",
+      "8",
+    ];
     const crashed = spawnSync("node", args, {
       encoding: "utf8",
-      env: { ...process.env, QDC_TEST_CRASH_AFTER_BATCHES: "3" },
+      env: { ...process.env, QDC_TEST_CRASH_AFTER_WRITES: "3" },
     });
     assert.equal(crashed.signal, "SIGKILL");
     const mid = await LanceStore.open(storeDir);

@@ -262,7 +262,16 @@ for (const { kind, uri } of stores)
       await loadCorpus(store, oldDir, corpus(dir, N));
       await store.close();
 
-      const first = await serve(["--store", storeDir, "--model", oldDir, "--reindex-batch", "8"]);
+      const first = await serve([
+        "--store",
+        storeDir,
+        "--model",
+        oldDir,
+        "--reindex-batch",
+        "8",
+        "--reindex-write",
+        "8",
+      ]);
       const up = await post(first.base, "/admin/upgrade", { model: newDir }, TOKEN);
       assert.equal(up.status, 200, JSON.stringify(up.body));
       await post(first.base, "/admin/reindex", { action: "start" }, TOKEN);

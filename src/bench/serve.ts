@@ -256,7 +256,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
       log(`${kind} alone: ${f1(alone.qps)} QPS, p50 ${f1(alone.p50Ms)} ms, p99 ${f1(alone.p99Ms)} ms`);
 
       const service = await SearchService.create({ store, modelDir: oldDir, maxLength: 64, log: () => {} });
-      const reindexer = new Reindexer(service, { batchSize: 256 });
+      const reindexer = new Reindexer(service);
       const app = buildApp(service, reindexer, {});
       const base = await app.listen({ port: 0, host: "127.0.0.1" });
       const load = new Load();
@@ -285,7 +285,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
       const small = await open("standalone");
       await small.upsert(rows.slice(0, 10000));
       const s2 = await SearchService.create({ store: small, modelDir: oldDir, maxLength: 64, log: () => {} });
-      const r2 = new Reindexer(s2, { batchSize: 256 });
+      const r2 = new Reindexer(s2);
       const standalone = await reindexWith(s2, r2, newDir);
       await s2.close();
       await drop("standalone");

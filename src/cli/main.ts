@@ -412,7 +412,8 @@ store
   .description("re-embed every row of older versions with --model, resumably (what the service does in the background)")
   .requiredOption("--store <uri>", "store URI")
   .option("--model <dir>", "the model to re-embed with (default: the model the store records)")
-  .option("--batch-size <n>", "documents per batch", positiveInt("--batch-size"), 64)
+  .option("--batch-size <n>", "documents per forward pass", positiveInt("--batch-size"), 64)
+  .option("--write-rows <n>", "documents per store write", positiveInt("--write-rows"), 1024)
   .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
   .action(async (opts) => {
     const { openStore } = await import("../store/open.js");
@@ -426,15 +427,16 @@ store
       device: opts.device,
       encoder: "inline",
     });
-    const crash = process.env.QDC_TEST_CRASH_AFTER_BATCHES;
+    const crash = process.env.QDC_TEST_CRASH_AFTER_WRITES;
     const r = new Reindexer(service, {
       batchSize: opts.batchSize,
+      writeRows: opts.writeRows,
       resume: false,
       log: (st) =>
         console.error(
           `reindex ${st.state}: ${st.done} done, ${st.remaining ?? "?"} left (${st.docsPerSecond.toFixed(1)} docs/s)`,
         ),
-      crashAfterBatches: crash ? Number(crash) : undefined,
+      crashAfterWrites: crash ? Number(crash) : undefined,
     });
     if (r.status.state !== "running") r.start();
     const st = await r.settled();
@@ -457,7 +459,8 @@ program
       "how older rows are reached (default: as recorded in the store, else mean)",
     ).choices(["mean", "kernel", "procrustes", "affine", "mlp", "auto"]),
   )
-  .option("--reindex-batch <n>", "documents per re-index batch", positiveInt("--reindex-batch"), 256)
+  .option("--reindex-batch <n>", "documents per forward pass of the re-indexer", positiveInt("--reindex-batch"), 64)
+  .option("--reindex-write <n>", "documents per store write of the re-indexer", positiveInt("--reindex-write"), 1024)
   .addOption(
     new Option("--encoder <where>", "where models run: a child process (event loop stays free) or inline")
       .choices(["process", "inline"])
@@ -483,7 +486,7 @@ program
       encoderThreads: opts.encoderThreads,
       maxBatch: opts.maxBatch,
     });
-    const reindexer = new Reindexer(service, { batchSize: opts.reindexBatch });
+    const reindexer = new Reindexer(service, { batchSize: opts.reindexBatch, writeRows: opts.reindexWrite });
     const app = buildApp(service, reindexer, { token: opts.token ?? process.env.QDC_ADMIN_TOKEN });
     const address = await app.listen({ port: opts.port, host: opts.host });
     const rs = reindexer.status;

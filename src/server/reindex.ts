@@ -26,10 +26,18 @@ export interface ReindexStatus {
 }
 
 export interface ReindexOptions {
+  /** documents per forward pass of the re-index encoder (default 64) */
   batchSize?: number;
+  /**
+   * documents per store write (default 1024, rounded up to whole batches): every write of LanceDB
+   * adds a fragment that each search scans until the next `optimize`, so small writes slow searches
+   * down (measured: 5,000 rewritten rows in 79 writes cut LanceDB's QPS to a quarter, in 5 writes
+   * by far less); a crash or an upgrade loses at most one write's embeddings
+   */
+  writeRows?: number;
   log?: (s: ReindexStatus) => void;
-  /** test hook: exit the process (as a crash) after this many batches */
-  crashAfterBatches?: number;
+  /** test hook: exit the process (as a crash) after this many store writes */
+  crashAfterWrites?: number;
   /** resume a re-index the store records as running (default true) */
   resume?: boolean;
   /**
@@ -127,7 +135,7 @@ export class Reindexer {
     this.opts.log?.(snapshot);
   }
 
-  /** The next batch: stale rows among the most retrieved first, then any stale rows. */
+  /** The next rows to re-embed: stale rows among the most retrieved first, then any stale rows. */
   async #batch(target: string, n: number): Promise<StoreRow[]> {
     const hot = [...this.service.retrievals.entries()]
       .sort((a, b) => b[1] - a[1])
@@ -146,9 +154,10 @@ export class Reindexer {
 
   async #run(generation: number): Promise<void> {
     const batchSize = this.opts.batchSize ?? 64;
+    const writeRows = Math.ceil((this.opts.writeRows ?? 1024) / batchSize) * batchSize;
     const optimizeEvery = this.opts.optimizeEvery ?? 20000;
     let sinceOptimize = 0;
-    let batches = 0;
+    let writes = 0;
     while (this.#status.state === "running" && generation === this.#generation) {
       const m = this.service.acquire();
       try {
@@ -159,7 +168,7 @@ export class Reindexer {
           this.#doneAtStart = 0;
         }
         const target = m.version;
-        const rows = await this.#batch(target, batchSize);
+        const rows = await this.#batch(target, writeRows);
         if (!rows.length) {
           // compaction and the ANN index brought up to date, before reporting done
           await this.service.store.optimize();
@@ -167,10 +176,19 @@ export class Reindexer {
           this.#set({ state: "done", remaining: 0 });
           return;
         }
-        const vectors = await this.service.embedDocuments(
-          target,
-          rows.map((r) => r.text),
-        );
+        // embedded a batch at a time, so a pause or an upgrade is heard within one forward pass
+        const vectors: Float32Array[] = [];
+        for (let i = 0; i < rows.length; i += batchSize) {
+          if (this.#status.state !== "running" || generation !== this.#generation) return;
+          if (this.service.model.version !== target) break;
+          vectors.push(
+            ...(await this.service.embedDocuments(
+              target,
+              rows.slice(i, i + batchSize).map((r) => r.text),
+            )),
+          );
+        }
+        if (vectors.length < rows.length) continue;
         // dropped (and redone for the new model) if an upgrade came in meanwhile
         const wrote = await this.service.writeFor(target, () =>
           this.service.store.upsert(asRows(rows, vectors, target)),
@@ -186,8 +204,8 @@ export class Reindexer {
         const remaining = Object.entries(counts).reduce((a, [v, n]) => (v === target ? a : a + n), 0);
         const secs = (performance.now() - this.#t0) / 1000;
         this.#set({ done, remaining, docsPerSecond: (done - this.#doneAtStart) / Math.max(secs, 1e-3) });
-        batches++;
-        if (this.opts.crashAfterBatches !== undefined && batches >= this.opts.crashAfterBatches) {
+        writes++;
+        if (this.opts.crashAfterWrites !== undefined && writes >= this.opts.crashAfterWrites) {
           await this.#recorded;
           process.kill(process.pid, "SIGKILL");
         }
