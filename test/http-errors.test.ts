@@ -415,8 +415,8 @@ describe("HTTP errors", () => {
   });
 });
 
-describe("5xx responses", () => {
-  it("say which request failed without its cause", async () => {
+describe("a store without filterable fields, and 5xx responses", () => {
+  it("name the filter problem; a 5xx says which request failed, not its cause", async () => {
     const dir = mkdtempSync(join(tmpdir(), "qdc-http-5xx-"));
     const modelDir = resolve(FIXTURES, "bert-tiny");
     const corpus = join(dir, "corpus.jsonl");
@@ -431,6 +431,18 @@ describe("5xx responses", () => {
     const logged: Record<string, unknown>[] = [];
     const app = buildApp(failing, new Reindexer(service), { onServerError: (e) => logged.push(e) });
     const base = await app.listen({ port: 0, host: "127.0.0.1" });
+    // (this store has no filterable fields)
+    const filtered = await fetch(`${base}/search`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ texts: ["rivers"], filter: { lang: "en" } }),
+    });
+    assert.equal(filtered.status, 400);
+    assert.deepEqual(await filtered.json(), {
+      error: "bad_filter",
+      message:
+        "body/filter has unknown field 'lang' (body/filter must be an empty object: the store has no filterable fields)",
+    });
     const r = await fetch(`${base}/search`, {
       method: "POST",
       headers: { "content-type": "application/json" },

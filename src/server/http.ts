@@ -129,7 +129,7 @@ function schemaErrorMessage(e: SchemaError, dataVar: string): string {
     const key = quoteKey(String(e.params.additionalProperty));
     return allowed.length
       ? `${path} has unknown field ${key} (allowed: ${allowed.join(", ")})`
-      : `${path} has unknown field ${key} (no fields are allowed${schema.description ? `: ${schema.description}` : ""})`;
+      : `${path} has unknown field ${key} (${path} must be ${schema.description ?? "an empty object"})`;
   }
   if (e.keyword === "required") {
     const field = String(e.params.missingProperty);
@@ -387,7 +387,7 @@ export function buildApp(service: SearchService, reindexer: Reindexer, opts: Htt
               type: "object",
               description: fieldNames.length
                 ? `an object of equality conditions on the store's fields (${fieldNames.map((f) => `${f}: ${fields[f]}`).join(", ")})`
-                : "the store has no filterable fields",
+                : "an empty object: the store has no filterable fields",
               additionalProperties: false,
               properties: Object.fromEntries(
                 fieldNames.map((f) => [
