@@ -12,6 +12,7 @@ import { after, before, describe, it } from "node:test";
 import type { FastifyInstance } from "fastify";
 import { fitBetweenModels } from "../src/drift/between-models.js";
 import { EmbeddingModel } from "../src/models/embedding-model.js";
+import { modelName } from "../src/server/http.js";
 import { loadCorpus } from "../src/server/load.js";
 import type { SearchService } from "../src/server/service.js";
 import { LanceStore } from "../src/store/lancedb.js";
@@ -49,6 +50,9 @@ function models(dir: string): { oldDir: string; newDir: string } {
 describe("search service", () => {
   const dir = mkdtempSync(join(tmpdir(), "qdc-serve-"));
   const { oldDir, newDir } = models(dir);
+  // responses name models without their paths
+  const oldName = modelName(oldDir);
+  const newName = modelName(newDir);
   const N = 120;
   const corpusFile = corpus(dir, N);
   let service: SearchService;
@@ -96,25 +100,26 @@ describe("search service", () => {
     }
     assert.match(
       String((await post("/search", { texts: ["ok"], filter: { colour: "red" } })).body.message),
-      /unknown filter field 'colour'/,
+      /^body\/filter has unknown field 'colour' \(allowed: lang\)$/,
     );
     assert.equal((await post("/admin/upgrade", { model: newDir })).status, 401);
+    assert.equal((await post("/admin/upgrade", { model: newDir }, "wrong")).status, 403);
     assert.match(
       String((await post("/admin/upgrade", { model: join(FIXTURES, "nomic-tiny") }, TOKEN)).body.message),
       /cannot upgrade/,
     );
     const ok = await post("/search", { texts: ["the river", "a compiler"], k: 5, filter: { lang: "en" } });
     assert.equal(ok.status, 200);
-    assert.equal(ok.body.model, oldDir);
+    assert.equal(ok.body.model, oldName);
     const results = ok.body.results as { id: string; version: string; fields: { lang: string } }[][];
     assert.equal(results.length, 2);
-    assert.ok(results.every((h) => h.length === 5 && h.every((x) => x.fields.lang === "en" && x.version === oldDir)));
+    assert.ok(results.every((h) => h.length === 5 && h.every((x) => x.fields.lang === "en" && x.version === oldName)));
     const models = (await (await fetch(`${base}/models`)).json()) as Record<string, unknown>;
-    assert.equal(models.current, oldDir);
-    assert.deepEqual(models.lineage, [oldDir]);
-    assert.deepEqual((models.store as { versions: unknown }).versions, { [oldDir]: N });
+    assert.equal(models.current, oldName);
+    assert.deepEqual(models.lineage, [oldName]);
+    assert.deepEqual((models.store as { versions: unknown }).versions, { [oldName]: N });
     const health = await (await fetch(`${base}/health`)).json();
-    assert.deepEqual(health, { status: "ok", model: oldDir, store: "lancedb", rows: N });
+    assert.deepEqual(health, { status: "ok", model: oldName, store: "lancedb", rows: N });
   });
 
   it("upgrades and re-indexes under load with zero failed requests and consistent versions", async () => {
@@ -128,7 +133,7 @@ describe("search service", () => {
     await new Promise((r) => setTimeout(r, 300));
     const up = await post("/admin/upgrade", { model: newDir }, TOKEN);
     assert.equal(up.status, 200);
-    assert.deepEqual(up.body, { previous: oldDir, current: newDir });
+    assert.deepEqual(up.body, { previous: oldName, current: newName });
     assert.equal((await post("/admin/reindex", { action: "start" }, TOKEN)).status, 200);
     // pause: nothing moves; resume: it goes on
     const paused = (await post("/admin/reindex", { action: "pause" }, TOKEN)).body;
@@ -162,16 +167,16 @@ describe("search service", () => {
       const versions = body.versions as Record<string, { compensation: string }>;
       const hits = (body.results as { id: string; version: string }[][])[0]!;
       assert.equal(new Set(hits.map((h) => h.id)).size, hits.length, "no duplicates");
-      assert.ok(model === oldDir || model === newDir);
+      assert.ok(model === oldName || model === newName);
       seen.add(model);
       for (const h of hits) {
-        if (model === oldDir) assert.equal(h.version, oldDir, "the old model only sees old rows");
+        if (model === oldName) assert.equal(h.version, oldName, "the old model only sees old rows");
         // an old row reached from the new model is compensated; a new row is native
         assert.equal(versions[h.version]?.compensation, h.version === model ? "none" : "mean");
       }
       if (new Set(hits.map((h) => h.version)).size > 1) mixed++;
     }
-    assert.deepEqual([...seen].sort(), [oldDir, newDir].sort());
+    assert.deepEqual([...seen].sort(), [oldName, newName].sort());
     assert.ok(mixed > 0, "some searches ran while old and new rows were both present");
     assert.deepEqual(await service.store.versions(), { [newDir]: N });
     // after the backfill, search is the new model's native search

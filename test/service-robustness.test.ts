@@ -16,7 +16,7 @@ import pg from "pg";
 import { fitBetweenModels } from "../src/drift/between-models.js";
 import { EmbeddingModel } from "../src/models/embedding-model.js";
 import { tensorRows } from "../src/retrieval/rows.js";
-import { buildApp } from "../src/server/http.js";
+import { buildApp, modelName } from "../src/server/http.js";
 import { loadCorpus } from "../src/server/load.js";
 import { Reindexer } from "../src/server/reindex.js";
 import { SearchService } from "../src/server/service.js";
@@ -136,6 +136,7 @@ for (const { kind, uri } of stores)
       // rows of new and newer are in the store: a sibling of new cannot reach them
       const sib = await post(base, "/admin/upgrade", { model: siblingDir }, TOKEN);
       assert.equal(sib.status, 400);
+      assert.equal(sib.body.error, "upgrade_refused");
       assert.match(String(sib.body.message), /not in the lineage/);
       await until("the re-index", () => reindexer.status.state === "done");
       const responses = await l.stop();
@@ -146,7 +147,7 @@ for (const { kind, uri } of stores)
       );
       assert.deepEqual(await service.store.versions(), { [newerDir]: N });
       const models = new Set(responses.map((r) => r.body.model));
-      assert.ok(models.has(newDir) && models.has(newerDir), [...models].join(", "));
+      assert.ok(models.has(modelName(newDir)) && models.has(modelName(newerDir)), [...models].join(", "));
       assert.equal(reindexer.status.target, newerDir);
     });
 
@@ -156,7 +157,7 @@ for (const { kind, uri } of stores)
       assert.match(String(r.body.message), /not fit to serve: its query embedding of canary text 0 is not finite/);
       const s = await post(base, "/search", { texts: ["the ocean"], k: 5 });
       assert.equal(s.status, 200);
-      assert.equal(s.body.model, newerDir);
+      assert.equal(s.body.model, modelName(newerDir));
       assert.equal((s.body.results as unknown[][])[0]?.length, 5);
       assert.equal(((await (await fetch(`${base}/health`)).json()) as { status: string }).status, "ok");
     });
@@ -291,11 +292,11 @@ for (const { kind, uri } of stores)
       try {
         assert.match(second.stderr(), /resuming the re-index/);
         const models = (await (await fetch(`${second.base}/models`)).json()) as { current: string };
-        assert.equal(models.current, newDir);
+        assert.equal(models.current, modelName(newDir));
         // searches during the resumed re-index reach both versions
         const s = await post(second.base, "/search", { texts: ["the kernel"], k: 10 });
         assert.equal(s.status, 200);
-        assert.equal(s.body.model, newDir);
+        assert.equal(s.body.model, modelName(newDir));
         await until("the resumed re-index", async () => {
           const st = (await post(second.base, "/admin/reindex", { action: "status" }, TOKEN)).body;
           assert.notEqual(st.state, "failed", JSON.stringify(st));

@@ -42,7 +42,8 @@ export async function loadCorpus(
       const rows = docs.map((x) => {
         const fields: Record<string, FieldValue> = {};
         for (const k of Object.keys(store.schema.fields)) {
-          const v = x.row?.[k];
+          // own keys only: a row without a field named `constructor` has none
+          const v = x.row && Object.hasOwn(x.row, k) ? x.row[k] : undefined;
           if (v !== undefined && v !== null) fields[k] = v as FieldValue;
         }
         return { id: x.id, text: x.text, fields };
