@@ -278,7 +278,7 @@ describe("LanceDB specifics", () => {
     }
   });
 
-  it("keeps a btree on id for the merge-insert joins, also through optimize", async () => {
+  it("keeps a btree on id (merge-insert joins) and a bitmap on version (one version's searches), also through optimize", async () => {
     const store = await LanceStore.open(fresh(), SCHEMA);
     try {
       await store.upsert(randomRows(300, "v1", 7));
@@ -288,9 +288,10 @@ describe("LanceDB specifics", () => {
           (await (store as unknown as { table: Table }).table.listIndices()).map((i) => [i.columns[0], i.indexType]),
         );
       assert.equal((await byColumn()).id, "BTree");
+      assert.equal((await byColumn()).version, "Bitmap");
       await store.buildIndex();
       await store.optimize();
-      assert.deepEqual(await byColumn(), { id: "BTree", vector: "IvfHnswSq" });
+      assert.deepEqual(await byColumn(), { id: "BTree", vector: "IvfHnswSq", version: "Bitmap" });
       assert.deepEqual(await store.versions(), { v1: 200, v2: 100 });
       // every row rewritten (a re-index): the vector index is trained again, not lost
       await store.upsert(randomRows(300, "v3", 11));
@@ -299,8 +300,36 @@ describe("LanceDB specifics", () => {
       assert.deepEqual(after.map((i) => [i.columns[0], i.numIndexedRows, i.numUnindexedRows]).sort(), [
         ["id", 300, 0],
         ["vector", 300, 0],
+        ["version", 300, 0],
       ]);
       assert.deepEqual(await store.versions(), { v3: 300 });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("trains the vector index again once optimize has left it in more than maxIndexSegments segments", async () => {
+    const store = await LanceStore.open(fresh(), SCHEMA, { annThreshold: 300, maxIndexSegments: 2 });
+    const table = (store as unknown as { table: Table }).table;
+    const segments = async () => (await table.indexStats("vector_idx"))?.numIndices;
+    try {
+      await store.upsert(randomRows(300, "v1", 21));
+      assert.ok(store.indexed);
+      assert.equal(await segments(), 1);
+      // each optimize indexes the rows written since as one more segment (a few rows each: the
+      // index is not trained again for them)
+      const extra = randomRows(400, "v2", 22).map((r, i) => ({ ...r, id: `extra-${i}` }));
+      await store.upsert(extra.slice(0, 20));
+      await store.optimize();
+      assert.equal(await segments(), 2);
+      await store.upsert(extra.slice(20, 40));
+      await store.optimize();
+      // a third segment is past the limit: one again, over all 340 rows
+      assert.equal(await segments(), 1);
+      const stats = await table.indexStats("vector_idx");
+      assert.deepEqual([stats?.numIndexedRows, stats?.numUnindexedRows], [340, 0]);
+      for (const r of extra.slice(0, 5))
+        assert.equal((await store.search(r.vector as Float32Array, 1, { version: "v2" }))[0]?.id, r.id);
     } finally {
       await store.close();
     }

@@ -3,7 +3,8 @@
  * every row. Search is exact until the table reaches `annThreshold` rows; then an ANN index on the
  * vectors (cosine; IVF over the raw vectors by default) is built, and rows written after
  * it are searched exactly alongside it (LanceDB's default), so nothing is missed before `optimize`
- * brings them into the index. A btree on `id` serves the merge-insert joins of upserts.
+ * brings them into the index. A btree on `id` serves the merge-insert joins of upserts, a bitmap on
+ * `version` the searches of one version while a re-index runs.
  *
  * Several processes may open the same directory: reads see others' writes within `refreshSeconds`,
  * and the versions file (every version ever written) is re-read when it changes.
@@ -93,6 +94,11 @@ export interface LanceOptions {
   refineFactor?: number;
   /** how old (seconds) this store's view of what other processes wrote may be (default 1) */
   refreshSeconds?: number;
+  /**
+   * ANN index segments (`optimize` adds one for the rows written since the last) beyond which
+   * `optimize` trains the index again as one (default 4)
+   */
+  maxIndexSegments?: number;
 }
 
 export class LanceStore implements VectorStore {
@@ -104,6 +110,8 @@ export class LanceStore implements VectorStore {
   #nprobes = 20;
   /** a btree on `id` exists */
   #idIndexed = false;
+  /** a bitmap index on `version` exists */
+  #versionIndexed = false;
   /** versions ever written (counted on demand; a scan of the version column would cost a full pass) */
   #known = new Set<string>();
   /** mtime and size of the versions file when last read */
@@ -155,6 +163,7 @@ export class LanceStore implements VectorStore {
       nprobes: opts.nprobes ?? 0,
       refineFactor: opts.refineFactor ?? (index === "ivf-pq" ? 10 : index === "hnsw-sq" ? 2 : 0),
       refreshSeconds,
+      maxIndexSegments: opts.maxIndexSegments ?? 4,
     });
     await store.#checkIndices();
     store.#loadVersions();
@@ -176,6 +185,7 @@ export class LanceStore implements VectorStore {
     const indices = await this.table.listIndices();
     const vector = indices.find((i) => i.columns.includes("vector"));
     this.#idIndexed = indices.some((i) => i.columns.includes("id"));
+    this.#versionIndexed = indices.some((i) => i.columns.includes("version"));
     this.#indexCheckedAt = Date.now();
     if (!vector) return;
     this.#index = INDEX_TYPES[vector.indexType] ?? this.opts.index;
@@ -258,6 +268,13 @@ export class LanceStore implements VectorStore {
       // the join key of later merge-inserts; `optimize` brings later rows into it
       await this.table.createIndex("id", { config: lancedb.Index.btree(), replace: true });
       this.#idIndexed = true;
+    }
+    if (!this.#versionIndexed) {
+      // a search of one version (while a re-index runs) reads the row mask from the bitmap instead
+      // of comparing the version string of every row (measured: filtered search at 0.5x the
+      // unfiltered QPS without it, on a par with it)
+      await this.table.createIndex("version", { config: lancedb.Index.bitmap(), replace: true });
+      this.#versionIndexed = true;
     }
     if (!this.indexed && (await this.table.countRows()) >= this.opts.annThreshold) await this.buildIndex();
   }
@@ -381,15 +398,28 @@ export class LanceStore implements VectorStore {
 
   async optimize(): Promise<void> {
     const before = await this.#vectorIndex();
-    // compacts fragments, adds unindexed rows to every index (vectors and ids) and drops the files
-    // only table versions older than KEEP_VERSIONS_MS use
-    await this.table.optimize({ cleanupOlderThan: new Date(Date.now() - KEEP_VERSIONS_MS) });
-    // when most rows were written since the ANN index was built (a re-index with a new model), its
-    // partitions no longer fit the vectors, and once none of its rows is left LanceDB drops it:
-    // it is trained again
+    // compacts fragments, adds unindexed rows to every index (vectors, ids, versions) and drops the
+    // files only table versions older than KEEP_VERSIONS_MS use; another writer's commit in between
+    // (a conflict) is answered by running it again on the new table version
+    try {
+      await this.table.optimize({ cleanupOlderThan: new Date(Date.now() - KEEP_VERSIONS_MS) });
+    } catch (e) {
+      if (!/conflict|preempted|retry/i.test((e as Error).message)) throw e;
+      await this.table.optimize({ cleanupOlderThan: new Date(Date.now() - KEEP_VERSIONS_MS) });
+    }
+    if (!this.#index) return;
+    const after = await this.#vectorIndex();
+    // the ANN index is trained again (one graph over every row) when
+    // - most rows were written since it was built (a re-index with a new model): its training no
+    //   longer fits the vectors, and once none of its rows is left LanceDB drops it;
+    // - each optimize added the new rows as one more segment, and a search walks every segment:
+    //   past `maxIndexSegments` the segments cost more than a rebuild saves
+    const segments = after ? ((await this.table.indexStats(after.name))?.numIndices ?? 1) : 0;
     if (
-      this.#index &&
-      (!before || !(await this.#vectorIndex()) || (before.numUnindexedRows ?? 0) > (before.numIndexedRows ?? 0))
+      !before ||
+      !after ||
+      (before.numUnindexedRows ?? 0) > (before.numIndexedRows ?? 0) ||
+      segments > this.opts.maxIndexSegments
     )
       await this.buildIndex();
   }
