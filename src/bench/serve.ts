@@ -42,7 +42,13 @@ export interface ServeBenchOptions extends BenchOptions {
   stores?: string[];
   /** seconds of the before/after windows (default 20, quick 5) */
   seconds?: number;
+  /** the HNSW ef to serve with (default: the smallest of EF_LADDER reaching recall@10 0.95) */
+  ef?: number;
 }
+
+/** ef values tried in turn, until recall@10 against exact search reaches RECALL_GOAL */
+const EF_LADDER = [40, 64, 100, 160, 250, 400, 640, 1000];
+const RECALL_GOAL = 0.95;
 
 interface Phase {
   phase: string;
@@ -196,20 +202,28 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
 
   const work = mkdtempSync(join(tmpdir(), "qdc-bench-serve-"));
   const table = `qdc_bench_${process.pid}`;
-  const kinds: { kind: string; open: (name: string) => Promise<VectorStore>; drop: (name: string) => Promise<void> }[] =
-    [
-      {
-        kind: "lancedb",
-        open: (name) =>
-          LanceStore.open(join(work, name), { dim, fields: {} }, { annThreshold: Number.POSITIVE_INFINITY }),
-        drop: async (name) => rmSync(join(work, name), { recursive: true, force: true }),
-      },
-    ];
+  const kinds: {
+    kind: string;
+    open: (name: string, ef?: number) => Promise<VectorStore>;
+    drop: (name: string) => Promise<void>;
+  }[] = [
+    {
+      kind: "lancedb",
+      open: (name, ef) =>
+        LanceStore.open(join(work, name), { dim, fields: {} }, { annThreshold: Number.POSITIVE_INFINITY, ef }),
+      drop: async (name) => rmSync(join(work, name), { recursive: true, force: true }),
+    },
+  ];
   if (pgUrl)
     kinds.push({
       kind: "pgvector",
-      open: (name) =>
-        PgVectorStore.open(pgUrl, `${table}_${name}`, { dim, fields: {} }, { annThreshold: Number.POSITIVE_INFINITY }),
+      open: (name, ef) =>
+        PgVectorStore.open(
+          pgUrl,
+          `${table}_${name}`,
+          { dim, fields: {} },
+          { annThreshold: Number.POSITIVE_INFINITY, efSearch: ef },
+        ),
       drop: async (name) => {
         const c = new pg.Client({ connectionString: pgUrl });
         await c.connect();
@@ -224,7 +238,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
   try {
     for (const { kind, open, drop } of kinds.filter((x) => !o.stores || o.stores.includes(x.kind))) {
       log(`— ${kind} —`);
-      const store = await open("main");
+      let store = await open("main");
       t = performance.now();
       for (let i = 0; i < rows.length; i += 2048) await store.upsert(rows.slice(i, i + 2048));
       await store.optimize(); // as `qdc store load` does
@@ -243,14 +257,25 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
       t = performance.now();
       await store.buildIndex();
       const indexSeconds = (performance.now() - t) / 1000;
-      const ann = await store.searchMany(sample, 10);
-      let found = 0;
-      sample.forEach((_, i) => {
-        const got = new Set((ann[i] ?? []).map((h) => h.id));
-        found += (exact[i] ?? []).filter((h) => got.has(h.id)).length;
-      });
-      const recall = found / (10 * sample.length);
-      log(`${kind}: ANN index built in ${f1(indexSeconds)} s; recall@10 vs exact ${recall.toFixed(3)}`);
+      // the smallest HNSW ef (candidate list) that reaches the recall goal: the service runs with it
+      const sweep: { ef: number; recallAt10: number; msPerQuery: number }[] = [];
+      for (const ef of o.ef ? [o.ef] : EF_LADDER) {
+        await store.close();
+        store = await open("main", ef);
+        t = performance.now();
+        const ann = await store.searchMany(sample, 10);
+        const msPerQuery = (performance.now() - t) / sample.length;
+        let found = 0;
+        sample.forEach((_, i) => {
+          const got = new Set((ann[i] ?? []).map((h) => h.id));
+          found += (exact[i] ?? []).filter((h) => got.has(h.id)).length;
+        });
+        sweep.push({ ef, recallAt10: found / (10 * sample.length), msPerQuery });
+        log(`${kind}: ef ${ef}: recall@10 vs exact ${(found / (10 * sample.length)).toFixed(3)}`);
+        if (found / (10 * sample.length) >= RECALL_GOAL) break;
+      }
+      const { ef, recallAt10: recall } = sweep[sweep.length - 1] as (typeof sweep)[number];
+      log(`${kind}: ANN index built in ${f1(indexSeconds)} s; serving with ef ${ef}, recall@10 ${recall.toFixed(3)}`);
 
       const alone = await storeAlone(store, qrows, clients, seconds);
       log(`${kind} alone: ${f1(alone.qps)} QPS, p50 ${f1(alone.p50Ms)} ms, p99 ${f1(alone.p99Ms)} ms`);
@@ -296,7 +321,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
       results.push({
         store: kind,
         load: { seconds: loadSeconds, rowsPerSecond: rows.length / loadSeconds },
-        ann: { recallAt10: recall, exactMsPerQuery: exactMs, indexSeconds },
+        ann: { recallAt10: recall, ef, sweep, exactMsPerQuery: exactMs, indexSeconds },
         storeAlone: alone,
         phases,
         serviceOverStore: before.qps / alone.qps,

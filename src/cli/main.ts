@@ -468,6 +468,7 @@ program
   )
   .option("--encoder-threads <n>", "libtorch threads of the query encoder process", positiveInt("--encoder-threads"), 1)
   .option("--max-batch <n>", "most query texts in one batched forward pass", positiveInt("--max-batch"), 64)
+  .option("--ef <n>", "HNSW candidate list per search (LanceDB ef, pgvector hnsw.ef_search)", positiveInt("--ef"))
   .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
   .action(async (opts) => {
     const { openStore } = await import("../store/open.js");
@@ -476,7 +477,7 @@ program
     const { buildApp } = await import("../server/http.js");
     opts.store ??= opts.index;
     if (!opts.store) throw new Error("serve: give --store (or --index)");
-    const s = await openStore(opts.store);
+    const s = await openStore(opts.store, undefined, { ef: opts.ef });
     const service = await SearchService.create({
       store: s,
       modelDir: opts.model,
@@ -665,6 +666,7 @@ bench
   .option("--clients <n>", "concurrent HTTP clients", positiveInt("--clients"), 8)
   .option("--stores <list>", "stores to run: lancedb,pgvector", (v: string) => v.split(","))
   .option("--seconds <n>", "length of the before and after windows", positiveInt("--seconds"))
+  .option("--ef <n>", "HNSW ef to serve with (default: the smallest reaching recall@10 0.95)", positiveInt("--ef"))
   .option("--out <file>", "write the results as JSON here")
   .option("--quick", "5k documents and 5 s windows")
   .action(async (o) =>
