@@ -60,8 +60,8 @@ export function decodeEntities(s: string): string {
 
 /**
  * Ids for the files of the benchmark (BEIR folders whose runs and qrels must also be TREC files):
- * each distinct source id with whitespace gets its runs of whitespace replaced by `_`
- * (`control unit` → `control_unit`); ids without whitespace stay as they are. Unique and stable:
+ * each distinct source id with whitespace gets its inner runs of whitespace replaced by `_` and
+ * those at its ends dropped (`control unit` → `control_unit`); ids without whitespace stay as they are. Unique and stable:
  * a replacement that collides with another id (`foo bar` beside `foo_bar`) gets `~2`, `~3`, …,
  * assigned in code point order of the source ids, so the same source text always gives the same ids.
  */
