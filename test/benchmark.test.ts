@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { readQrels } from "../src/data/beir.js";
-import { SETTINGS } from "../src/eval/report.js";
+import { type BenchmarkReport, renderSvg, SETTINGS, summarise } from "../src/eval/report.js";
 
 const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
 
@@ -42,10 +42,9 @@ describe("continual retrieval benchmark (CI size)", () => {
   it("builds the data, trains every chain, evaluates every setting and reports", async () => {
     const dir = mkdtempSync(join(tmpdir(), "qdc-bench-"));
     writeFileSync(join(dir, "ci.yaml"), CONFIG);
-    const out = execFileSync("node", [cli, "bench", "run", "--config", join(dir, "ci.yaml")], {
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const first = spawnSync("node", [cli, "bench", "run", "--config", join(dir, "ci.yaml")], { encoding: "utf8" });
+    assert.equal(first.status, 0, first.stderr);
+    const out = first.stdout;
     // the data: BEIR folders whose test queries are not training queries
     for (const task of ["foldoc", "wordnet"]) {
       const t = join(dir, "data", task);
@@ -67,6 +66,7 @@ describe("continual retrieval benchmark (CI size)", () => {
       assert.ok(!queries.some((q: string) => train.includes(q)), `${task}: a test query is a training query`);
       const qrels = await readQrels(join(t, "qrels", "test.tsv"));
       assert.equal(qrels.size, 30);
+      for (const id of [...corpus, ...qrels.keys()]) assert.doesNotMatch(id, /\s/, `${task}: id '${id}'`);
       for (const docs of qrels.values())
         for (const d of docs.keys()) assert.ok(corpus.includes(d), `${task}: ${d} is not in the corpus`);
     }
@@ -98,16 +98,123 @@ describe("continual retrieval benchmark (CI size)", () => {
     assert.match(out, /\| FT \+ QDC \(mean\) \| \d+\.\d \| \d+\.\d \| \d+\.\d \| [+-]?\d+\.\d \| -?\d+\.\d \|/);
     const svg = readFileSync(join(dir, "run", "figure.svg"), "utf8");
     assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
-    assert.equal((svg.match(/<rect x="\d+" y="\d+" width="33"/g) ?? []).length, SETTINGS.length * 3);
+    assert.equal((svg.match(/<rect class="cell" /g) ?? []).length, SETTINGS.length * 3);
     assert.deepEqual(
       r.stages.map((s: { stage: string }) => s.stage),
       ["data", "base model", "mine negatives", "train FT", "train FT+KD", "train joint", "index + evaluate"],
     );
+    // the evaluation's details are in the JSONL log, not on the terminal
+    assert.doesNotMatch(first.stderr, /eval after/);
+    const evals = readFileSync(join(dir, "run", "bench.log.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l))
+      .filter((e) => e.event === "eval");
+    assert.equal(evals.length, SETTINGS.length * 3);
+    assert.deepEqual(Object.keys(evals[0].scores), ["recip_rank_10", "recall_100", "ndcg_cut_10"]);
     // a rerun resumes: nothing is trained or evaluated again, the numbers are the same
     const before = readFileSync(join(dir, "run", "cells.jsonl"), "utf8");
     execFileSync("node", [cli, "bench", "run", "--config", join(dir, "ci.yaml")], { stdio: "pipe" });
     assert.equal(readFileSync(join(dir, "run", "cells.jsonl"), "utf8"), before);
     assert.deepEqual(JSON.parse(readFileSync(join(dir, "run", "results.json"), "utf8")).settings, r.settings);
+  });
+
+  it("draws a figure whose text stays on the canvas, off the cells, with a legend and axis titles", () => {
+    const tasks = ["debian", "wordnet", "cqadupstack-mathematica", "man", "python"];
+    const n = tasks.length;
+    const cells: BenchmarkReport["cells"] = [];
+    let k = 0;
+    for (const setting of SETTINGS)
+      for (let T = 1; T <= n; T++)
+        for (let j = 1; j <= T; j++) {
+          if (setting === "joint" && T < n) continue; // joint: after the last task only
+          cells.push({ setting, T, j, scores: { ndcg_cut_10: 0.05 + ((k++ * 37) % 90) / 100 } });
+        }
+    const report = summarise({
+      name: "a-run-with-a-rather-long-name",
+      machine: "AMD EPYC 7763 64-Core Processor (2 threads of 128), a long machine description that has to wrap",
+      device: "cpu",
+      threads: 2,
+      tasks,
+      measure: "ndcg_cut_10",
+      cells,
+      stages: [],
+    });
+    const svg = renderSvg(report);
+    const [, W, H] = (/^<svg [^>]*width="(\d+)" height="(\d+)"/.exec(svg) ?? []).map(Number) as number[];
+    const attrs = (s: string) => Object.fromEntries([...s.matchAll(/([\w-]+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+    const decode = (s: string) => s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+    // conservative text boxes, computed here from the SVG alone: 0.62 em a character (0.68 bold),
+    // 0.8 em ascent, 0.25 em descent, rotated about the anchor as the transform says
+    const texts = [...svg.matchAll(/<text ([^>]*)>([^<]*)<\/text>/g)].map((m) => {
+      const a = attrs(m[1]!);
+      const text = decode(m[2]!);
+      const size = Number(a["font-size"]);
+      const w = [...text].length * size * (a["font-weight"] === "bold" ? 0.68 : 0.62);
+      const x = Number(a.x);
+      const y = Number(a.y);
+      const start = a["text-anchor"] === "end" ? -w : a["text-anchor"] === "middle" ? -w / 2 : 0;
+      const angle = (Number(/rotate\((-?[\d.]+)/.exec(a.transform ?? "")?.[1] ?? 0) * Math.PI) / 180;
+      const corners = [start, start + w].flatMap((dx) =>
+        [-0.8 * size, 0.25 * size].map((dy) => [
+          x + dx * Math.cos(angle) - dy * Math.sin(angle),
+          y + dx * Math.sin(angle) + dy * Math.cos(angle),
+        ]),
+      );
+      const xs = corners.map((c) => c[0]!);
+      const ys = corners.map((c) => c[1]!);
+      const box = { x0: Math.min(...xs), y0: Math.min(...ys), x1: Math.max(...xs), y1: Math.max(...ys) };
+      return { cls: a.class ?? "", text, box };
+    });
+    const cellBoxes = [...svg.matchAll(/<rect class="cell" ([^>]*)>/g)].map((m) => {
+      const a = attrs(m[1]!);
+      const [x, y, w, h] = [a.x, a.y, a.width, a.height].map(Number) as [number, number, number, number];
+      return { x0: x, y0: y, x1: x + w, y1: y + h };
+    });
+    type Box = { x0: number; y0: number; x1: number; y1: number };
+    const overlap = (a: Box, b: Box) =>
+      a.x0 < b.x1 - 0.5 && b.x0 < a.x1 - 0.5 && a.y0 < b.y1 - 0.5 && b.y0 < a.y1 - 0.5;
+    const inside = (a: Box, b: Box) =>
+      a.x0 >= b.x0 - 0.5 && a.x1 <= b.x1 + 0.5 && a.y0 >= b.y0 - 0.5 && a.y1 <= b.y1 + 0.5;
+    const canvas = { x0: 0, y0: 0, x1: W!, y1: H! };
+    assert.equal(cellBoxes.length, 7 * 15 + 5);
+    for (const t of texts) {
+      assert.ok(inside(t.box, canvas), `'${t.text}' (${t.cls}) leaves the ${W}×${H} canvas: ${JSON.stringify(t.box)}`);
+      if (t.cls === "value")
+        assert.ok(
+          cellBoxes.some((c) => inside(t.box, c)),
+          `value ${t.text} is not inside its cell`,
+        );
+      else for (const c of cellBoxes) assert.ok(!overlap(t.box, c), `'${t.text}' (${t.cls}) covers a cell`);
+    }
+    for (let i = 0; i < texts.length; i++)
+      for (let j = i + 1; j < texts.length; j++) {
+        const [a, b] = [texts[i]!, texts[j]!];
+        if (a.cls === "col-label" && b.cls === "col-label") continue; // diagonal: their boxes overlap, the glyphs do not
+        assert.ok(!overlap(a.box, b.box), `'${a.text}' (${a.cls}) overlaps '${b.text}' (${b.cls})`);
+      }
+    // every column label shows in full ("wordnet", not "rdnet" under a cell)
+    assert.equal(texts.filter((t) => t.cls === "col-label" && t.text === "wordnet").length, SETTINGS.length);
+    // the title wraps to the canvas
+    const titles = texts.filter((t) => t.cls === "title" || t.cls === "subtitle");
+    assert.ok(titles.length >= 3, "the long title and subtitle wrap");
+    for (const t of titles) assert.ok(t.box.x1 <= W!, `title line '${t.text}' is wider than the canvas`);
+    // the colour legend with its numeric scale: 0 … at least the best score
+    const legend = /<g id="legend">([\s\S]*?)<\/g>/.exec(svg)?.[1] ?? "";
+    assert.match(legend, /fill="url\(#scale\)"/);
+    assert.match(svg, /<linearGradient id="scale"/);
+    const ticks = [...legend.matchAll(/class="legend-tick"[^>]*>([^<]*)</g)].map((m) => Number(m[1]));
+    assert.ok(ticks.length >= 3 && ticks[0] === 0, `legend ticks ${ticks}`);
+    assert.ok(ticks.every((v, i) => i === 0 || v > ticks[i - 1]!));
+    assert.ok(ticks.at(-1)! >= Math.max(...cells.map((c) => 100 * c.scores.ndcg_cut_10!)));
+    // axis titles on every heatmap, and the bars' axis
+    assert.equal(texts.filter((t) => t.text === "evaluated on").length, SETTINGS.length);
+    assert.equal(texts.filter((t) => t.text === "after training on").length, SETTINGS.length);
+    assert.ok(texts.some((t) => t.cls === "axis-title" && t.text === "average ndcg_cut_10 × 100"));
+    // the joint panel holds its one row only
+    const joint = /<g class="panel" data-setting="joint training \(upper bound\)">([\s\S]*?)<\/g>/.exec(svg)?.[1] ?? "";
+    assert.equal((joint.match(/class="row-label"/g) ?? []).length, 1);
+    assert.equal(new Set([...joint.matchAll(/<rect class="cell" x="[\d.]+" y="([\d.]+)"/g)].map((m) => m[1])).size, 1);
   });
 
   it("rejects a bad config naming the file and the field", () => {

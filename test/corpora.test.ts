@@ -1,17 +1,20 @@
 /** The offline benchmark's text sources, parsed from hand-written snippets in each file format. */
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { hashOrder, preparePairs } from "../src/corpora/build.js";
+import { buildBenchmark, hashOrder, preparePairs, TASK_SOURCES } from "../src/corpora/build.js";
 import { parseTranslations } from "../src/corpora/debian.js";
 import { parseFoldoc } from "../src/corpora/foldoc.js";
 import { clozePairs, infoParagraphs, podParagraphs } from "../src/corpora/general.js";
 import { parseManPage } from "../src/corpora/manpages.js";
 import { parsePydocHtml } from "../src/corpora/pydoc.js";
 import { roffSections, unescapeRoff } from "../src/corpora/roff.js";
+import { fileIds, type Pair } from "../src/corpora/source.js";
 import { parseSynset } from "../src/corpora/wordnet.js";
+import { readQrels } from "../src/data/beir.js";
+import { readAllIdTexts } from "../src/data/texts.js";
 import { Tokenizer } from "../src/models/tokenizer.js";
 import {
   basicTokens,
@@ -149,6 +152,78 @@ describe("text sources", () => {
     assert.equal(new Set(a.map((p) => p.document.toLowerCase())).size, a.length);
     assert.equal(a.length, 2);
     assert.equal(a.find((p) => p.id === "4")?.document, "w1 w2 w3 w4 w5 w6 w7 w8");
+  });
+});
+
+describe("benchmark ids", () => {
+  it("file ids: whitespace → _, unchanged otherwise, unique and independent of order", () => {
+    const raw = ["control unit", "LIDO", "foo bar", "foo_bar", "foo  bar", " x\t", "a~b"];
+    const ids = fileIds(raw);
+    assert.deepEqual(Object.fromEntries(ids), {
+      "control unit": "control_unit",
+      LIDO: "LIDO",
+      foo_bar: "foo_bar", // a source id without whitespace keeps its id
+      "foo  bar": "foo_bar~2", // code point order: "foo  bar" < "foo bar"
+      "foo bar": "foo_bar~3",
+      " x\t": "x",
+      "a~b": "a~b",
+    });
+    assert.deepEqual(fileIds([...raw].reverse()), ids);
+    assert.equal(new Set(ids.values()).size, raw.length);
+  });
+
+  it("a built task writes no id with whitespace; its qrels, queries and corpus agree", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qdc-ids-"));
+    const pairs: Pair[] = Array.from({ length: 40 }, (_, i) => ({
+      id: i === 0 ? "foo_bar" : i === 1 ? "foo bar" : `term number ${i}`,
+      query: `query ${i} about topic ${i * 7}`,
+      document: `document ${i} describing topic ${i * 7} in a few words`,
+    }));
+    TASK_SOURCES.spaced = {
+      name: "spaced",
+      description: "ids with spaces",
+      packages: [],
+      licence: "test",
+      requires: [],
+      read: async () => pairs,
+    };
+    try {
+      await buildBenchmark({
+        out: join(dir, "data"),
+        tasks: ["spaced"],
+        trainPairs: 10,
+        testQueries: 20,
+        corpusSize: 30,
+        generalPairs: 10,
+        maxWords: 32,
+        seed: 0,
+      });
+    } finally {
+      delete TASK_SOURCES.spaced;
+    }
+    const t = join(dir, "data", "spaced");
+    const corpus = (await readAllIdTexts(join(t, "corpus.jsonl"))).map((d) => d.id);
+    const queries = (await readAllIdTexts(join(t, "queries.jsonl"))).map((q) => q.id);
+    const qrels = await readQrels(join(t, "qrels", "test.tsv"));
+    for (const id of [...corpus, ...queries]) assert.doesNotMatch(id, /\s/, id);
+    assert.equal(new Set(corpus).size, 30);
+    assert.deepEqual(new Set(qrels.keys()), new Set(queries));
+    for (const docs of qrels.values()) for (const d of docs.keys()) assert.ok(corpus.includes(d), d);
+    assert.ok(corpus.includes("spaced:term_number_5"), "whitespace became _");
+    const tsv = readFileSync(join(t, "qrels", "test.tsv"), "utf8")
+      .trim()
+      .split("\n");
+    assert.ok(tsv.slice(1).every((l) => /^q:spaced:\S+\tspaced:\S+\t1$/.test(l)));
+  });
+
+  it("FOLDOC's multi-word terms get ids without whitespace", () => {
+    const text =
+      "control unit\n\n   The part of a CPU that directs its operation.\n\nLIDO\n\n   An input language for LIGA.\n";
+    const pairs = parseFoldoc(text);
+    assert.deepEqual(
+      pairs.map((p) => fileIds(pairs.map((x) => x.id)).get(p.id)),
+      ["control_unit", "LIDO"],
+    );
   });
 });
 

@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { gzipSync } from "node:zlib";
 import {
   alignment,
   fitAuto,
@@ -155,6 +156,32 @@ describe("qdc drift fit", () => {
       ],
       { stdio: "pipe" },
     );
+    // the same queries in any file `encode --input` reads: JSONL rows with only a `text` field, gzipped
+    writeFileSync(join(dir, "q.jsonl.gz"), gzipSync(queries.map((text) => JSON.stringify({ text })).join("\n")));
+    const outJsonl = join(dir, "drift-jsonl.safetensors");
+    const args = (queryFile: string, o: string) => [
+      cli,
+      "drift",
+      "fit",
+      "--old",
+      join(FIXTURES, "bert-tiny"),
+      "--new",
+      newDir,
+      "--queries",
+      queryFile,
+      "--method",
+      "mean",
+      "--no-prefix",
+      "--max-length",
+      "32",
+      "--out",
+      o,
+    ];
+    execFileSync("node", args(join(dir, "q.jsonl.gz"), outJsonl), { stdio: "pipe" });
+    assert.deepEqual(
+      loadCompensator(outJsonl).compensator.state().tensors.drift!.toArray(),
+      loadCompensator(out).compensator.state().tensors.drift!.toArray(),
+    );
     const f = loadSafetensors(join(FIXTURES, "qdc/drift.safetensors"));
     const { compensator, fittedOn } = loadCompensator(out);
     assert.equal(fittedOn.pairs, 6);
@@ -211,5 +238,21 @@ describe("qdc drift fit", () => {
       encoding: "utf8",
     });
     assert.match(half.stderr, /give --qrels and --corpus together/);
+    const noIds = spawnSync(
+      "node",
+      [
+        ...args(join(dir, "q.jsonl.gz"), autoOut).slice(0, 9),
+        "--method",
+        "auto",
+        "--qrels",
+        join(dir, "qrels.tsv"),
+        "--corpus",
+        join(dir, "corpus.jsonl"),
+        "--out",
+        autoOut,
+      ],
+      { encoding: "utf8" },
+    );
+    assert.match(noIds.stderr, /q\.jsonl\.gz:1: missing '_id' \(or 'id'\)/);
   });
 });

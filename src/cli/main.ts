@@ -159,8 +159,11 @@ withEncoding(
   const { fitBetweenModels } = await import("../drift/between-models.js");
   if ((opts.qrels === undefined) !== (opts.corpus === undefined))
     throw new Error("drift fit: give --qrels and --corpus together");
-  const queries = await readAllIdTexts(opts.queries);
-  const documents = opts.documents ? (await readAllIdTexts(opts.documents)).map((d) => d.text) : undefined;
+  // ids matter only with --qrels; otherwise any file `encode --input` reads will do
+  const queries = await readAllIdTexts(opts.queries, { requireIds: opts.qrels !== undefined });
+  const documents = opts.documents
+    ? (await readAllIdTexts(opts.documents, { requireIds: false })).map((d) => d.text)
+    : undefined;
   let relevance: { documents: string[]; relevant: number[][] } | undefined;
   if (opts.qrels) {
     const qrels = await readQrels(opts.qrels);

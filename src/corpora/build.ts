@@ -5,16 +5,19 @@
  * deterministic: pairs are ordered by a seeded hash of their id; the first `testQueries` are
  * test queries, the next `trainPairs` (or all that are left) training pairs, and the corpus holds the test documents
  * plus the following documents up to `corpusSize`. Duplicate queries and documents are dropped.
+ * Written ids (`<task>:<id>`, `q:<task>:<id>`) hold no whitespace (see fileIds); the split order
+ * hashes the source's own id, so it is the same as before ids were rewritten.
  * The folder is written under a temporary name and renamed when complete.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { writeQrels } from "../data/beir.js";
 import { debian } from "./debian.js";
 import { foldoc } from "./foldoc.js";
 import { GENERAL_SOURCES } from "./general.js";
 import { manpages } from "./manpages.js";
 import { pydoc } from "./pydoc.js";
-import { checkInstalled, firstWords, type Pair, type Source } from "./source.js";
+import { checkInstalled, fileIds, firstWords, type Pair, type Source } from "./source.js";
 import { wordnet } from "./wordnet.js";
 
 export const TASK_SOURCES: Record<string, Source> = {
@@ -93,7 +96,7 @@ export function preparePairs(pairs: Pair[], seed: number, maxWords: number): Pai
 const jsonl = (rows: unknown[]) => rows.map((r) => JSON.stringify(r)).join("\n") + (rows.length ? "\n" : "");
 
 /** Writes one task's BEIR folder and training pairs; returns its statistics. */
-function writeTask(dir: string, source: Source, pairs: Pair[], o: BuildOptions): TaskStats {
+function writeTask(dir: string, source: Source, pairs: Pair[], ids: Map<string, string>, o: BuildOptions): TaskStats {
   // a small source gives all its pairs beyond the test queries to training
   if (pairs.length < o.testQueries + 10) {
     throw new Error(
@@ -105,16 +108,16 @@ function writeTask(dir: string, source: Source, pairs: Pair[], o: BuildOptions):
   const train = pairs.slice(o.testQueries, need);
   // the test documents, then the following documents as distractors
   const corpusPairs = pairs.slice(0, Math.max(o.corpusSize, o.testQueries));
-  const docId = (p: Pair) => `${source.name}:${p.id}`;
+  const docId = (p: Pair) => `${source.name}:${ids.get(p.id)}`;
   mkdirSync(join(dir, "qrels"), { recursive: true });
   writeFileSync(
     join(dir, "corpus.jsonl"),
     jsonl(corpusPairs.map((p) => ({ _id: docId(p), title: "", text: p.document }))),
   );
   writeFileSync(join(dir, "queries.jsonl"), jsonl(test.map((p) => ({ _id: `q:${docId(p)}`, text: p.query }))));
-  writeFileSync(
+  writeQrels(
     join(dir, "qrels", "test.tsv"),
-    `query-id\tcorpus-id\tscore\n${test.map((p) => `q:${docId(p)}\t${docId(p)}\t1\n`).join("")}`,
+    test.map((p) => [`q:${docId(p)}`, docId(p), 1]),
   );
   writeFileSync(join(dir, "train.jsonl"), jsonl(train.map((p) => ({ query: p.query, document: p.document }))));
   return {
@@ -176,8 +179,11 @@ export async function buildBenchmark(o: BuildOptions, log: (m: string) => void =
     const tasks: TaskStats[] = [];
     for (const s of sources) {
       const t0 = performance.now();
-      const pairs = preparePairs(await s.read(), o.seed, o.maxWords);
-      tasks.push(writeTask(join(tmp, s.name), s, pairs, o));
+      const read = await s.read();
+      // ids without whitespace (TREC runs and qrels cannot hold any), from every pair of the source
+      const ids = fileIds(read.map((p) => p.id));
+      const pairs = preparePairs(read, o.seed, o.maxWords);
+      tasks.push(writeTask(join(tmp, s.name), s, pairs, ids, o));
       log(`data: ${s.name}: ${pairs.length} distinct pairs (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
     }
     const general: Pair[] = [];

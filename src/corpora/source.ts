@@ -57,3 +57,30 @@ export function decodeEntities(s: string): string {
     .replace(/&nbsp;/g, " ")
     .replace(/&amp;/g, "&");
 }
+
+/**
+ * Ids for the files of the benchmark (BEIR folders whose runs and qrels must also be TREC files):
+ * each distinct source id with whitespace gets its inner runs of whitespace replaced by `_` and
+ * those at its ends dropped (`control unit` → `control_unit`); ids without whitespace stay as they are. Unique and stable:
+ * a replacement that collides with another id (`foo bar` beside `foo_bar`) gets `~2`, `~3`, …,
+ * assigned in code point order of the source ids, so the same source text always gives the same ids.
+ */
+export function fileIds(sourceIds: Iterable<string>): Map<string, string> {
+  const distinct = [...new Set(sourceIds)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const out = new Map<string, string>();
+  const taken = new Set<string>();
+  for (const id of distinct) {
+    if (/\s/u.test(id) || id === "") continue;
+    out.set(id, id);
+    taken.add(id);
+  }
+  for (const id of distinct) {
+    if (out.has(id)) continue;
+    const base = id.trim().replace(/\s+/gu, "_") || "_";
+    let candidate = base;
+    for (let i = 2; taken.has(candidate); i++) candidate = `${base}~${i}`;
+    out.set(id, candidate);
+    taken.add(candidate);
+  }
+  return out;
+}

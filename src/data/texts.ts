@@ -1,54 +1,72 @@
 /**
- * Text inputs for tokenize/encode: `.txt` (one text per line) or `.jsonl` / `.jsonl.gz` (a `text`
- * field per row), read as a stream. Malformed rows fail with `file:line` and what is wrong.
+ * Text inputs, one home for every command that reads texts: `.txt` (one text per line) or `.jsonl`
+ * / `.json` (a `text` field per row), either gzipped (`.gz`), read as a stream. Malformed rows fail
+ * with `file:line` and what is wrong. `readTexts` gives the texts alone (tokenize, encode);
+ * `readIdTexts` gives them with ids (index build, search, drift fit).
  */
 import { InputError, readJsonl, readLines } from "./lines.js";
 
 export { InputError };
 
-/** Yields the texts of a file in order. */
+/** Whether a file is read as JSONL (by its name, `.gz` aside). */
+export function isJsonl(file: string): boolean {
+  const base = file.endsWith(".gz") ? file.slice(0, -3) : file;
+  return base.endsWith(".jsonl") || base.endsWith(".json");
+}
+
+function rowField(file: string, n: number, row: Record<string, unknown>, field: string): string {
+  const text = row[field];
+  if (typeof text !== "string")
+    throw new InputError(file, n, `expected a string field '${field}', got ${JSON.stringify(text ?? null)}`);
+  return text;
+}
+
+/** Yields the texts of a file in order (`field` of JSONL rows, default `text`). */
 export async function* readTexts(file: string, opts: { field?: string } = {}): AsyncGenerator<string> {
   const field = opts.field ?? "text";
-  const base = file.endsWith(".gz") ? file.slice(0, -3) : file;
-  if (!(base.endsWith(".jsonl") || base.endsWith(".json"))) {
+  if (!isJsonl(file)) {
     for await (const [line] of readLines(file)) yield line;
     return;
   }
-  for await (const [row, n] of readJsonl(file)) {
-    const text = (row as Record<string, unknown> | null)?.[field];
-    if (typeof text !== "string") {
-      throw new InputError(file, n, `expected a string field '${field}', got ${JSON.stringify(text ?? null)}`);
-    }
-    yield text;
-  }
+  for await (const [row, n] of readJsonl(file)) yield rowField(file, n, (row ?? {}) as Record<string, unknown>, field);
 }
+
+export interface IdTextOptions {
+  /**
+   * JSONL rows must have `_id` (or `id`) (default). When false, a row without one gets its line
+   * number, as `.txt` lines do, so that any file `readTexts` accepts is accepted.
+   */
+  requireIds?: boolean;
+}
+
 /**
- * Texts with ids: `.jsonl` rows with `_id` (or `id`) and `text` (plus `title`, joined as BEIR does),
- * or `.txt` lines whose ids are their line numbers.
+ * Texts with ids: the files `readTexts` reads; JSONL rows with `_id` (or `id`) and `text` (plus
+ * `title`, joined as BEIR does), `.txt` lines with their line numbers as ids.
  */
 export async function* readIdTexts(
   file: string,
+  opts: IdTextOptions = {},
 ): AsyncGenerator<{ id: string; text: string; row?: Record<string, unknown> }> {
-  const base = file.endsWith(".gz") ? file.slice(0, -3) : file;
-  if (!(base.endsWith(".jsonl") || base.endsWith(".json"))) {
+  if (!isJsonl(file)) {
     for await (const [line, n] of readLines(file)) yield { id: String(n), text: line };
     return;
   }
   for await (const [value, n] of readJsonl(file)) {
     const row = (value ?? {}) as Record<string, unknown>;
     const id = row._id ?? row.id;
-    if (typeof id !== "string" && typeof id !== "number") throw new InputError(file, n, "missing '_id' (or 'id')");
-    if (typeof row.text !== "string")
-      throw new InputError(file, n, `expected a string field 'text', got ${JSON.stringify(row.text ?? null)}`);
+    if (typeof id !== "string" && typeof id !== "number") {
+      if (opts.requireIds !== false || id !== undefined) throw new InputError(file, n, "missing '_id' (or 'id')");
+    }
+    const text = rowField(file, n, row, "text");
     const title = typeof row.title === "string" ? row.title.trim() : "";
-    yield { id: String(id), text: title ? `${title} ${row.text}` : row.text, row };
+    yield { id: id === undefined ? String(n) : String(id), text: title ? `${title} ${text}` : text, row };
   }
 }
 
 /** All (id, text) pairs of a file, in order (see readIdTexts). */
-export async function readAllIdTexts(file: string): Promise<{ id: string; text: string }[]> {
+export async function readAllIdTexts(file: string, opts: IdTextOptions = {}): Promise<{ id: string; text: string }[]> {
   const out: { id: string; text: string }[] = [];
-  for await (const { id, text } of readIdTexts(file)) out.push({ id, text });
+  for await (const { id, text } of readIdTexts(file, opts)) out.push({ id, text });
   return out;
 }
 

@@ -19,6 +19,7 @@
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import cliProgress from "cli-progress";
 import { machineName } from "../bench/common.js";
 import { buildBenchmark } from "../corpora/build.js";
 import { readQrels } from "../data/beir.js";
@@ -103,7 +104,9 @@ export async function runBenchmark(c: BenchmarkConfig, opts: RunOptions = {}): P
   // 5. joint training (upper bound)
   const joint = await stage("train joint", () => trainJoint(c, withTrain, base, opts));
   // 6. indexes and evaluation
-  const cells = await stage("index + evaluate", () => evaluateAll(c, withTrain, { base, ft, kd, joint }, log));
+  const cells = await stage("index + evaluate", () =>
+    evaluateAll(c, withTrain, { base, ft, kd, joint }, { log, progress: opts.progress === true, events }),
+  );
   const report = summarise({
     name: c.name,
     device: c.device,
@@ -411,12 +414,18 @@ function plan(setting: SettingKey, T: number, j: number, m: Models): [string, st
   }
 }
 
+/**
+ * Indexes and evaluates every cell not yet in cells.jsonl. Each evaluated cell goes to cells.jsonl
+ * and, with its task names and time, to the JSONL event log; the terminal shows a progress bar
+ * (or, without one, a line per task T).
+ */
 async function evaluateAll(
   c: BenchmarkConfig,
   tasks: TaskData[],
   models: Models,
-  log: (m: string) => void,
+  out: { log: (m: string) => void; progress: boolean; events: string },
 ): Promise<Cell[]> {
+  const { log, events } = out;
   const cellsFile = join(c.out, "cells.jsonl");
   const done = new Map<string, Cell>();
   if (existsSync(cellsFile)) {
@@ -449,7 +458,7 @@ async function evaluateAll(
       const model = EmbeddingModel.load(modelDir, { device: c.device });
       e = model.encode(
         (evalTasks[j - 1] as EvalTask).queries.map((q) => q.text),
-        { kind: "query", batchSize: c.batch_size, maxLength: c.max_length },
+        { kind: "query", batchSize: c.batch_size, maxLength: c.max_length, progress: false },
       );
       model.dispose();
       queryCache.set(key, e);
@@ -469,7 +478,7 @@ async function evaluateAll(
     const model = EmbeddingModel.load(modelDir, { device: c.device });
     const emb = model.encode(
       t.corpus.map((d) => d.text),
-      { kind: "document", batchSize: c.batch_size, maxLength: c.max_length },
+      { kind: "document", batchSize: c.batch_size, maxLength: c.max_length, progress: false },
     );
     const idx = ExactIndex.create(tmp, model.dimension);
     idx.addShard(
@@ -485,39 +494,65 @@ async function evaluateAll(
   };
   const cells: Cell[] = [];
   const n = tasks.length;
-  for (let T = 1; T <= n; T++) {
-    for (let j = 1; j <= T; j++) {
-      for (const setting of SETTINGS) {
-        const key = `${setting}/${T}/${j}`;
-        const prev = done.get(key);
-        if (prev) {
-          cells.push(prev);
-          continue;
+  let total = 0;
+  for (let T = 1; T <= n; T++)
+    for (let j = 1; j <= T; j++) for (const setting of SETTINGS) if (plan(setting, T, j, models)) total++;
+  const bar = out.progress
+    ? new cliProgress.SingleBar(
+        {
+          format: "evaluate {bar} {value}/{total} cells | ETA {eta_formatted} | {cell}",
+          stream: process.stderr,
+        },
+        cliProgress.Presets.shades_classic,
+      )
+    : null;
+  bar?.start(total, 0, { cell: "" });
+  try {
+    for (let T = 1; T <= n; T++) {
+      let evaluated = 0;
+      for (let j = 1; j <= T; j++) {
+        for (const setting of SETTINGS) {
+          const key = `${setting}/${T}/${j}`;
+          const prev = done.get(key);
+          if (prev) {
+            cells.push(prev);
+            bar?.increment(1, { cell: "" });
+            continue;
+          }
+          const p = plan(setting, T, j, models);
+          if (!p) continue;
+          const [queryModel, indexModel, mode] = p;
+          const t = evalTasks[j - 1] as EvalTask;
+          bar?.update({ cell: `${setting} after ${tasks[T - 1]?.name} on ${t.name}` });
+          const idx = indexOf(indexModel, j);
+          const q = embedQueries(queryModel, j);
+          // the index holds one version: the query model's own (native) or an ancestor (compensated)
+          const router = new QueryRouter(queryModel, mode);
+          const hits = idx.search(q, c.eval.k, { transform: (v) => router.chain(v)(q) });
+          idx.close();
+          const e = evaluate(
+            t.qrels,
+            runFromHits(
+              t.queries.map((x) => x.id),
+              hits,
+            ),
+            measures,
+          );
+          const cell: Cell = { setting, T, j, scores: e.mean, queryModel, indexModel, compensation: mode };
+          appendFileSync(cellsFile, `${JSON.stringify(cell)}\n`);
+          appendFileSync(
+            events,
+            `${JSON.stringify({ event: "eval", setting, after: tasks[T - 1]?.name, on: t.name, T, j, queries: e.queries, scores: e.mean, at: new Date().toISOString() })}\n`,
+          );
+          cells.push(cell);
+          evaluated++;
+          bar?.increment(1);
         }
-        const p = plan(setting, T, j, models);
-        if (!p) continue;
-        const [queryModel, indexModel, mode] = p;
-        const t = evalTasks[j - 1] as EvalTask;
-        const idx = indexOf(indexModel, j);
-        const q = embedQueries(queryModel, j);
-        // the index holds one version: the query model's own (native) or an ancestor (compensated)
-        const router = new QueryRouter(queryModel, mode);
-        const hits = idx.search(q, c.eval.k, { transform: (v) => router.chain(v)(q) });
-        idx.close();
-        const e = evaluate(
-          t.qrels,
-          runFromHits(
-            t.queries.map((x) => x.id),
-            hits,
-          ),
-          measures,
-        );
-        const cell: Cell = { setting, T, j, scores: e.mean, queryModel, indexModel, compensation: mode };
-        appendFileSync(cellsFile, `${JSON.stringify(cell)}\n`);
-        cells.push(cell);
-        log(`eval after ${tasks[T - 1]?.name} on ${t.name}, ${setting}: ${JSON.stringify(e.mean)}`);
       }
+      if (!bar && evaluated) log(`[${c.name}] evaluated ${evaluated} cells after ${tasks[T - 1]?.name} (${events})`);
     }
+  } finally {
+    bar?.stop();
   }
   for (const e of queryCache.values()) e.dispose();
   return cells;

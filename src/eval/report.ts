@@ -149,74 +149,312 @@ ${stages}
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
-/** An SVG figure: one heatmap of R per setting, and a bar chart of the final averages. */
-export function renderSvg(r: BenchmarkReport): string {
-  const settings = Object.values(r.settings);
-  const n = r.tasks.length;
-  const cell = 34;
-  const pad = 70;
-  const mapW = n * cell + pad + 20;
-  const mapH = n * cell + pad + 10;
-  const cols = 4;
-  const rows = Math.ceil(settings.length / cols);
-  const barTop = rows * mapH + 40;
-  const barH = settings.length * 24 + 60;
-  const width = Math.max(cols * mapW, 760);
-  const height = barTop + barH;
-  const max = Math.max(1e-9, ...settings.flatMap((s) => s.R.flat().filter((v): v is number => v != null)));
-  const colour = (v: number) => {
-    const t = Math.max(0, Math.min(1, v / max));
-    const mix = (a: number, b: number) => Math.round(a + (b - a) * t);
-    return `rgb(${mix(247, 8)},${mix(251, 69)},${mix(255, 148)})`;
-  };
-  const parts: string[] = [];
-  settings.forEach((s, i) => {
-    const x0 = (i % cols) * mapW;
-    const y0 = Math.floor(i / cols) * mapH;
-    parts.push(`<text x="${x0 + pad}" y="${y0 + 18}" font-size="12" font-weight="bold">${esc(s.label)}</text>`);
-    r.tasks.forEach((t, j) => {
-      parts.push(
-        `<text x="${x0 + pad + j * cell + cell / 2}" y="${y0 + pad - 6}" font-size="9" text-anchor="end" transform="rotate(-45 ${x0 + pad + j * cell + cell / 2} ${y0 + pad - 6})">${esc(t)}</text>`,
-      );
-      parts.push(
-        `<text x="${x0 + pad - 4}" y="${y0 + pad + j * cell + cell / 2 + 3}" font-size="9" text-anchor="end">${esc(t)}</text>`,
+/**
+ * Conservative text extents for laying out the figure without a font engine: an average
+ * sans-serif character is about 0.55 em wide (0.6 bold); 0.62 / 0.68 em per character leave room for
+ * wide letters. Ascent and descent are fractions of the font size.
+ */
+export const TEXT_METRICS = { em: 0.62, boldEm: 0.68, ascent: 0.8, descent: 0.25 };
+
+/** The width of a text at a font size, counted in characters (code points). */
+export function textWidth(text: string, size: number, bold = false): number {
+  return [...text].length * size * (bold ? TEXT_METRICS.boldEm : TEXT_METRICS.em);
+}
+
+/** Axis-aligned box of a text drawn at (x, y) with an anchor, rotated about (x, y) by `angle` degrees (SVG). */
+export function textBox(
+  text: string,
+  x: number,
+  y: number,
+  size: number,
+  opts: { bold?: boolean; anchor?: "start" | "middle" | "end"; angle?: number } = {},
+): { x0: number; y0: number; x1: number; y1: number } {
+  const w = textWidth(text, size, opts.bold);
+  const a0 = opts.anchor === "end" ? -w : opts.anchor === "middle" ? -w / 2 : 0;
+  const rad = ((opts.angle ?? 0) * Math.PI) / 180;
+  const cos = Math.cos(rad);
+  const sin = Math.sin(rad);
+  const xs: number[] = [];
+  const ys: number[] = [];
+  for (const dx of [a0, a0 + w])
+    for (const dy of [-TEXT_METRICS.ascent * size, TEXT_METRICS.descent * size]) {
+      xs.push(x + dx * cos - dy * sin);
+      ys.push(y + dx * sin + dy * cos);
+    }
+  return { x0: Math.min(...xs), y0: Math.min(...ys), x1: Math.max(...xs), y1: Math.max(...ys) };
+}
+
+/** Greedy word wrap to `width`; a word longer than a line is cut. */
+export function wrapText(text: string, width: number, size: number, bold = false): string[] {
+  const max = Math.max(1, Math.floor(width / (size * (bold ? TEXT_METRICS.boldEm : TEXT_METRICS.em))));
+  const lines: string[] = [];
+  let line = "";
+  for (let word of text.split(/\s+/).filter(Boolean)) {
+    while ([...word].length > max) {
+      if (line) {
+        lines.push(line);
+        line = "";
+      }
+      lines.push([...word].slice(0, max).join(""));
+      word = [...word].slice(max).join("");
+    }
+    const next = line ? `${line} ${word}` : word;
+    if ([...next].length > max) {
+      lines.push(line);
+      line = word;
+    } else line = next;
+  }
+  if (line) lines.push(line);
+  return lines;
+}
+
+/** A round step giving about `count` intervals over [0, max]. */
+function niceStep(max: number, count: number): number {
+  const raw = max / count;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  const m = raw / p;
+  return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 2.5 ? 2.5 : m <= 5 ? 5 : 10) * p;
+}
+
+const fmt = (v: number) => String(Number(v.toFixed(2)));
+
+const FONT = { title: 15, subtitle: 11, panel: 12, tick: 10, axis: 10, cell: 9, legend: 10, bar: 11 };
+const MARGIN = 16;
+const GAP = 28;
+const CELL = 34;
+const C45 = Math.SQRT1_2;
+
+interface Panel {
+  w: number;
+  h: number;
+  draw: (x0: number, y0: number) => string[];
+}
+
+/**
+ * One setting's heatmap R[T][j], sized to its content: only the rows (T) and columns (j) that hold
+ * a value, the column labels rotated −45° above the cells with room for their length, the row
+ * labels to the left, and the two axis titles.
+ */
+function heatmapPanel(
+  s: SettingResult,
+  tasks: string[],
+  colour: (v: number) => string,
+  dark: (v: number) => boolean,
+): Panel {
+  const rows = s.R.map((_, T) => T).filter((T) => s.R[T]?.some((v) => v != null));
+  const cols = tasks.map((_, j) => j).filter((j) => s.R.some((row) => row[j] != null));
+  const asc = TEXT_METRICS.ascent;
+  const desc = TEXT_METRICS.descent;
+  const rowTitle = "after training on";
+  const colTitle = "evaluated on";
+  // horizontal: [row axis title (rotated −90°)] gap [row labels] gap [cells]
+  const rowTitleRight = (asc + desc) * FONT.axis;
+  const rowLabelW = Math.max(0, ...rows.map((T) => textWidth(tasks[T] as string, FONT.tick)));
+  const gridLeft = Math.ceil(rowTitleRight + 6 + rowLabelW + 6);
+  const gridW = cols.length * CELL;
+  // vertical: [panel title] gap [column axis title] gap [column labels, rotated −45°] gap [cells]
+  const titleBottom = FONT.panel * (1 + desc);
+  const colLabelH = Math.max(0, ...cols.map((j) => (textWidth(tasks[j] as string, FONT.tick) + asc * FONT.tick) * C45));
+  const colLabelRight = Math.max(
+    0,
+    ...cols.map(
+      (j, k) => gridLeft + k * CELL + CELL / 2 + (textWidth(tasks[j] as string, FONT.tick) + desc * FONT.tick) * C45,
+    ),
+  );
+  let gridTop = Math.ceil(titleBottom + 6 + FONT.axis * (asc + desc) + 4 + colLabelH + 4);
+  const gridH = rows.length * CELL;
+  // the rotated row axis title is centred on the cells; keep it below the panel title
+  const rowTitleW = textWidth(rowTitle, FONT.axis);
+  gridTop = Math.max(gridTop, Math.ceil(titleBottom + 4 + rowTitleW / 2 - gridH / 2));
+  const w = Math.ceil(
+    Math.max(
+      textWidth(s.label, FONT.panel, true),
+      gridLeft + gridW,
+      colLabelRight,
+      gridLeft + textWidth(colTitle, FONT.axis),
+    ),
+  );
+  const h = Math.ceil(Math.max(gridTop + gridH, gridTop + gridH / 2 + rowTitleW / 2)) + 2;
+  const draw = (x0: number, y0: number): string[] => {
+    const out: string[] = [`<g class="panel" data-setting="${esc(s.label)}">`];
+    out.push(
+      `<text class="panel-title" x="${x0}" y="${y0 + FONT.panel}" font-size="${FONT.panel}" font-weight="bold">${esc(s.label)}</text>`,
+    );
+    const gx = x0 + gridLeft;
+    const gy = y0 + gridTop;
+    const labelsTop = gy - 4 - colLabelH;
+    out.push(
+      `<text class="axis-title" x="${gx}" y="${fmt(labelsTop - 4 - desc * FONT.axis)}" font-size="${FONT.axis}" fill="#444">${colTitle}</text>`,
+    );
+    const ry = gy + gridH / 2;
+    const rx = x0 + asc * FONT.axis;
+    out.push(
+      `<text class="axis-title" x="${fmt(rx)}" y="${fmt(ry)}" font-size="${FONT.axis}" fill="#444" text-anchor="middle" transform="rotate(-90 ${fmt(rx)} ${fmt(ry)})">${rowTitle}</text>`,
+    );
+    cols.forEach((j, k) => {
+      const ax = gx + k * CELL + CELL / 2;
+      const ay = gy - 4;
+      out.push(
+        `<text class="col-label" x="${fmt(ax)}" y="${ay}" font-size="${FONT.tick}" transform="rotate(-45 ${fmt(ax)} ${ay})">${esc(tasks[j] as string)}</text>`,
       );
     });
-    s.R.forEach((row, T) => {
-      row.forEach((v, j) => {
+    rows.forEach((T, r) => {
+      out.push(
+        `<text class="row-label" x="${gx - 6}" y="${fmt(gy + r * CELL + CELL / 2 + 0.35 * FONT.tick)}" font-size="${FONT.tick}" text-anchor="end">${esc(tasks[T] as string)}</text>`,
+      );
+      cols.forEach((j, k) => {
+        const v = s.R[T]?.[j];
         if (v == null) return;
-        const x = x0 + pad + j * cell;
-        const y = y0 + pad + T * cell;
-        parts.push(
-          `<rect x="${x}" y="${y}" width="${cell - 1}" height="${cell - 1}" fill="${colour(v)}"><title>${esc(s.label)}: after ${esc(r.tasks[T] ?? "")}, on ${esc(r.tasks[j] ?? "")}: ${(100 * v).toFixed(1)}</title></rect>`,
+        const x = gx + k * CELL;
+        const y = gy + r * CELL;
+        out.push(
+          `<rect class="cell" x="${x}" y="${y}" width="${CELL - 1}" height="${CELL - 1}" fill="${colour(v)}"><title>${esc(s.label)}: after ${esc(tasks[T] ?? "")}, on ${esc(tasks[j] ?? "")}: ${(100 * v).toFixed(1)}</title></rect>`,
         );
-        parts.push(
-          `<text x="${x + cell / 2}" y="${y + cell / 2 + 3}" font-size="9" text-anchor="middle" fill="${v / max > 0.55 ? "white" : "black"}">${(100 * v).toFixed(0)}</text>`,
+        out.push(
+          `<text class="value" x="${fmt(x + (CELL - 1) / 2)}" y="${fmt(y + (CELL - 1) / 2 + 0.35 * FONT.cell)}" font-size="${FONT.cell}" text-anchor="middle" fill="${dark(v) ? "white" : "black"}">${(100 * v).toFixed(1)}</text>`,
         );
       });
     });
-  });
-  parts.push(
-    `<text x="10" y="${barTop}" font-size="13" font-weight="bold">Average ${esc(r.measure)} × 100 over tasks after the last task</text>`,
+    out.push("</g>");
+    return out;
+  };
+  return { w, h, draw };
+}
+
+/**
+ * An SVG figure: a title, a colour legend with its scale, one heatmap of R per setting (each sized
+ * to its content, with axis titles), and a bar chart of the final averages. Text is placed from
+ * conservative extents (TEXT_METRICS) so that nothing leaves the canvas or covers a cell.
+ */
+export function renderSvg(r: BenchmarkReport): string {
+  const settings = Object.values(r.settings);
+  const values = settings.flatMap((s) => s.R.flat().filter((v): v is number => v != null));
+  // the colour and bar scale: 0 … a round number at or above the best score (× 100)
+  const top100 = Math.max(1e-6, ...values.map((v) => 100 * v));
+  const step = niceStep(top100, 5);
+  const scaleMax = Math.ceil(top100 / step - 1e-9) * step;
+  const frac = (v: number) => Math.max(0, Math.min(1, (100 * v) / scaleMax));
+  const colour = (v: number) => {
+    const t = frac(v);
+    const mix = (a: number, b: number) => Math.round(a + (b - a) * t);
+    return `rgb(${mix(247, 8)},${mix(251, 69)},${mix(255, 148)})`;
+  };
+  const dark = (v: number) => frac(v) > 0.55;
+
+  // heatmaps, in rows of at most four
+  const panels = settings.map((s) => heatmapPanel(s, r.tasks, colour, dark));
+  const perRow = 4;
+  const panelRows: Panel[][] = [];
+  for (let i = 0; i < panels.length; i += perRow) panelRows.push(panels.slice(i, i + perRow));
+  const panelsW = Math.max(0, ...panelRows.map((row) => row.reduce((a, p) => a + p.w, 0) + GAP * (row.length - 1)));
+
+  // bar chart geometry
+  const barLabelW = Math.max(0, ...settings.map((s) => textWidth(s.label, FONT.bar)));
+  const barX = Math.ceil(MARGIN + barLabelW + 8);
+  const valueW = textWidth("100.0", FONT.bar) + 6;
+  const missing = "not evaluated after every task";
+
+  const width = Math.ceil(
+    Math.max(640, MARGIN * 2 + panelsW, barX + 240 + valueW + MARGIN, barX + textWidth(missing, FONT.bar) + MARGIN),
   );
-  const barX = 230;
-  const barMax = width - barX - 60;
-  settings.forEach((s, i) => {
-    const y = barTop + 16 + i * 24;
-    parts.push(`<text x="${barX - 8}" y="${y + 13}" font-size="11" text-anchor="end">${esc(s.label)}</text>`);
-    if (s.average == null) {
-      parts.push(`<text x="${barX}" y="${y + 13}" font-size="11" fill="#888">not evaluated after every task</text>`);
-      return;
-    }
-    const w = (s.average / max) * barMax;
+  const inner = width - 2 * MARGIN;
+  const parts: string[] = [];
+  let y = MARGIN;
+
+  // title and subtitle, wrapped to the canvas
+  const title = `Continual retrieval benchmark ${r.name}: ${r.measure} × 100`;
+  for (const line of wrapText(title, inner, FONT.title, true)) {
+    y += FONT.title;
     parts.push(
-      `<rect x="${barX}" y="${y}" width="${w.toFixed(1)}" height="18" fill="${colour(s.average)}" stroke="#08306b" stroke-width="0.5"/>`,
+      `<text class="title" x="${MARGIN}" y="${y}" font-size="${FONT.title}" font-weight="bold">${esc(line)}</text>`,
     );
-    parts.push(`<text x="${barX + w + 5}" y="${y + 13}" font-size="11">${(100 * s.average).toFixed(1)}</text>`);
+    y += Math.ceil(FONT.title * 0.35);
+  }
+  const subtitle = `Heatmaps: R[T][j], the score on task j (columns) after training on task T (rows), tasks in order ${r.tasks.join(" → ")}. Machine: ${r.machine}; device ${r.device}, ${r.threads} threads.`;
+  for (const line of wrapText(subtitle, inner, FONT.subtitle)) {
+    y += FONT.subtitle + 2;
+    parts.push(
+      `<text class="subtitle" x="${MARGIN}" y="${y}" font-size="${FONT.subtitle}" fill="#444">${esc(line)}</text>`,
+    );
+  }
+  y += 12;
+
+  // colour legend: the gradient with its numeric scale
+  const legendLabel = `colour: ${r.measure} × 100`;
+  const legendX = Math.ceil(MARGIN + textWidth(legendLabel, FONT.legend) + 10);
+  const legendW = Math.min(260, width - legendX - MARGIN - textWidth(fmt(scaleMax), FONT.legend) / 2);
+  const ticks: number[] = [];
+  for (let v = 0; v <= scaleMax + 1e-9; v += step) ticks.push(Number(v.toFixed(6)));
+  parts.push(`<g id="legend">`);
+  parts.push(
+    `<text class="legend-title" x="${MARGIN}" y="${y + 10}" font-size="${FONT.legend}">${esc(legendLabel)}</text>`,
+    `<rect class="legend-scale" x="${legendX}" y="${y}" width="${fmt(legendW)}" height="12" fill="url(#scale)" stroke="#888" stroke-width="0.5"/>`,
+  );
+  for (const v of ticks) {
+    const x = legendX + (v / scaleMax) * legendW;
+    parts.push(
+      `<line x1="${fmt(x)}" y1="${y + 12}" x2="${fmt(x)}" y2="${y + 16}" stroke="#444" stroke-width="0.5"/>`,
+      `<text class="legend-tick" x="${fmt(x)}" y="${y + 16 + FONT.legend}" font-size="${FONT.legend}" text-anchor="middle">${fmt(v)}</text>`,
+    );
+  }
+  parts.push("</g>");
+  y += 16 + FONT.legend + 4 + 14;
+
+  // heatmaps
+  for (const row of panelRows) {
+    let x = MARGIN;
+    for (const p of row) {
+      parts.push(...p.draw(x, y));
+      x += p.w + GAP;
+    }
+    y += Math.max(...row.map((p) => p.h)) + GAP;
+  }
+
+  // bar chart of the final averages, on the same scale as the colours
+  const barTitle = `Average ${r.measure} × 100 over the tasks after the last task`;
+  for (const line of wrapText(barTitle, inner, 13, true)) {
+    y += 13;
+    parts.push(
+      `<text class="chart-title" x="${MARGIN}" y="${y}" font-size="13" font-weight="bold">${esc(line)}</text>`,
+    );
+    y += 5;
+  }
+  y += 8;
+  const barMax = width - barX - valueW - MARGIN;
+  settings.forEach((s) => {
+    parts.push(
+      `<text class="bar-label" x="${barX - 8}" y="${y + 13}" font-size="${FONT.bar}" text-anchor="end">${esc(s.label)}</text>`,
+    );
+    if (s.average == null) {
+      parts.push(
+        `<text class="bar-value" x="${barX}" y="${y + 13}" font-size="${FONT.bar}" fill="#888">${missing}</text>`,
+      );
+    } else {
+      const w = frac(s.average) * barMax;
+      parts.push(
+        `<rect class="bar" x="${barX}" y="${y}" width="${fmt(w)}" height="18" fill="${colour(s.average)}" stroke="#08306b" stroke-width="0.5"/>`,
+        `<text class="bar-value" x="${fmt(barX + w + 5)}" y="${y + 13}" font-size="${FONT.bar}">${(100 * s.average).toFixed(1)}</text>`,
+      );
+    }
+    y += 24;
   });
+  // the bars' axis: ticks and title
+  parts.push(`<line x1="${barX}" y1="${y}" x2="${fmt(barX + barMax)}" y2="${y}" stroke="#444" stroke-width="0.5"/>`);
+  for (const v of ticks) {
+    const x = barX + (v / scaleMax) * barMax;
+    parts.push(
+      `<line x1="${fmt(x)}" y1="${y}" x2="${fmt(x)}" y2="${y + 4}" stroke="#444" stroke-width="0.5"/>`,
+      `<text class="axis-tick" x="${fmt(x)}" y="${y + 4 + FONT.tick}" font-size="${FONT.tick}" text-anchor="middle">${fmt(v)}</text>`,
+    );
+  }
+  y += 4 + FONT.tick + 6 + FONT.axis;
+  parts.push(
+    `<text class="axis-title" x="${fmt(barX + barMax / 2)}" y="${y}" font-size="${FONT.axis}" fill="#444" text-anchor="middle">${esc(`average ${r.measure} × 100`)}</text>`,
+  );
+  const height = Math.ceil(y + FONT.axis * TEXT_METRICS.descent + MARGIN);
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">
+<defs><linearGradient id="scale" x1="0" x2="1" y1="0" y2="0"><stop offset="0" stop-color="${colour(0)}"/><stop offset="1" stop-color="${colour(scaleMax / 100)}"/></linearGradient></defs>
 <rect width="100%" height="100%" fill="white"/>
-<text x="10" y="${height - 8}" font-size="10" fill="#555">qdc benchmark ${esc(r.name)} — ${esc(r.machine)}, ${esc(r.device)}; rows: after training on task T, columns: evaluated task j</text>
 ${parts.join("\n")}
 </svg>
 `;

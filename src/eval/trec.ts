@@ -1,6 +1,13 @@
-/** TREC run files: `qid Q0 docid rank score tag` per line. */
+/**
+ * TREC run files: `qid Q0 docid rank score tag` per line, read as trec_eval reads them
+ * (get_trec_results.c): columns separated by whitespace, blank lines and `#` comment lines skipped,
+ * the rank column ignored (results are ranked by score; see metrics.ts). Ids with whitespace cannot
+ * be written: the writer refuses them, and a reader's line with too many columns says which id
+ * probably held some.
+ */
 import { writeSync } from "node:fs";
 import { InputError, readLines } from "../data/lines.js";
+import { assertTrecId, trecColumns, whitespaceIdHint } from "../data/trec-format.js";
 import type { Hit } from "../retrieval/hit.js";
 import { writeAtomically } from "../tensor/index.js";
 import type { Run } from "./metrics.js";
@@ -8,13 +15,18 @@ import type { Run } from "./metrics.js";
 export async function readRun(file: string): Promise<Run> {
   const run: Run = new Map();
   for await (const [line, n] of readLines(file)) {
-    if (line.trim() === "") continue;
-    const cols = line.trim().split(/\s+/);
+    const cols = trecColumns(line);
+    if (cols.length === 0 || (cols[0] as string).startsWith("#")) continue;
     if (cols.length !== 6)
-      throw new InputError(file, n, `expected 6 columns (qid Q0 docid rank score tag), got ${cols.length}`);
+      throw new InputError(
+        file,
+        n,
+        `expected 6 columns (qid Q0 docid rank score tag), got ${cols.length}${whitespaceIdHint(cols, 6)}`,
+      );
     const [qid, , doc, , scoreText] = cols as [string, string, string, string, string];
     const score = Number(scoreText);
-    if (!Number.isFinite(score)) throw new InputError(file, n, `score ${JSON.stringify(scoreText)} is not a number`);
+    if (scoreText === "" || !Number.isFinite(score))
+      throw new InputError(file, n, `score ${JSON.stringify(scoreText)} is not a number`);
     let q = run.get(qid);
     if (!q) {
       q = new Map();
@@ -29,8 +41,16 @@ export async function readRun(file: string): Promise<Run> {
 /** What a run needs of a hit. */
 export type RankedHit = Pick<Hit, "id" | "score">;
 
-/** Writes a run atomically; scores with 6 decimals (trec_eval reads what is printed). */
+/**
+ * Writes a run atomically; scores with 6 decimals (trec_eval reads what is printed). Refuses, before
+ * writing anything, ids that a TREC file cannot hold (whitespace; a query id starting with '#').
+ */
 export function writeRun(file: string, queryIds: string[], hits: RankedHit[][], tag = "qdc"): void {
+  assertTrecId(file, tag, "run tag");
+  hits.forEach((h, i) => {
+    assertTrecId(file, queryIds[i] as string, "query id");
+    for (const x of h) assertTrecId(file, x.id, "document id");
+  });
   writeAtomically(file, (fd) => {
     hits.forEach((h, i) => {
       const qid = queryIds[i] as string;
