@@ -254,3 +254,44 @@ describe("re-index crash and restart", () => {
     await done.close();
   });
 });
+
+describe("re-index writes", () => {
+  it("embed batchSize documents per forward pass and write writeRows rows per store write, each row once", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qdc-rewrite-"));
+    const { oldDir, newDir } = models(dir);
+    const store = await LanceStore.open(join(dir, "store"), { dim: 64, fields: { lang: "string" } });
+    await loadCorpus(store, oldDir, corpus(dir, 50));
+    const { SearchService } = await import("../src/server/service.js");
+    const { Reindexer } = await import("../src/server/reindex.js");
+    const service = await SearchService.create({ store, modelDir: oldDir, encoder: "inline", log: () => {} });
+    const writes: number[] = [];
+    const passes: number[] = [];
+    const upsert = store.upsert.bind(store);
+    store.upsert = async (rows) => {
+      writes.push(rows.length);
+      return upsert(rows);
+    };
+    const embed = service.embedDocuments.bind(service);
+    service.embedDocuments = async (version, texts) => {
+      passes.push(texts.length);
+      return embed(version, texts);
+    };
+    try {
+      await service.upgrade(newDir);
+      // 12 is rounded up to whole forward passes of 5: writes of 15 rows
+      const r = new Reindexer(service, { batchSize: 5, writeRows: 12 });
+      r.start();
+      const st = await r.settled();
+      assert.equal(st.state, "done");
+      assert.deepEqual(writes, [15, 15, 15, 5]);
+      assert.ok(passes.every((n) => n <= 5));
+      assert.equal(
+        passes.reduce((a, b) => a + b, 0),
+        50,
+      );
+      assert.deepEqual(await store.versions(), { [resolve(newDir)]: 50 });
+    } finally {
+      await service.close();
+    }
+  });
+});

@@ -27,6 +27,10 @@ import {
   type VectorStore,
 } from "./store.js";
 
+// `indexStats` leaves out the IVF centroids (qdc reads only row and segment counts) and LanceDB
+// stops warning about including them
+process.env.LANCE_INCLUDE_VECTOR_CENTROIDS ??= "false";
+
 const TABLE = "vectors";
 const META = "qdc-store.json";
 const VERSIONS = "qdc-versions.json";
