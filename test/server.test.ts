@@ -295,3 +295,70 @@ describe("re-index writes", () => {
     }
   });
 });
+
+describe("re-index store failures", () => {
+  it("are retried with a warning, and stop the re-index as failed only past `retries`", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qdc-reretry-"));
+    const { oldDir, newDir } = models(dir);
+    const store = await LanceStore.open(join(dir, "store"), { dim: 64, fields: { lang: "string" } });
+    await loadCorpus(store, oldDir, corpus(dir, 20));
+    const { SearchService } = await import("../src/server/service.js");
+    const { Reindexer } = await import("../src/server/reindex.js");
+    const logged: Record<string, unknown>[] = [];
+    const service = await SearchService.create({
+      store,
+      modelDir: oldDir,
+      encoder: "inline",
+      log: (e) => logged.push(e),
+    });
+    const upsert = store.upsert.bind(store);
+    let failing = 2;
+    store.upsert = async (rows) => {
+      if (failing-- > 0) throw new Error("canceling statement due to statement timeout");
+      return upsert(rows);
+    };
+    try {
+      await service.upgrade(newDir);
+      const r = new Reindexer(service, { batchSize: 10, writeRows: 10 });
+      r.start();
+      const st = await r.settled();
+      assert.equal(st.state, "done");
+      assert.deepEqual(await store.versions(), { [resolve(newDir)]: 20 });
+      const retries = logged.filter((e) => e.event === "reindex-retry");
+      assert.deepEqual(
+        retries.map((e) => [e.attempt, e.waitMs]),
+        [
+          [1, 1000],
+          [2, 2000],
+        ],
+      );
+      assert.match(String(retries[0]?.message), /statement timeout/);
+
+      // always failing: the re-index stops as failed after the first try and one retry
+      const store2 = await LanceStore.open(join(dir, "store2"), { dim: 64, fields: { lang: "string" } });
+      await loadCorpus(store2, oldDir, corpus(dir, 20));
+      store2.upsert = async () => {
+        throw new Error("canceling statement due to statement timeout");
+      };
+      const service2 = await SearchService.create({
+        store: store2,
+        modelDir: oldDir,
+        encoder: "inline",
+        log: () => {},
+      });
+      try {
+        await service2.upgrade(newDir);
+        const r2 = new Reindexer(service2, { batchSize: 10, writeRows: 10, retries: 1 });
+        r2.start();
+        const st2 = await r2.settled();
+        assert.equal(st2.state, "failed");
+        assert.match(String(st2.error), /statement timeout/);
+        assert.deepEqual(await store2.versions(), { [resolve(oldDir)]: 20 });
+      } finally {
+        await service2.close();
+      }
+    } finally {
+      await service.close();
+    }
+  });
+});

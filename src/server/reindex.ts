@@ -36,6 +36,11 @@ export interface ReindexOptions {
    */
   writeRows?: number;
   log?: (s: ReindexStatus) => void;
+  /**
+   * consecutive failed rounds (a store error, a timeout) tried again, after 1, 2, 4 … s, before
+   * the re-index stops as failed (default 5)
+   */
+  retries?: number;
   /** test hook: exit the process (as a crash) after this many store writes */
   crashAfterWrites?: number;
   /** resume a re-index the store records as running (default true) */
@@ -159,6 +164,8 @@ export class Reindexer {
     const optimizeEvery = this.opts.optimizeEvery ?? 8192;
     let sinceOptimize = 0;
     let writes = 0;
+    let failures = 0;
+    const retries = this.opts.retries ?? 5;
     while (this.#status.state === "running" && generation === this.#generation) {
       const m = this.service.acquire();
       try {
@@ -206,10 +213,25 @@ export class Reindexer {
         const secs = (performance.now() - this.#t0) / 1000;
         this.#set({ done, remaining, docsPerSecond: (done - this.#doneAtStart) / Math.max(secs, 1e-3) });
         writes++;
+        failures = 0;
         if (this.opts.crashAfterWrites !== undefined && writes >= this.opts.crashAfterWrites) {
           await this.#recorded;
           process.kill(process.pid, "SIGKILL");
         }
+      } catch (e) {
+        // a store that times out or drops a connection under load: the same rows are tried again
+        // (nothing of a failed write landed, or all of it: what is left is read from the store)
+        if (++failures > retries) throw e;
+        const waitMs = Math.min(30000, 1000 * 2 ** (failures - 1));
+        this.service.log({
+          level: "warn",
+          event: "reindex-retry",
+          attempt: failures,
+          of: retries,
+          waitMs,
+          message: (e as Error).message,
+        });
+        await new Promise((r) => setTimeout(r, waitMs));
       } finally {
         m.release();
       }
