@@ -15,6 +15,7 @@ import type { Table } from "@lancedb/lancedb";
 import pg from "pg";
 import { Rng } from "../src/data/rng.js";
 import {
+  cleanupBefore,
   FilterError,
   LanceStore,
   PgVectorStore,
@@ -305,6 +306,47 @@ describe("LanceDB specifics", () => {
       assert.deepEqual(await store.versions(), { v3: 300 });
     } finally {
       await store.close();
+    }
+  });
+
+  it("deletes only table versions superseded keepVersionsMs ago: a reader on the latest version survives a compaction", async () => {
+    // the bound: the start of the latest optimize that finished keepMs ago
+    assert.equal(cleanupBefore([], 1000, 60), null);
+    assert.equal(
+      cleanupBefore(
+        [
+          { startedAt: 100, finishedAt: 200 },
+          { startedAt: 300, finishedAt: 950 },
+        ],
+        1000,
+        60,
+      ),
+      100,
+    );
+    assert.equal(cleanupBefore([{ startedAt: 300, finishedAt: 940 }], 1000, 60), 300);
+
+    const dir = fresh();
+    const writer = await LanceStore.open(dir, SCHEMA, { keepVersionsMs: 0, maintenance: "inline" });
+    try {
+      await writer.upsert(randomRows(300, "v1", 31));
+      await writer.optimize();
+      // small writes (fragments a compaction rewrites), then a reader that does not refresh for a while
+      const extra = randomRows(40, "v2", 32).map((r, i) => ({ ...r, id: `extra-${i}` }));
+      for (let i = 0; i < 40; i += 10) await writer.upsert(extra.slice(i, i + 10));
+      const reader = await LanceStore.open(dir, undefined, { refreshSeconds: 3600 });
+      try {
+        const q = extra[0]?.vector as Float32Array;
+        assert.equal((await reader.search(q, 1))[0]?.id, "extra-0");
+        // versions created an instant ago but before the previous optimize: with a cleanup by
+        // creation age (keep 0 ms) the reader's version — the latest one a moment ago — would lose its files
+        await writer.optimize();
+        assert.equal((await reader.search(q, 1))[0]?.id, "extra-0");
+        assert.equal((await reader.get(extra.map((r) => r.id))).length, 40);
+      } finally {
+        await reader.close();
+      }
+    } finally {
+      await writer.close();
     }
   });
 

@@ -82,6 +82,8 @@ if (process.send) {
   };
 
   let clients: Promise<void>[] = [];
+  // the benchmark process died (a failed run, a kill): no clients left hammering a dead port
+  process.on("disconnect", () => process.exit(0));
   process.on("message", async (m: { config?: Config; start?: string; stop?: boolean; exit?: boolean }) => {
     if (m.config) {
       config = m.config;

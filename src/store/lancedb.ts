@@ -9,9 +9,12 @@
  * Several processes may open the same directory: reads see others' writes within `refreshSeconds`,
  * and the versions file (every version ever written) is re-read when it changes.
  */
+
+import { fork } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import * as lancedb from "@lancedb/lancedb";
 import { Field, FixedSizeList, Float32, Float64, Schema, Utf8 } from "apache-arrow";
 import {
@@ -35,8 +38,26 @@ const TABLE = "vectors";
 const META = "qdc-store.json";
 const VERSIONS = "qdc-versions.json";
 const STATE = "qdc-state.json";
-/** table versions younger than this survive `optimize`, so readers still on them are not broken */
-const KEEP_VERSIONS_MS = 60_000;
+/** when the last optimize runs started and finished (for the cleanup of old table versions) */
+const MAINTENANCE = "qdc-maintenance.json";
+
+export interface OptimizeRun {
+  startedAt: number;
+  finishedAt: number;
+}
+
+/**
+ * The creation time before which table versions may be deleted, or null for none. A version's age
+ * says nothing about how long ago it stopped being the latest (a version written an hour ago is
+ * current until the next commit, and readers use it until then): only versions created before an
+ * optimize run started are known to be superseded — by that run's commits, at the latest when it
+ * finished. So the bound is the start of the latest run that finished at least `keepMs` ago.
+ */
+export function cleanupBefore(runs: OptimizeRun[], now: number, keepMs: number): number | null {
+  let best: number | null = null;
+  for (const r of runs) if (r.finishedAt <= now - keepMs && (best === null || r.startedAt > best)) best = r.startedAt;
+  return best;
+}
 
 let tmpSeq = 0;
 /** A temporary name beside `path`, unique to this process and call. */
@@ -103,6 +124,41 @@ export interface LanceOptions {
    * `optimize` trains the index again as one (default 4)
    */
   maxIndexSegments?: number;
+  /**
+   * where `optimize` runs: "process" (default), a child process at OS niceness `maintenanceNice`
+   * (default 10), or "inline", this one
+   */
+  maintenance?: "process" | "inline";
+  maintenanceNice?: number;
+  /**
+   * how long (ms) a table version must have been superseded before `optimize` deletes its files
+   * (default 60,000): readers that have not refreshed yet, or a query in flight, still use it
+   */
+  keepVersionsMs?: number;
+}
+
+/** Runs `optimizeHere` on the store in `dir` in a niced child process; rejects with its error. */
+function runMaintenance(dir: string, opts: Required<LanceOptions>, indexed: boolean): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = fork(fileURLToPath(new URL("./lance-maintenance.js", import.meta.url)), [], {
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+      serialization: "advanced",
+      env: { ...process.env, QDC_NICE: String(opts.maintenanceNice) },
+    });
+    let error: string | null = null;
+    child.on("message", (m: { error?: string }) => {
+      if (m.error) error = m.error;
+    });
+    child.on("error", reject);
+    child.on("exit", (code, signal) => {
+      if (code === 0 && !error) resolve();
+      else
+        reject(
+          new Error(`LanceDB optimize of ${dir} failed: ${error ?? `maintenance process exited (${signal ?? code})`}`),
+        );
+    });
+    child.send({ dir, opts: { ...opts, maintenance: "inline" }, indexed });
+  });
 }
 
 export class LanceStore implements VectorStore {
@@ -168,6 +224,9 @@ export class LanceStore implements VectorStore {
       refineFactor: opts.refineFactor ?? (index === "ivf-pq" ? 10 : index === "hnsw-sq" ? 2 : 0),
       refreshSeconds,
       maxIndexSegments: opts.maxIndexSegments ?? 4,
+      maintenance: opts.maintenance ?? "process",
+      maintenanceNice: opts.maintenanceNice ?? 10,
+      keepVersionsMs: opts.keepVersionsMs ?? 60_000,
     });
     await store.#checkIndices();
     store.#loadVersions();
@@ -400,18 +459,43 @@ export class LanceStore implements VectorStore {
     return (await this.table.listIndices()).find((i) => i.columns.includes("vector"));
   }
 
+  /**
+   * Compaction and index upkeep (see `optimizeHere`), by default in a niced child process that
+   * opens the same directory: LanceDB's compaction and index builds take every core of the
+   * process that runs them, and in the service's process they stalled its searches (a 30 s
+   * index build stopped them all). This handle reads the result as soon as the child is done.
+   */
   async optimize(): Promise<void> {
+    if (this.opts.maintenance === "inline") return this.optimizeHere();
+    // the index this handle knows of: a re-index that rewrote every row leaves LanceDB without it
+    await runMaintenance(this.dir, { ...this.opts, index: this.#index ?? this.opts.index }, this.#index !== undefined);
+    await this.table.checkoutLatest();
+    await this.#checkIndices();
+  }
+
+  /** `optimize` in this process; `indexed`: the store had an ANN index (to train again if lost). */
+  async optimizeHere(indexed = this.#index !== undefined): Promise<void> {
+    if (indexed) this.#index ??= this.opts.index;
     const before = await this.#vectorIndex();
     // compacts fragments, adds unindexed rows to every index (vectors, ids, versions) and drops the
-    // files only table versions older than KEEP_VERSIONS_MS use; another writer's commit in between
-    // (a conflict) is answered by running it again on the new table version
+    // files of table versions no reader can still be on (`cleanupBefore`); another writer's commit
+    // in between (a conflict) is answered by running it again on the new table version
+    const startedAt = Date.now();
+    const runsPath = join(this.dir, MAINTENANCE);
+    let runs: OptimizeRun[] = [];
     try {
-      await this.table.optimize({ cleanupOlderThan: new Date(Date.now() - KEEP_VERSIONS_MS) });
+      runs = JSON.parse(readFileSync(runsPath, "utf8")) as OptimizeRun[];
+    } catch {}
+    const bound = cleanupBefore(runs, startedAt, this.opts.keepVersionsMs);
+    // with no bound, nothing is old enough: LanceDB keeps versions younger than the date given
+    const cleanupOlderThan = new Date(bound ?? 0);
+    try {
+      await this.table.optimize({ cleanupOlderThan });
     } catch (e) {
       if (!/conflict|preempted|retry/i.test((e as Error).message)) throw e;
-      await this.table.optimize({ cleanupOlderThan: new Date(Date.now() - KEEP_VERSIONS_MS) });
+      await this.table.optimize({ cleanupOlderThan });
     }
-    if (!this.#index) return;
+    if (!this.#index) return this.#recordRun(runs, startedAt);
     const after = await this.#vectorIndex();
     // the ANN index is trained again (one graph over every row) when
     // - most rows were written since it was built (a re-index with a new model): its training no
@@ -426,6 +510,15 @@ export class LanceStore implements VectorStore {
       segments > this.opts.maxIndexSegments
     )
       await this.buildIndex();
+    this.#recordRun(runs, startedAt);
+  }
+
+  /** Adds a finished optimize run to the maintenance file (the last 20 are kept). */
+  #recordRun(runs: OptimizeRun[], startedAt: number): void {
+    writeAtomic(
+      join(this.dir, MAINTENANCE),
+      JSON.stringify([...runs, { startedAt, finishedAt: Date.now() }].slice(-20)),
+    );
   }
 
   async readState(): Promise<StoreState | null> {
