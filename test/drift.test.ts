@@ -134,31 +134,6 @@ describe("qdc drift fit", () => {
     writeFileSync(join(dir, "q.txt"), queries.join("\n"));
     const out = join(dir, "drift.safetensors");
     const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
-    execFileSync(
-      "node",
-      [
-        cli,
-        "drift",
-        "fit",
-        "--old",
-        join(FIXTURES, "bert-tiny"),
-        "--new",
-        newDir,
-        "--queries",
-        join(dir, "q.txt"),
-        "--method",
-        "mean",
-        "--no-prefix",
-        "--max-length",
-        "32",
-        "--out",
-        out,
-      ],
-      { stdio: "pipe" },
-    );
-    // the same queries in any file `encode --input` reads: JSONL rows with only a `text` field, gzipped
-    writeFileSync(join(dir, "q.jsonl.gz"), gzipSync(queries.map((text) => JSON.stringify({ text })).join("\n")));
-    const outJsonl = join(dir, "drift-jsonl.safetensors");
     const args = (queryFile: string, o: string) => [
       cli,
       "drift",
@@ -177,6 +152,10 @@ describe("qdc drift fit", () => {
       "--out",
       o,
     ];
+    execFileSync("node", args(join(dir, "q.txt"), out), { stdio: "pipe" });
+    // the same queries in any file `encode --input` reads: JSONL rows with only a `text` field, gzipped
+    writeFileSync(join(dir, "q.jsonl.gz"), gzipSync(queries.map((text) => JSON.stringify({ text })).join("\n")));
+    const outJsonl = join(dir, "drift-jsonl.safetensors");
     execFileSync("node", args(join(dir, "q.jsonl.gz"), outJsonl), { stdio: "pipe" });
     assert.deepEqual(
       loadCompensator(outJsonl).compensator.state().tensors.drift!.toArray(),

@@ -255,15 +255,21 @@ describe("re-index crash and restart", () => {
   });
 });
 
+/** A LanceDB store of `n` corpus rows embedded by the old model, and an inline service over it. */
+async function reindexFixture(prefix: string, n: number, log: (e: Record<string, unknown>) => void = () => {}) {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const { oldDir, newDir } = models(dir);
+  const store = await LanceStore.open(join(dir, "store"), { dim: 64, fields: { lang: "string" } });
+  await loadCorpus(store, oldDir, corpus(dir, n));
+  const { SearchService } = await import("../src/server/service.js");
+  const { Reindexer } = await import("../src/server/reindex.js");
+  const service = await SearchService.create({ store, modelDir: oldDir, encoder: "inline", log });
+  return { dir, oldDir, newDir, store, service, SearchService, Reindexer };
+}
+
 describe("re-index writes", () => {
   it("embed batchSize documents per forward pass and write writeRows rows per store write, each row once", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "qdc-rewrite-"));
-    const { oldDir, newDir } = models(dir);
-    const store = await LanceStore.open(join(dir, "store"), { dim: 64, fields: { lang: "string" } });
-    await loadCorpus(store, oldDir, corpus(dir, 50));
-    const { SearchService } = await import("../src/server/service.js");
-    const { Reindexer } = await import("../src/server/reindex.js");
-    const service = await SearchService.create({ store, modelDir: oldDir, encoder: "inline", log: () => {} });
+    const { newDir, store, service, Reindexer } = await reindexFixture("qdc-rewrite-", 50);
     const writes: number[] = [];
     const passes: number[] = [];
     const upsert = store.upsert.bind(store);
@@ -298,19 +304,12 @@ describe("re-index writes", () => {
 
 describe("re-index store failures", () => {
   it("are retried with a warning, and stop the re-index as failed only past `retries`", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "qdc-reretry-"));
-    const { oldDir, newDir } = models(dir);
-    const store = await LanceStore.open(join(dir, "store"), { dim: 64, fields: { lang: "string" } });
-    await loadCorpus(store, oldDir, corpus(dir, 20));
-    const { SearchService } = await import("../src/server/service.js");
-    const { Reindexer } = await import("../src/server/reindex.js");
     const logged: Record<string, unknown>[] = [];
-    const service = await SearchService.create({
-      store,
-      modelDir: oldDir,
-      encoder: "inline",
-      log: (e) => logged.push(e),
-    });
+    const { dir, oldDir, newDir, store, service, SearchService, Reindexer } = await reindexFixture(
+      "qdc-reretry-",
+      20,
+      (e) => logged.push(e),
+    );
     const upsert = store.upsert.bind(store);
     let failing = 2;
     store.upsert = async (rows) => {
