@@ -134,7 +134,7 @@ describe("qdc drift fit", () => {
     writeFileSync(join(dir, "q.txt"), queries.join("\n"));
     const out = join(dir, "drift.safetensors");
     const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
-    const args = (queryFile: string, o: string) => [
+    const fit = (queryFile: string) => [
       cli,
       "drift",
       "fit",
@@ -144,6 +144,9 @@ describe("qdc drift fit", () => {
       newDir,
       "--queries",
       queryFile,
+    ];
+    const args = (queryFile: string, o: string) => [
+      ...fit(queryFile),
       "--method",
       "mean",
       "--no-prefix",
@@ -179,17 +182,7 @@ describe("qdc drift fit", () => {
     );
     writeFileSync(join(dir, "qrels.tsv"), queries.map((_, i) => `${i + 1}\td${i}\t1`).join("\n"));
     const autoOut = join(dir, "auto.safetensors");
-    const base = [
-      cli,
-      "drift",
-      "fit",
-      "--old",
-      join(FIXTURES, "bert-tiny"),
-      "--new",
-      newDir,
-      "--queries",
-      join(dir, "q.txt"),
-    ];
+    const base = fit(join(dir, "q.txt"));
     execFileSync(
       "node",
       [
