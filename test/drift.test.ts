@@ -183,48 +183,31 @@ describe("qdc drift fit", () => {
     writeFileSync(join(dir, "qrels.tsv"), queries.map((_, i) => `${i + 1}\td${i}\t1`).join("\n"));
     const autoOut = join(dir, "auto.safetensors");
     const base = fit(join(dir, "q.txt"));
-    execFileSync(
-      "node",
-      [
-        ...base,
-        "--method",
-        "auto",
-        "--qrels",
-        join(dir, "qrels.tsv"),
-        "--corpus",
-        join(dir, "corpus.jsonl"),
-        "--out",
-        autoOut,
-      ],
-      { stdio: "pipe" },
-    );
-    const auto = loadCompensator(autoOut).fittedOn.auto as {
+    const auto = (queryFile: string) => [
+      ...fit(queryFile),
+      "--method",
+      "auto",
+      "--qrels",
+      join(dir, "qrels.tsv"),
+      "--corpus",
+      join(dir, "corpus.jsonl"),
+      "--out",
+      autoOut,
+    ];
+    execFileSync("node", auto(join(dir, "q.txt")), { stdio: "pipe" });
+    const picked = loadCompensator(autoOut).fittedOn.auto as {
       criterion: string;
       picked: string;
       scores: Record<string, number>;
     };
-    assert.equal(auto.criterion, "retrieval");
-    assert.deepEqual(Object.keys(auto.scores).sort(), ["affine", "identity", "kernel", "mean", "mlp", "procrustes"]);
-    for (const v of Object.values(auto.scores)) assert.ok(v >= 0 && v <= 1);
+    assert.equal(picked.criterion, "retrieval");
+    assert.deepEqual(Object.keys(picked.scores).sort(), ["affine", "identity", "kernel", "mean", "mlp", "procrustes"]);
+    for (const v of Object.values(picked.scores)) assert.ok(v >= 0 && v <= 1);
     const half = spawnSync("node", [...base, "--method", "auto", "--qrels", join(dir, "qrels.tsv"), "--out", autoOut], {
       encoding: "utf8",
     });
     assert.match(half.stderr, /give --qrels and --corpus together/);
-    const noIds = spawnSync(
-      "node",
-      [
-        ...args(join(dir, "q.jsonl.gz"), autoOut).slice(0, 9),
-        "--method",
-        "auto",
-        "--qrels",
-        join(dir, "qrels.tsv"),
-        "--corpus",
-        join(dir, "corpus.jsonl"),
-        "--out",
-        autoOut,
-      ],
-      { encoding: "utf8" },
-    );
+    const noIds = spawnSync("node", auto(join(dir, "q.jsonl.gz")), { encoding: "utf8" });
     assert.match(noIds.stderr, /q\.jsonl\.gz:1: missing '_id' \(or 'id'\)/);
   });
 });
