@@ -282,7 +282,11 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
 
       const service = await SearchService.create({ store, modelDir: oldDir, maxLength: 64, log: () => {} });
       const reindexer = new Reindexer(service);
-      const app = buildApp(service, reindexer, {});
+      // the causes of 5xx answers, counted by message (a number without its cause helps no one)
+      const serverErrors = new Map<string, number>();
+      const app = buildApp(service, reindexer, {
+        onServerError: (e) => serverErrors.set(e.message, (serverErrors.get(e.message) ?? 0) + 1),
+      });
       const base = await app.listen({ port: 0, host: "127.0.0.1" });
       const load = new Load();
       await load.start({ base, concurrency: clients, texts: queryTexts, k: 10 });
@@ -305,6 +309,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
           `${kind} ${p.phase}: ${f1(p.qps)} QPS, p50 ${f1(p.p50Ms)} ms, p99 ${f1(p.p99Ms)} ms, ${p.failed} failed; mean wait ${f1(p.split.waitMs)} / embed ${f1(p.split.embedMs)} / store ${f1(p.split.storeMs)} ms, batch ${f1(p.split.batch)}`,
         );
       log(`${kind}: re-indexed ${underLoad.documents} rows under load at ${f1(underLoad.docsPerSecond)} docs/s`);
+      for (const [message, n] of serverErrors) log(`${kind}: ${n} × 500: ${message}`);
 
       // the same re-index with no searches, on a 10k-row store
       const small = await open("standalone");
@@ -325,6 +330,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
         storeAlone: alone,
         phases,
         serviceOverStore: before.qps / alone.qps,
+        serverErrors: Object.fromEntries(serverErrors),
         reindex: { underLoad, standalone, share: underLoad.docsPerSecond / standalone.docsPerSecond },
         goals: {
           beforeQps300: before.qps >= 300,
