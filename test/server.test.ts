@@ -14,6 +14,7 @@ import { fitBetweenModels } from "../src/drift/between-models.js";
 import { EmbeddingModel } from "../src/models/embedding-model.js";
 import { modelName } from "../src/server/http.js";
 import { loadCorpus } from "../src/server/load.js";
+import type { ReindexOptions } from "../src/server/reindex.js";
 import type { SearchService } from "../src/server/service.js";
 import { LanceStore } from "../src/store/lancedb.js";
 import { FIXTURES, startService, trainedBertTiny } from "./helpers.js";
@@ -255,7 +256,10 @@ describe("re-index crash and restart", () => {
   });
 });
 
-/** A LanceDB store of `n` corpus rows embedded by the old model, and an inline service over it. */
+/**
+ * A LanceDB store of `n` corpus rows embedded by the old model, an inline service over it, and
+ * `reindex`: the upgrade to the new model and a re-index with `opts` until it settles.
+ */
 async function reindexFixture(prefix: string, n: number, log: (e: Record<string, unknown>) => void = () => {}) {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   const { oldDir, newDir } = models(dir);
@@ -264,12 +268,18 @@ async function reindexFixture(prefix: string, n: number, log: (e: Record<string,
   const { SearchService } = await import("../src/server/service.js");
   const { Reindexer } = await import("../src/server/reindex.js");
   const service = await SearchService.create({ store, modelDir: oldDir, encoder: "inline", log });
-  return { dir, oldDir, newDir, store, service, SearchService, Reindexer };
+  const reindex = async (opts: ReindexOptions) => {
+    await service.upgrade(newDir);
+    const r = new Reindexer(service, opts);
+    r.start();
+    return r.settled();
+  };
+  return { oldDir, newDir, store, service, reindex };
 }
 
 describe("re-index writes", () => {
   it("embed batchSize documents per forward pass and write writeRows rows per store write, each row once", async () => {
-    const { newDir, store, service, Reindexer } = await reindexFixture("qdc-rewrite-", 50);
+    const { newDir, store, service, reindex } = await reindexFixture("qdc-rewrite-", 50);
     const writes: number[] = [];
     const passes: number[] = [];
     const upsert = store.upsert.bind(store);
@@ -283,11 +293,8 @@ describe("re-index writes", () => {
       return embed(version, texts);
     };
     try {
-      await service.upgrade(newDir);
       // 12 is rounded up to whole forward passes of 5: writes of 15 rows
-      const r = new Reindexer(service, { batchSize: 5, writeRows: 12 });
-      r.start();
-      const st = await r.settled();
+      const st = await reindex({ batchSize: 5, writeRows: 12 });
       assert.equal(st.state, "done");
       assert.deepEqual(writes, [15, 15, 15, 5]);
       assert.ok(passes.every((n) => n <= 5));
@@ -305,11 +312,7 @@ describe("re-index writes", () => {
 describe("re-index store failures", () => {
   it("are retried with a warning, and stop the re-index as failed only past `retries`", async () => {
     const logged: Record<string, unknown>[] = [];
-    const { dir, oldDir, newDir, store, service, SearchService, Reindexer } = await reindexFixture(
-      "qdc-reretry-",
-      20,
-      (e) => logged.push(e),
-    );
+    const { newDir, store, service, reindex } = await reindexFixture("qdc-reretry-", 20, (e) => logged.push(e));
     const upsert = store.upsert.bind(store);
     let failing = 2;
     store.upsert = async (rows) => {
@@ -317,10 +320,7 @@ describe("re-index store failures", () => {
       return upsert(rows);
     };
     try {
-      await service.upgrade(newDir);
-      const r = new Reindexer(service, { batchSize: 10, writeRows: 10 });
-      r.start();
-      const st = await r.settled();
+      const st = await reindex({ batchSize: 10, writeRows: 10 });
       assert.equal(st.state, "done");
       assert.deepEqual(await store.versions(), { [resolve(newDir)]: 20 });
       const retries = logged.filter((e) => e.event === "reindex-retry");
@@ -332,32 +332,22 @@ describe("re-index store failures", () => {
         ],
       );
       assert.match(String(retries[0]?.message), /statement timeout/);
-
-      // always failing: the re-index stops as failed after the first try and one retry
-      const store2 = await LanceStore.open(join(dir, "store2"), { dim: 64, fields: { lang: "string" } });
-      await loadCorpus(store2, oldDir, corpus(dir, 20));
-      store2.upsert = async () => {
-        throw new Error("canceling statement due to statement timeout");
-      };
-      const service2 = await SearchService.create({
-        store: store2,
-        modelDir: oldDir,
-        encoder: "inline",
-        log: () => {},
-      });
-      try {
-        await service2.upgrade(newDir);
-        const r2 = new Reindexer(service2, { batchSize: 10, writeRows: 10, retries: 1 });
-        r2.start();
-        const st2 = await r2.settled();
-        assert.equal(st2.state, "failed");
-        assert.match(String(st2.error), /statement timeout/);
-        assert.deepEqual(await store2.versions(), { [resolve(oldDir)]: 20 });
-      } finally {
-        await service2.close();
-      }
     } finally {
       await service.close();
+    }
+
+    // always failing: the re-index stops as failed after the first try and one retry
+    const second = await reindexFixture("qdc-refail-", 20);
+    second.store.upsert = async () => {
+      throw new Error("canceling statement due to statement timeout");
+    };
+    try {
+      const st2 = await second.reindex({ batchSize: 10, writeRows: 10, retries: 1 });
+      assert.equal(st2.state, "failed");
+      assert.match(String(st2.error), /statement timeout/);
+      assert.deepEqual(await second.store.versions(), { [resolve(second.oldDir)]: 20 });
+    } finally {
+      await second.service.close();
     }
   });
 });

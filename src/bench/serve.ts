@@ -270,9 +270,10 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
           const got = new Set((ann[i] ?? []).map((h) => h.id));
           found += (exact[i] ?? []).filter((h) => got.has(h.id)).length;
         });
-        sweep.push({ ef, recallAt10: found / (10 * sample.length), msPerQuery });
-        log(`${kind}: ef ${ef}: recall@10 vs exact ${(found / (10 * sample.length)).toFixed(3)}`);
-        if (found / (10 * sample.length) >= RECALL_GOAL) break;
+        const recallAt10 = found / (10 * sample.length);
+        sweep.push({ ef, recallAt10, msPerQuery });
+        log(`${kind}: ef ${ef}: recall@10 vs exact ${recallAt10.toFixed(3)}`);
+        if (recallAt10 >= RECALL_GOAL) break;
       }
       const { ef, recallAt10: recall } = sweep[sweep.length - 1] as (typeof sweep)[number];
       log(`${kind}: ANN index built in ${f1(indexSeconds)} s; serving with ef ${ef}, recall@10 ${recall.toFixed(3)}`);

@@ -485,7 +485,9 @@ export class LanceStore implements VectorStore {
     let runs: OptimizeRun[] = [];
     try {
       runs = JSON.parse(readFileSync(runsPath, "utf8")) as OptimizeRun[];
-    } catch {}
+    } catch {
+      // none yet (or unreadable): no run is known, so no version is old enough to delete
+    }
     const bound = cleanupBefore(runs, startedAt, this.opts.keepVersionsMs);
     // with no bound, nothing is old enough: LanceDB keeps versions younger than the date given
     const cleanupOlderThan = new Date(bound ?? 0);
@@ -495,7 +497,7 @@ export class LanceStore implements VectorStore {
       if (!/conflict|preempted|retry/i.test((e as Error).message)) throw e;
       await this.table.optimize({ cleanupOlderThan });
     }
-    if (!this.#index) return this.#recordRun(runs, startedAt);
+    if (!this.#index) return this.#recordRun(runsPath, runs, startedAt);
     const after = await this.#vectorIndex();
     // the ANN index is trained again (one graph over every row) when
     // - most rows were written since it was built (a re-index with a new model): its training no
@@ -510,15 +512,12 @@ export class LanceStore implements VectorStore {
       segments > this.opts.maxIndexSegments
     )
       await this.buildIndex();
-    this.#recordRun(runs, startedAt);
+    this.#recordRun(runsPath, runs, startedAt);
   }
 
   /** Adds a finished optimize run to the maintenance file (the last 20 are kept). */
-  #recordRun(runs: OptimizeRun[], startedAt: number): void {
-    writeAtomic(
-      join(this.dir, MAINTENANCE),
-      JSON.stringify([...runs, { startedAt, finishedAt: Date.now() }].slice(-20)),
-    );
+  #recordRun(runsPath: string, runs: OptimizeRun[], startedAt: number): void {
+    writeAtomic(runsPath, JSON.stringify([...runs, { startedAt, finishedAt: Date.now() }].slice(-20)));
   }
 
   async readState(): Promise<StoreState | null> {

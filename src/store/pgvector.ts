@@ -68,6 +68,25 @@ async function connect(pool: pg.Pool): Promise<pg.PoolClient> {
   return client;
 }
 
+/**
+ * `run` inside BEGIN … COMMIT on one connection (`begin` may add statements after BEGIN, e.g.
+ * `SET LOCAL`); on an error: ROLLBACK, the connection discarded, the error passed on.
+ */
+async function transaction<T>(pool: pg.Pool, run: (c: pg.PoolClient) => Promise<T>, begin = "BEGIN"): Promise<T> {
+  const client = await connect(pool);
+  try {
+    await client.query(begin);
+    const r = await run(client);
+    await client.query("COMMIT");
+    client.release();
+    return r;
+  } catch (e) {
+    await client.query("ROLLBACK").catch(() => {});
+    client.release(true);
+    throw e;
+  }
+}
+
 /** pool.query, after the connection's setup. */
 async function query(pool: pg.Pool, sql: string, params?: unknown[]): Promise<pg.QueryResult> {
   const client = await connect(pool);
@@ -175,21 +194,14 @@ export class PgVectorStore implements VectorStore {
         checkSchema(schema);
         s = schema;
         const cols = Object.entries(s.fields).map(([k, t]) => `, ${k} ${t === "number" ? "double precision" : "text"}`);
-        const client = await connect(pool);
-        try {
-          await client.query("BEGIN");
+        const created = s;
+        await transaction(pool, async (client) => {
           await client.query(
-            `CREATE TABLE ${table} (id text PRIMARY KEY, version text NOT NULL, text text NOT NULL, embedding vector(${s.dim}) NOT NULL${cols.join("")})`,
+            `CREATE TABLE ${table} (id text PRIMARY KEY, version text NOT NULL, text text NOT NULL, embedding vector(${created.dim}) NOT NULL${cols.join("")})`,
           );
           await client.query(`CREATE INDEX ${table}_version ON ${table} (version)`);
-          await client.query("INSERT INTO qdc_stores (name, schema) VALUES ($1, $2)", [table, JSON.stringify(s)]);
-          await client.query("COMMIT");
-          client.release();
-        } catch (e) {
-          await client.query("ROLLBACK").catch(() => {});
-          client.release(true);
-          throw e;
-        }
+          await client.query("INSERT INTO qdc_stores (name, schema) VALUES ($1, $2)", [table, JSON.stringify(created)]);
+        });
       }
       const store = new PgVectorStore(pool, base, table, s, o);
       const idx = await query(pool, "SELECT 1 FROM pg_indexes WHERE tablename = $1 AND indexname = $2", [
@@ -303,20 +315,14 @@ export class PgVectorStore implements VectorStore {
       const { sql, values } = statement(rows);
       await query(this.pool, sql, values);
     } else {
-      const client = await connect(this.pool);
-      try {
-        await client.query("BEGIN");
+      await transaction(this.pool, async (client) => {
         for (let i = 0; i < rows.length; i += UPSERT_ROWS) {
           const { sql, values } = statement(rows.slice(i, i + UPSERT_ROWS));
           await client.query(sql, values);
         }
-        await client.query("COMMIT");
-        client.release();
-      } catch (e) {
-        await client.query("ROLLBACK").catch(() => {});
-        client.release(true);
+      }).catch((e: unknown) => {
         throw this.#explain(e);
-      }
+      });
     }
     if (!this.#indexed && (await this.count()) >= this.opts.annThreshold) await this.buildIndex();
   }
@@ -363,18 +369,11 @@ export class PgVectorStore implements VectorStore {
   async #query(sql: string, params: unknown[], k: number, opts: SearchOptions): Promise<pg.QueryResult> {
     const ann = this.#indexed && !opts.exact;
     if (!ann || k <= this.opts.efSearch) return query(this.pool, sql, params);
-    const client = await connect(this.pool);
-    try {
-      await client.query(`BEGIN; SET LOCAL hnsw.ef_search = ${Math.min(k, 1000)}`);
-      const r = await client.query(sql, params);
-      await client.query("COMMIT");
-      client.release();
-      return r;
-    } catch (e) {
-      await client.query("ROLLBACK").catch(() => {});
-      client.release(true);
-      throw e;
-    }
+    return transaction(
+      this.pool,
+      (c) => c.query(sql, params),
+      `BEGIN; SET LOCAL hnsw.ef_search = ${Math.min(k, 1000)}`,
+    );
   }
 
   #columns(): string {
