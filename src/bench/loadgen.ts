@@ -54,9 +54,14 @@ if (process.send) {
       req.end(body);
     });
 
+  // between measurement windows the clients can be held (no requests at all)
+  let paused = false;
+  let resume: () => void = () => {};
+  let resumed = Promise.resolve();
   const client = async (w: number) => {
     const c = config as Config;
     for (let i = 0; running; i++) {
+      while (paused && running) await resumed;
       const text = c.texts[(w * 7919 + i) % c.texts.length] as string;
       const t = performance.now();
       try {
@@ -84,31 +89,46 @@ if (process.send) {
   let clients: Promise<void>[] = [];
   // the benchmark process died (a failed run, a kill): no clients left hammering a dead port
   process.on("disconnect", () => process.exit(0));
-  process.on("message", async (m: { config?: Config; start?: string; stop?: boolean; exit?: boolean }) => {
-    if (m.config) {
-      config = m.config;
-      running = true;
-      clients = Array.from({ length: config.concurrency }, (_, w) => client(w));
-      process.send?.({ ready: true });
-    } else if (m.start !== undefined) {
-      window = {
-        phase: m.start,
-        seconds: 0,
-        latenciesMs: [],
-        failed: 0,
-        failures: [],
-        timings: { waitMs: 0, embedMs: 0, compensateMs: 0, storeMs: 0, batch: 0 },
-        t0: performance.now(),
-      };
-    } else if (m.stop && window) {
-      const { t0, ...w } = window;
-      window = null;
-      process.send?.({ window: { ...w, seconds: (performance.now() - t0) / 1000 } });
-    } else if (m.exit) {
-      running = false;
-      await Promise.all(clients);
-      agent.destroy();
-      process.exit(0);
-    }
-  });
+  process.on(
+    "message",
+    async (m: { config?: Config; start?: string; stop?: boolean; exit?: boolean; pause?: boolean }) => {
+      if (m.pause !== undefined) {
+        if (m.pause && !paused) {
+          paused = true;
+          resumed = new Promise((r) => {
+            resume = r;
+          });
+        } else if (!m.pause && paused) {
+          paused = false;
+          resume();
+        }
+      } else if (m.config) {
+        config = m.config;
+        running = true;
+        clients = Array.from({ length: config.concurrency }, (_, w) => client(w));
+        process.send?.({ ready: true });
+      } else if (m.start !== undefined) {
+        window = {
+          phase: m.start,
+          seconds: 0,
+          latenciesMs: [],
+          failed: 0,
+          failures: [],
+          timings: { waitMs: 0, embedMs: 0, compensateMs: 0, storeMs: 0, batch: 0 },
+          t0: performance.now(),
+        };
+      } else if (m.stop && window) {
+        const { t0, ...w } = window;
+        window = null;
+        process.send?.({ window: { ...w, seconds: (performance.now() - t0) / 1000 } });
+      } else if (m.exit) {
+        running = false;
+        paused = false;
+        resume();
+        await Promise.all(clients);
+        agent.destroy();
+        process.exit(0);
+      }
+    },
+  );
 }

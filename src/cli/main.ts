@@ -670,6 +670,16 @@ bench
   .option("--stores <list>", "stores to run: lancedb,pgvector", (v: string) => v.split(","))
   .option("--seconds <n>", "length of the before and after windows", positiveInt("--seconds"))
   .option("--ef <n>", "HNSW ef to serve with (default: the smallest reaching recall@10 0.95)", positiveInt("--ef"))
+  .option(
+    "--during-at <list>",
+    "re-index progress (fractions) at which the windows of the 'during' phase start",
+    (v: string) => {
+      const xs = v.split(",").map(Number);
+      if (!xs.length || xs.some((x) => !(x >= 0 && x < 1)))
+        throw new InvalidArgumentError(`--during-at: fractions in [0, 1) separated by commas, got '${v}'`);
+      return xs.sort((a, b) => a - b);
+    },
+  )
   .option("--out <file>", "write the results as JSON here")
   .option("--quick", "5k documents and 5 s windows")
   .action(async (o) =>

@@ -273,15 +273,6 @@ export class LanceStore implements VectorStore {
     };
   }
 
-  #hit(rec: Record<string, unknown>): StoreHit {
-    return {
-      id: String(rec.id),
-      version: String(rec.version),
-      score: 1 - Number(rec._distance),
-      fields: this.#fields(rec),
-    };
-  }
-
   #fields(rec: Record<string, unknown>): Record<string, string | number> {
     const out: Record<string, string | number> = {};
     for (const k of Object.keys(this.schema.fields))
@@ -348,7 +339,11 @@ export class LanceStore implements VectorStore {
   }
 
   /** The vector query for `vectors` (one or several) with the options of `search`. */
-  async #query(vectors: Float32Array[], k: number, opts: SearchOptions): Promise<Record<string, unknown>[]> {
+  async #query(
+    vectors: Float32Array[],
+    k: number,
+    opts: SearchOptions,
+  ): Promise<{ hits: StoreHit[]; query: number[] }> {
     checkFilter(this.schema, opts.filter);
     if (!this.indexed && Date.now() - this.#indexCheckedAt > this.opts.refreshSeconds * 1000)
       await this.#checkIndices();
@@ -366,19 +361,46 @@ export class LanceStore implements VectorStore {
       else q = q.nprobes(this.opts.nprobes || this.#nprobes);
       if (this.opts.refineFactor > 0) q = q.refineFactor(this.opts.refineFactor);
     }
-    return (await q.toArray()) as Record<string, unknown>[];
+    // read column by column from the Arrow result (`toArray` builds a JS object per row through
+    // Arrow's row proxies: measured 577 vs 733 QPS for the same search, 8 callers, 100k rows)
+    const table = await q.toArrow();
+    const n = table.numRows;
+    const col = (name: string) => table.getChild(name);
+    const ids = col("id");
+    const versions = col("version");
+    const distances = col("_distance");
+    const queryIndex = col("query_index");
+    const fields = Object.keys(this.schema.fields).map((f) => [f, col(f)] as const);
+    const hits: StoreHit[] = new Array(n);
+    const query: number[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const f: Record<string, string | number> = {};
+      for (const [name, c] of fields) {
+        const v = c?.get(i);
+        if (v !== null && v !== undefined) f[name] = v as string | number;
+      }
+      hits[i] = {
+        id: String(ids?.get(i)),
+        version: String(versions?.get(i)),
+        score: 1 - Number(distances?.get(i)),
+        fields: f,
+      };
+      query[i] = queryIndex ? Number(queryIndex.get(i)) : 0;
+    }
+    return { hits, query };
   }
 
   async search(vector: Float32Array, k: number, opts: SearchOptions = {}): Promise<StoreHit[]> {
-    return (await this.#query([vector], k, opts)).map((r) => this.#hit(r));
+    return (await this.#query([vector], k, opts)).hits;
   }
 
   async searchMany(vectors: Float32Array[], k: number, opts: SearchOptions = {}): Promise<StoreHit[][]> {
     if (vectors.length <= 1) return Promise.all(vectors.map((v) => this.search(v, k, opts)));
     const out: StoreHit[][] = vectors.map(() => []);
     // one query; each row says which query vector it answers
-    for (const r of await this.#query(vectors, k, opts)) out[Number(r.query_index)]?.push(this.#hit(r));
-    for (const hits of out) hits.sort((a, b) => b.score - a.score);
+    const { hits, query } = await this.#query(vectors, k, opts);
+    for (let i = 0; i < hits.length; i++) out[query[i] as number]?.push(hits[i] as StoreHit);
+    for (const list of out) list.sort((a, b) => b.score - a.score);
     return out;
   }
 
