@@ -35,6 +35,12 @@ export interface PgOptions {
   statementTimeoutMs?: number;
   /** pool size (default 8) */
   maxConnections?: number;
+  /**
+   * HNSW graph degree and build-time candidate list (pgvector's m and ef_construction; defaults
+   * 16 and 64 as pgvector's own): a denser graph reaches a given recall with a smaller ef_search
+   */
+  m?: number;
+  efConstruction?: number;
 }
 
 /** Errors after which the same read is worth one more try on a fresh connection. */
@@ -127,6 +133,8 @@ export class PgVectorStore implements VectorStore {
       efSearch: opts.efSearch ?? 64,
       statementTimeoutMs: opts.statementTimeoutMs ?? 10000,
       maxConnections: opts.maxConnections ?? 8,
+      m: opts.m ?? 16,
+      efConstruction: opts.efConstruction ?? 64,
     };
     for (const [k, v] of Object.entries(o))
       if (!(v > 0) || (k !== "annThreshold" && !Number.isInteger(v)))
@@ -488,8 +496,15 @@ export class PgVectorStore implements VectorStore {
   /** On a connection of its own: building HNSW over many rows takes longer than the statement timeout. */
   async buildIndex(): Promise<void> {
     await this.#maintenance(async (c) => {
+      // the graph is built in memory when it fits maintenance_work_mem (else on disk, many times
+      // slower): raised for this connection to about its size, rows × (vector + 2m neighbours)
+      const n = (await c.query(`SELECT count(*)::bigint AS n FROM ${this.table}`)).rows[0].n as string;
+      const mb = Math.ceil((Number(n) * (this.schema.dim * 4 + this.opts.m * 2 * 10 + 64) * 1.3) / 2 ** 20) + 64;
+      const have = (await c.query("SELECT setting::bigint / 1024 AS mb FROM pg_settings WHERE name = 'maintenance_work_mem'"))
+        .rows[0].mb as string;
+      if (mb > Number(have)) await c.query(`SET maintenance_work_mem = '${mb}MB'`);
       await c.query(
-        `CREATE INDEX IF NOT EXISTS ${this.table}_hnsw ON ${this.table} USING hnsw (embedding vector_cosine_ops)`,
+        `CREATE INDEX IF NOT EXISTS ${this.table}_hnsw ON ${this.table} USING hnsw (embedding vector_cosine_ops) WITH (m = ${this.opts.m}, ef_construction = ${this.opts.efConstruction})`,
       );
       await c.query(`ANALYZE ${this.table}`);
     });
