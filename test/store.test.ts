@@ -360,7 +360,7 @@ describe("LanceDB specifics", () => {
       assert.equal(await segments(), 1);
       // each optimize indexes the rows written since as one more segment (a few rows each: the
       // index is not trained again for them)
-      const extra = randomRows(400, "v2", 22).map((r, i) => ({ ...r, id: `extra-${i}` }));
+      const extra = randomRows(400, "v1", 22).map((r, i) => ({ ...r, id: `extra-${i}` }));
       await store.upsert(extra.slice(0, 20));
       await store.optimize();
       assert.equal(await segments(), 2);
@@ -371,7 +371,35 @@ describe("LanceDB specifics", () => {
       const stats = await table.indexStats("vector_idx");
       assert.deepEqual([stats?.numIndexedRows, stats?.numUnindexedRows], [340, 0]);
       for (const r of extra.slice(0, 5))
+        assert.equal((await store.search(r.vector as Float32Array, 1, { version: "v1" }))[0]?.id, r.id);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("keeps the segments of a re-index apart while two versions are stored, and trains one graph once one is left", async () => {
+    const store = await LanceStore.open(fresh(), SCHEMA, { annThreshold: 300, maxIndexSegments: 2 });
+    const table = (store as unknown as { table: Table }).table;
+    const segments = async () => (await table.indexStats("vector_idx"))?.numIndices;
+    try {
+      const rows = randomRows(300, "v1", 23);
+      await store.upsert(rows);
+      // rows re-embedded by "v2" in three rounds, each optimised: one segment each, past the limit
+      const renewed = randomRows(300, "v2", 24).map((r, i) => ({ ...r, id: rows[i]!.id }));
+      for (const part of [renewed.slice(0, 20), renewed.slice(20, 40), renewed.slice(40, 60)]) {
+        await store.upsert(part);
+        await store.optimize();
+      }
+      assert.equal(await segments(), 4, "no rebuild while v1 and v2 are both stored");
+      for (const r of renewed.slice(0, 5))
         assert.equal((await store.search(r.vector as Float32Array, 1, { version: "v2" }))[0]?.id, r.id);
+      // the rest re-embedded: one version left, so the next optimize trains one graph again
+      await store.upsert(renewed.slice(60));
+      await store.optimize();
+      assert.equal(await segments(), 1);
+      assert.deepEqual(await store.versions(), { v2: 300 });
+      for (const r of renewed.slice(100, 105))
+        assert.equal((await store.search(r.vector as Float32Array, 1))[0]?.id, r.id);
     } finally {
       await store.close();
     }

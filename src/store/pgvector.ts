@@ -500,8 +500,9 @@ export class PgVectorStore implements VectorStore {
       // slower): raised for this connection to about its size, rows × (vector + 2m neighbours)
       const n = (await c.query(`SELECT count(*)::bigint AS n FROM ${this.table}`)).rows[0].n as string;
       const mb = Math.ceil((Number(n) * (this.schema.dim * 4 + this.opts.m * 2 * 10 + 64) * 1.3) / 2 ** 20) + 64;
-      const have = (await c.query("SELECT setting::bigint / 1024 AS mb FROM pg_settings WHERE name = 'maintenance_work_mem'"))
-        .rows[0].mb as string;
+      const have = (
+        await c.query("SELECT setting::bigint / 1024 AS mb FROM pg_settings WHERE name = 'maintenance_work_mem'")
+      ).rows[0].mb as string;
       if (mb > Number(have)) await c.query(`SET maintenance_work_mem = '${mb}MB'`);
       await c.query(
         `CREATE INDEX IF NOT EXISTS ${this.table}_hnsw ON ${this.table} USING hnsw (embedding vector_cosine_ops) WITH (m = ${this.opts.m}, ef_construction = ${this.opts.efConstruction})`,
