@@ -52,10 +52,10 @@ export interface ServeBenchOptions extends BenchOptions {
 }
 
 /** ef values tried in turn, until recall@10 against exact search reaches RECALL_GOAL */
-const EF_LADDER = [40, 64, 100, 160, 250, 400, 640, 1000];
+const EF_LADDER = [40, 64, 100, 160, 200, 250, 320, 400, 640, 1000];
 const RECALL_GOAL = 0.95;
 
-interface Phase {
+export interface Phase {
   phase: string;
   requests: number;
   failed: number;
@@ -78,7 +78,7 @@ const log = (m: string) => console.error(`[bench serve] ${m}`);
 /** each measured phase's latencies (kept out of the JSON) */
 const latenciesOf = new WeakMap<Phase, number[]>();
 
-function phaseOf(w: LoadWindow): Phase {
+export function phaseOf(w: LoadWindow): Phase {
   const n = w.latenciesMs.length;
   const split = Object.fromEntries(Object.entries(w.timings).map(([k, v]) => [k, n ? v / n : 0])) as Phase["split"];
   const phase: Phase = {
@@ -219,7 +219,7 @@ async function reindexUnderLoad(
 }
 
 /** Windows of one phase as one: requests, latencies and time split pooled. */
-function pool(name: string, ws: Phase[]): Phase {
+export function poolPhases(name: string, ws: Phase[]): Phase {
   const n = ws.reduce((a, w) => a + w.requests - w.failed, 0);
   const seconds = ws.reduce((a, w) => a + w.seconds, 0);
   const all = ws.flatMap((w) => latenciesOf.get(w) ?? []);
@@ -406,7 +406,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
       );
       const underLoad = during.underLoad;
       await probe.exit();
-      phases.push(pool("during", during.windows), ...during.windows, during.probe);
+      phases.push(poolPhases("during", during.windows), ...during.windows, during.probe);
       load.pause(false);
       load.begin("after");
       await new Promise((r) => setTimeout(r, seconds * 1000));
