@@ -14,7 +14,7 @@ import { fitBetweenModels } from "../src/drift/between-models.js";
 import { EmbeddingModel } from "../src/models/embedding-model.js";
 import { modelName } from "../src/server/http.js";
 import { loadCorpus } from "../src/server/load.js";
-import type { ReindexOptions } from "../src/server/reindex.js";
+import { type ReindexOptions, topByCount } from "../src/server/reindex.js";
 import type { SearchService } from "../src/server/service.js";
 import { LanceStore } from "../src/store/lancedb.js";
 import { FIXTURES, startService, trainedBertTiny } from "./helpers.js";
@@ -349,5 +349,32 @@ describe("re-index store failures", () => {
     } finally {
       await second.service.close();
     }
+  });
+});
+
+describe("re-index order", () => {
+  it("takes the n most retrieved ids, highest count first, ties in the order given", () => {
+    const entries: [string, number][] = [
+      ["a", 1],
+      ["b", 5],
+      ["c", 2],
+      ["d", 5],
+      ["e", 2],
+      ["f", 2],
+      ["g", 9],
+    ];
+    assert.deepEqual(
+      topByCount(entries, 4).map(([id]) => id),
+      ["g", "b", "d", "c"],
+    );
+    assert.deepEqual(
+      topByCount(entries, 5).map(([id]) => id),
+      ["g", "b", "d", "c", "e"],
+    );
+    assert.deepEqual(
+      topByCount(entries, 10).map(([id]) => id),
+      ["g", "b", "d", "c", "e", "f", "a"],
+    );
+    assert.deepEqual(topByCount(entries, 0), []);
   });
 });
