@@ -46,12 +46,8 @@ export interface ReindexOptions {
   /** resume a re-index the store records as running (default true) */
   resume?: boolean;
   /**
-   * rows written between two `optimize` calls of the store while re-indexing (default 16,384):
-   * rewritten rows are outside the ANN index until then, and every search scans them exactly
-   * (on LanceDB, 20,000 such rows cut the search rate to about a third), but each optimize adds
-   * one more index segment that every search walks until the re-index ends (measured on 100k
-   * rows: 16,384 between optimizes cost 13–27 ms of CPU per two-version request over the re-index,
-   * 8,192 with a retrain every 4 segments 11–31 ms)
+   * rows written between two `optimize` calls of the store while re-indexing (default: the
+   * store's own `optimizeEvery`: 16,384 for LanceDB, only at the end for pgvector)
    */
   optimizeEvery?: number;
 }
@@ -193,7 +189,7 @@ export class Reindexer {
   async #run(generation: number): Promise<void> {
     const batchSize = this.opts.batchSize ?? 64;
     const writeRows = Math.ceil((this.opts.writeRows ?? 1024) / batchSize) * batchSize;
-    const optimizeEvery = this.opts.optimizeEvery ?? 16384;
+    const optimizeEvery = this.opts.optimizeEvery ?? this.service.store.optimizeEvery;
     let sinceOptimize = 0;
     let writes = 0;
     let failures = 0;

@@ -74,6 +74,11 @@ export interface VectorStore {
    * into the ANN index where one exists, and drops what older table versions kept alive.
    */
   optimize(): Promise<void>;
+  /**
+   * Rows a long rewrite (a re-index) should write between two `optimize` calls to keep searches
+   * fast; `Infinity`: only once at the end (the store keeps itself in shape meanwhile).
+   */
+  readonly optimizeEvery: number;
   /** rows by id (missing ids are left out) */
   get(ids: string[]): Promise<StoreRow[]>;
   /** up to `limit` rows whose version is not `version` (what a re-index still has to do) */
