@@ -350,10 +350,16 @@ describe("LanceDB specifics", () => {
     }
   });
 
-  it("trains the vector index again once optimize has left it in more than maxIndexSegments segments", async () => {
+  /** A store that builds its index at 300 rows and retrains it past 2 segments, and its segment count. */
+  const segmentedStore = async () => {
     const store = await LanceStore.open(fresh(), SCHEMA, { annThreshold: 300, maxIndexSegments: 2 });
     const table = (store as unknown as { table: Table }).table;
-    const segments = async () => (await table.indexStats("vector_idx"))?.numIndices;
+    const stats = () => table.indexStats("vector_idx");
+    return { store, stats, segments: async () => (await stats())?.numIndices };
+  };
+
+  it("trains the vector index again once optimize has left it in more than maxIndexSegments segments", async () => {
+    const { store, stats, segments } = await segmentedStore();
     try {
       await store.upsert(randomRows(300, "v1", 21));
       assert.ok(store.indexed);
@@ -368,8 +374,8 @@ describe("LanceDB specifics", () => {
       await store.optimize();
       // a third segment is past the limit: one again, over all 340 rows
       assert.equal(await segments(), 1);
-      const stats = await table.indexStats("vector_idx");
-      assert.deepEqual([stats?.numIndexedRows, stats?.numUnindexedRows], [340, 0]);
+      const after = await stats();
+      assert.deepEqual([after?.numIndexedRows, after?.numUnindexedRows], [340, 0]);
       for (const r of extra.slice(0, 5))
         assert.equal((await store.search(r.vector as Float32Array, 1, { version: "v1" }))[0]?.id, r.id);
     } finally {
@@ -378,9 +384,7 @@ describe("LanceDB specifics", () => {
   });
 
   it("keeps the segments of a re-index apart while two versions are stored, and trains one graph once one is left", async () => {
-    const store = await LanceStore.open(fresh(), SCHEMA, { annThreshold: 300, maxIndexSegments: 2 });
-    const table = (store as unknown as { table: Table }).table;
-    const segments = async () => (await table.indexStats("vector_idx"))?.numIndices;
+    const { store, segments } = await segmentedStore();
     try {
       const rows = randomRows(300, "v1", 23);
       await store.upsert(rows);
