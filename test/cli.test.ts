@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
+import { lineageOf } from "../src/index/lineage.js";
 
 const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
@@ -36,5 +39,38 @@ describe("qdc command", () => {
     const t = spawnSync("node", [cli, "info"], { encoding: "utf8", env: { ...process.env, QDC_THREADS: "zero" } });
     assert.notEqual(t.status, 0);
     assert.match(t.stderr, /QDC_THREADS must be a positive integer/);
+  });
+  it("missing configs, model directories and corrupt lineage records are named", () => {
+    const shipped = spawnSync("node", [cli, "bench", "run", "--config", "nope"], { encoding: "utf8" });
+    assert.notEqual(shipped.status, 0);
+    assert.match(
+      shipped.stderr,
+      /no shipped config 'nope' \(shipped: cdr, cpu, gpu, tiny\); or give the path of a YAML run file/,
+    );
+    const dir = mkdtempSync(join(tmpdir(), "qdc-cli-"));
+    const file = spawnSync("node", [cli, "bench", "run", "--config", join(dir, "run.yaml")], { encoding: "utf8" });
+    assert.match(
+      file.stderr,
+      new RegExp(`${join(dir, "run.yaml")}: no such config file \\(shipped configs: cdr, cpu, gpu, tiny\\)`),
+    );
+    writeFileSync(join(dir, "texts.txt"), "hello\n");
+    const model = spawnSync(
+      "node",
+      [cli, "tokenize", "--model", join(dir, "nothing"), "--input", join(dir, "texts.txt")],
+      {
+        encoding: "utf8",
+      },
+    );
+    assert.notEqual(model.status, 0);
+    assert.match(model.stderr, new RegExp(`${join(dir, "nothing")}: no such model directory`));
+    const child = join(dir, "child");
+    mkdirSync(child);
+    writeFileSync(join(child, "lineage.json"), '{"parent": ');
+    assert.throws(
+      () => lineageOf(child),
+      (e: Error) =>
+        e.message.startsWith(`${join(child, "lineage.json")}: not a readable lineage record (`) &&
+        e.message.endsWith(`it holds the model's parent as {"parent": DIR}`),
+    );
   });
 });

@@ -2,6 +2,7 @@
  * The continual-retrieval benchmark's run file (YAML, validated with zod; paths relative to the
  * file). Four ship with qdc: configs/tiny.yaml (the main job), cpu.yaml, gpu.yaml and cdr.yaml.
  */
+import { existsSync, readdirSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { z } from "zod";
 import { readYamlConfig } from "../data/yaml-config.js";
@@ -97,8 +98,20 @@ export type BenchmarkConfig = z.infer<typeof BenchmarkConfig>;
 
 /** Reads a run file; `name` may also be one of the shipped configs (tiny, cpu, gpu, cdr). */
 export function readBenchmarkConfig(pathOrName: string, overrides: { out?: string } = {}): BenchmarkConfig {
-  const shipped = resolve(new URL("../../../configs/", import.meta.url).pathname, `${pathOrName}.yaml`);
+  const configs = new URL("../../../configs/", import.meta.url).pathname;
+  const shipped = resolve(configs, `${pathOrName}.yaml`);
   const path = /^[a-z0-9-]+$/.test(pathOrName) ? shipped : pathOrName;
+  if (!existsSync(path)) {
+    const names = readdirSync(configs)
+      .filter((f) => f.endsWith(".yaml"))
+      .map((f) => f.slice(0, -5))
+      .sort();
+    throw new Error(
+      path === shipped
+        ? `no shipped config '${pathOrName}' (shipped: ${names.join(", ")}); or give the path of a YAML run file`
+        : `${path}: no such config file (shipped configs: ${names.join(", ")})`,
+    );
+  }
   const c = readYamlConfig(path, BenchmarkConfig);
   const base = dirname(resolve(path));
   // shipped configs resolve their data and run folders against the working directory

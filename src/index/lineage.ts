@@ -20,7 +20,15 @@ export function lineageOf(dir: string): string[] {
     chain.push(cur);
     const file = join(cur, "lineage.json");
     if (!existsSync(file)) break;
-    const parent = (JSON.parse(readFileSync(file, "utf8")) as { parent?: unknown }).parent;
+    let record: { parent?: unknown };
+    try {
+      record = JSON.parse(readFileSync(file, "utf8")) as { parent?: unknown };
+    } catch (e) {
+      throw new Error(
+        `${file}: not a readable lineage record (${(e as Error).message}); it holds the model's parent as {"parent": DIR}`,
+      );
+    }
+    const parent = record?.parent;
     cur = typeof parent === "string" ? resolve(cur, parent) : null;
   }
   return chain;

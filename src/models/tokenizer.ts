@@ -148,13 +148,14 @@ export class Tokenizer {
 
   /** Loads `tokenizer.json` (and `tokenizer_config.json`) from a model directory, else `vocab.txt`. */
   static fromDir(dir: string): Tokenizer {
+    if (!existsSync(dir)) throw new Error(`${dir}: no such model directory`);
     const configPath = join(dir, "tokenizer_config.json");
     const config = existsSync(configPath) ? readJson(configPath) : {};
     const jsonPath = join(dir, "tokenizer.json");
     if (existsSync(jsonPath)) return new Tokenizer(readJson(jsonPath), config, jsonPath);
     const vocabPath = join(dir, "vocab.txt");
     if (existsSync(vocabPath)) return new Tokenizer(wordPieceFromVocab(vocabPath, config), config, vocabPath);
-    throw new Error(`${dir}: no tokenizer.json or vocab.txt`);
+    throw new Error(`${dir}: no tokenizer.json or vocab.txt in this model directory`);
   }
 
   /** Number of special tokens added around one sequence. */
