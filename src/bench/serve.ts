@@ -156,6 +156,16 @@ async function until(cond: () => boolean): Promise<void> {
   while (!cond()) await new Promise((r) => setTimeout(r, 100));
 }
 
+const finished = (reindexer: Reindexer) => ["done", "failed"].includes(reindexer.status.state);
+
+/** Waits for the re-index to stop; its status, or its error where it failed. */
+async function settled(reindexer: Reindexer) {
+  await until(() => finished(reindexer));
+  const st = reindexer.status;
+  if (st.state !== "done") throw new Error(`re-index ${st.state}: ${st.error}`);
+  return st;
+}
+
 /** Re-indexes `store` from `oldDir` to `newDir` through a service with no load; docs/s. */
 async function reindexWith(
   service: SearchService,
@@ -165,17 +175,15 @@ async function reindexWith(
   await service.upgrade(newDir);
   const t0 = performance.now();
   reindexer.start();
-  await until(() => ["done", "failed"].includes(reindexer.status.state));
-  const st = reindexer.status;
-  if (st.state !== "done") throw new Error(`re-index ${st.state}: ${st.error}`);
+  const st = await settled(reindexer);
   const seconds = (performance.now() - t0) / 1000;
   return { documents: st.done, seconds, docsPerSecond: st.done / seconds };
 }
 
 /**
  * The upgrade to `newDir` and its whole re-index, searched throughout by `probe` (one client) and
- * by `load` in a window of `seconds` from each progress fraction of `at`. Returns the windows,
- * the probe's phase and the re-index rate inside the windows.
+ * by `load` in a window of `seconds` from each progress fraction of `at` (its clients held between
+ * the windows). Returns the windows, the probe's phase and the re-index rate inside the windows.
  */
 async function reindexUnderLoad(
   service: SearchService,
@@ -184,37 +192,38 @@ async function reindexUnderLoad(
   total: number,
   at: number[],
   seconds: number,
-  load: Pick<Load, "begin" | "end">,
+  load: Load,
   probe: Load,
 ): Promise<{
   windows: Phase[];
   probe: Phase;
   underLoad: { documents: number; seconds: number; docsPerSecond: number };
 }> {
+  load.pause(true);
   probe.begin("probe");
   await service.upgrade(newDir);
   reindexer.start();
   const windows: Phase[] = [];
   let rows = 0;
   let secs = 0;
-  const finished = () => ["done", "failed"].includes(reindexer.status.state);
   for (const f of at) {
-    await until(() => finished() || reindexer.status.done >= f * total);
-    if (finished()) break;
+    await until(() => finished(reindexer) || reindexer.status.done >= f * total);
+    if (finished(reindexer)) break;
     const done0 = reindexer.status.done;
     const t0 = performance.now();
+    load.pause(false);
     load.begin(`during ${Math.round(f * 100)}%`);
     const end = t0 + seconds * 1000;
-    await until(() => finished() || performance.now() >= end);
-    const w = await load.end();
-    windows.push(w);
+    await until(() => finished(reindexer) || performance.now() >= end);
+    windows.push(await load.end());
+    load.pause(true);
     rows += reindexer.status.done - done0;
     secs += (performance.now() - t0) / 1000;
   }
-  await until(finished);
+  await until(() => finished(reindexer));
   const probed = await probe.end();
-  const st = reindexer.status;
-  if (st.state !== "done") throw new Error(`re-index ${st.state}: ${st.error}`);
+  load.pause(false);
+  await settled(reindexer);
   return { windows, probe: probed, underLoad: { documents: rows, seconds: secs, docsPerSecond: rows / secs } };
 }
 
@@ -380,8 +389,6 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
       load.begin("before");
       await new Promise((r) => setTimeout(r, seconds * 1000));
       phases.push(await load.end());
-      // the full load only inside the windows: its clients wait between them
-      load.pause(true);
       const probe = new Load();
       await probe.start({ base, concurrency: 1, texts: queryTexts, k: 10 });
       const during = await reindexUnderLoad(
@@ -391,23 +398,12 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
         rows.length,
         o.duringAt ?? [0.1, 0.5, 0.9],
         seconds,
-        {
-          begin: (phase) => {
-            load.pause(false);
-            load.begin(phase);
-          },
-          end: async () => {
-            const w = await load.end();
-            load.pause(true);
-            return w;
-          },
-        },
+        load,
         probe,
       );
       const underLoad = during.underLoad;
       await probe.exit();
       phases.push(poolPhases("during", during.windows), ...during.windows, during.probe);
-      load.pause(false);
       load.begin("after");
       await new Promise((r) => setTimeout(r, seconds * 1000));
       phases.push(await load.end());

@@ -674,8 +674,8 @@ bench
     "--during-at <list>",
     "re-index progress (fractions) at which the windows of the 'during' phase start",
     (v: string) => {
-      const xs = v.split(",").map(Number);
-      if (!xs.length || xs.some((x) => !(x >= 0 && x < 1)))
+      const xs = v.split(",").map((x) => (x.trim() === "" ? Number.NaN : Number(x)));
+      if (xs.some((x) => !(x >= 0 && x < 1)))
         throw new InvalidArgumentError(`--during-at: fractions in [0, 1) separated by commas, got '${v}'`);
       return xs.sort((a, b) => a - b);
     },
