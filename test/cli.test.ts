@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { lineageOf } from "../src/index/lineage.js";
+import { lineageOf } from "../src/lineage/index.js";
 
 const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
@@ -70,7 +70,7 @@ describe("qdc command", () => {
       () => lineageOf(child),
       (e: Error) =>
         e.message.startsWith(`${join(child, "lineage.json")}: not a readable lineage record (`) &&
-        e.message.endsWith(`it holds the model's parent as {"parent": DIR}`),
+        e.message.endsWith(`it holds the model's id and parent as {"id": ID, "parent": {"id": ID, "path": DIR}}`),
     );
   });
 });

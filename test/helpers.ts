@@ -1,10 +1,11 @@
 /** Test helpers: closeness assertions, a finite-difference gradient check in float64, fixture models. */
 import assert from "node:assert/strict";
-import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { fitBetweenModels } from "../src/drift/between-models.js";
 import { EmbeddingModel, keep, noGrad, randn, type Tensor, tensor, tidy } from "../src/index.js";
+import { writeLineage } from "../src/lineage/record.js";
 import { buildApp } from "../src/server/http.js";
 import { Reindexer } from "../src/server/reindex.js";
 import { SearchService } from "../src/server/service.js";
@@ -107,7 +108,7 @@ export function trainedBertTiny(dir: string, opts: { lineage?: boolean } = {}): 
   for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"])
     copyFileSync(join(oldDir, f), join(newDir, f));
   copyFileSync(join(FIXTURES, "train-step/weights_after.safetensors"), join(newDir, "model.safetensors"));
-  if (opts.lineage) writeFileSync(join(newDir, "lineage.json"), JSON.stringify({ parent: oldDir }));
+  if (opts.lineage) writeLineage(newDir, oldDir);
   return newDir;
 }
 
@@ -134,10 +135,9 @@ export function derivedModel(
       params.set(k, keep(q));
     }
   });
-  new EmbeddingModel(parent.config, parent.tokenizer, params).save(out);
+  new EmbeddingModel(parent.config, parent.tokenizer, params).save(out, { parent: parentDir });
   parent.dispose();
   for (const p of params.values()) p.dispose();
-  writeFileSync(join(out, "lineage.json"), JSON.stringify({ parent: parentDir }));
   if (!opts.nan)
     fitBetweenModels({
       oldDir: parentDir,

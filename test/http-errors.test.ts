@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { FastifyInstance } from "fastify";
+import { hashModel } from "../src/lineage/index.js";
 import { buildApp, modelName, redactPaths } from "../src/server/http.js";
 import { loadCorpus } from "../src/server/load.js";
 import { Reindexer } from "../src/server/reindex.js";
@@ -160,13 +161,13 @@ describe("HTTP errors", () => {
       await req("POST", "/admin/upgrade", {}, auth),
       400,
       "bad_request",
-      "body is missing the required field 'model' (the path of a model directory on the server)",
+      "body is missing the required field 'model' (a model directory on the server, or a model id found under the service's model roots)",
     );
     expectError(
       await req("POST", "/admin/upgrade", { model: "" }, auth),
       400,
       "bad_request",
-      'body/model must be the path of a model directory on the server, got the blank string ""',
+      'body/model must be a model directory on the server, or a model id found under the service\'s model roots, got the blank string ""',
     );
   });
 
@@ -327,10 +328,14 @@ describe("HTTP errors", () => {
   });
 
   it("names models without their paths, the same on every route", async () => {
-    const name = modelName(modelDir);
-    assert.match(name, /^bert-tiny@[0-9a-f]{8}$/);
-    assert.equal(modelName(modelDir), name, "stable");
-    assert.notEqual(modelName(join(dir, "bert-tiny")), name, "two directories of the same name stay distinct");
+    // a version is a content id, its own public name; a path version (earlier releases) is named
+    // by its directory's name and a hash of the path
+    const name = hashModel(modelDir);
+    assert.equal(modelName(name), name);
+    const pathName = modelName(modelDir);
+    assert.match(pathName, /^bert-tiny@[0-9a-f]{8}$/);
+    assert.equal(modelName(modelDir), pathName, "stable");
+    assert.notEqual(modelName(join(dir, "bert-tiny")), pathName, "two directories of the same name stay distinct");
     const noPath = (r: Res, what: string) => {
       assert.ok(!r.text.includes(FIXTURES) && !r.text.includes(dir), `${what} has a path: ${r.text}`);
       assert.doesNotMatch(r.text, /"\/|[\s'(]\/\w/, `${what} has an absolute path: ${r.text}`);
@@ -354,25 +359,20 @@ describe("HTTP errors", () => {
     assert.deepEqual(same.body, { previous: name, current: name });
     const refused = await req("POST", "/admin/upgrade", { model: join(FIXTURES, "nomic-tiny") }, auth);
     noPath(refused, "a refused upgrade");
-    const nomic = modelName(join(FIXTURES, "nomic-tiny"));
+    const nomic = hashModel(join(FIXTURES, "nomic-tiny"));
     expectError(
       refused,
       400,
       "upgrade_refused",
-      `cannot upgrade: the index holds vectors of ${name}, which is not in the lineage of ${nomic} (${nomic}): search with a model descended from it, or re-index with this model`,
+      `cannot upgrade: the index holds vectors of ${name}, which is not in the lineage of …/nomic-tiny (${nomic} (…/nomic-tiny)): search with a model descended from it, or re-index with this model`,
     );
     // the operator's log keeps the paths
     const entry = logged.find((e) => e.event === "upgrade-refused");
     assert.equal(entry?.model, join(FIXTURES, "nomic-tiny"));
-    assert.match(String(entry?.message), new RegExp(`vectors of ${modelDir}`));
+    assert.match(String(entry?.message), new RegExp(`lineage of ${join(FIXTURES, "nomic-tiny")}`));
     const missing = await req("POST", "/admin/upgrade", { model: join(dir, "no-such-model") }, auth);
     noPath(missing, "an upgrade to a missing directory");
-    expectError(
-      missing,
-      400,
-      "upgrade_refused",
-      /^cannot upgrade: no-such-model@[0-9a-f]{8}: no such model directory$/,
-    );
+    expectError(missing, 400, "upgrade_refused", /^cannot upgrade: …\/no-such-model: no such model directory$/);
     const status = await req("POST", "/admin/reindex", { action: "start" }, auth);
     noPath(status, "/admin/reindex");
     assert.equal(status.body.target, name);
@@ -400,7 +400,7 @@ describe("HTTP errors", () => {
     const problems = health.body.problems as string[];
     assert.equal(problems.length, 1);
     assert.ok(problems[0]!.startsWith(`store rows of ${modelName(foreign)} are not searched: `), problems[0]);
-    assert.ok(problems[0]!.includes(modelName(modelDir)), problems[0]);
+    assert.ok(problems[0]!.includes(hashModel(modelDir)), problems[0]);
     const models = await req("GET", "/models");
     assert.ok(!models.text.includes(dir), models.text);
     assert.equal((models.body.store as { versions: Record<string, number> }).versions[modelName(foreign)], 1);

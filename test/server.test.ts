@@ -11,8 +11,8 @@ import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { FastifyInstance } from "fastify";
 import { fitBetweenModels } from "../src/drift/between-models.js";
+import { hashModel } from "../src/lineage/index.js";
 import { EmbeddingModel } from "../src/models/embedding-model.js";
-import { modelName } from "../src/server/http.js";
 import { loadCorpus } from "../src/server/load.js";
 import { type ReindexOptions, topByCount } from "../src/server/reindex.js";
 import type { SearchService } from "../src/server/service.js";
@@ -52,8 +52,8 @@ describe("search service", () => {
   const dir = mkdtempSync(join(tmpdir(), "qdc-serve-"));
   const { oldDir, newDir } = models(dir);
   // responses name models without their paths
-  const oldName = modelName(oldDir);
-  const newName = modelName(newDir);
+  const oldName = hashModel(oldDir);
+  const newName = hashModel(newDir);
   const N = 120;
   const corpusFile = corpus(dir, N);
   let service: SearchService;
@@ -179,7 +179,7 @@ describe("search service", () => {
     }
     assert.deepEqual([...seen].sort(), [oldName, newName].sort());
     assert.ok(mixed > 0, "some searches ran while old and new rows were both present");
-    assert.deepEqual(await service.store.versions(), { [newDir]: N });
+    assert.deepEqual(await service.store.versions(), { [hashModel(newDir)]: N });
     // after the backfill, search is the new model's native search
     const final = await post("/search", { texts: ["the ocean"], k: 10 });
     const m = EmbeddingModel.load(newDir);
@@ -229,14 +229,14 @@ describe("re-index crash and restart", () => {
     assert.equal(crashed.signal, "SIGKILL");
     const mid = await LanceStore.open(storeDir);
     const partial = await mid.versions();
-    assert.equal(partial[newDir], 24, "three batches of 8 were written before the crash");
-    assert.equal(partial[oldDir], N - 24);
+    assert.equal(partial[hashModel(newDir)], 24, "three batches of 8 were written before the crash");
+    assert.equal(partial[hashModel(oldDir)], N - 24);
     await mid.close();
     const resumed = spawnSync("node", args, { encoding: "utf8" });
     assert.equal(resumed.status, 0, resumed.stderr);
     const done = await LanceStore.open(storeDir);
     assert.equal(await done.count(), N);
-    assert.deepEqual(await done.versions(), { [newDir]: N });
+    assert.deepEqual(await done.versions(), { [hashModel(newDir)]: N });
     const rows = await done.get(Array.from({ length: N }, (_, i) => `doc${i}`));
     assert.equal(rows.length, N);
     const m = EmbeddingModel.load(newDir);
@@ -302,7 +302,7 @@ describe("re-index writes", () => {
         passes.reduce((a, b) => a + b, 0),
         50,
       );
-      assert.deepEqual(await store.versions(), { [resolve(newDir)]: 50 });
+      assert.deepEqual(await store.versions(), { [hashModel(newDir)]: 50 });
     } finally {
       await service.close();
     }
@@ -322,7 +322,7 @@ describe("re-index store failures", () => {
     try {
       const st = await reindex({ batchSize: 10, writeRows: 10 });
       assert.equal(st.state, "done");
-      assert.deepEqual(await store.versions(), { [resolve(newDir)]: 20 });
+      assert.deepEqual(await store.versions(), { [hashModel(newDir)]: 20 });
       const retries = logged.filter((e) => e.event === "reindex-retry");
       assert.deepEqual(
         retries.map((e) => [e.attempt, e.waitMs]),
@@ -345,7 +345,7 @@ describe("re-index store failures", () => {
       const st2 = await second.reindex({ batchSize: 10, writeRows: 10, retries: 1 });
       assert.equal(st2.state, "failed");
       assert.match(String(st2.error), /statement timeout/);
-      assert.deepEqual(await second.store.versions(), { [resolve(second.oldDir)]: 20 });
+      assert.deepEqual(await second.store.versions(), { [hashModel(second.oldDir)]: 20 });
     } finally {
       await second.service.close();
     }

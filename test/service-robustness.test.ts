@@ -14,9 +14,10 @@ import { after, before, describe, it } from "node:test";
 import type { FastifyInstance } from "fastify";
 import pg from "pg";
 import { fitBetweenModels } from "../src/drift/between-models.js";
+import { hashModel } from "../src/lineage/index.js";
 import { EmbeddingModel } from "../src/models/embedding-model.js";
 import { tensorRows } from "../src/retrieval/rows.js";
-import { buildApp, modelName } from "../src/server/http.js";
+import { buildApp } from "../src/server/http.js";
 import { loadCorpus } from "../src/server/load.js";
 import { Reindexer } from "../src/server/reindex.js";
 import { SearchService } from "../src/server/service.js";
@@ -145,10 +146,10 @@ for (const { kind, uri } of stores)
         responses.filter((r) => r.status !== 200).map((r) => r.body),
         [],
       );
-      assert.deepEqual(await service.store.versions(), { [newerDir]: N });
+      assert.deepEqual(await service.store.versions(), { [hashModel(newerDir)]: N });
       const models = new Set(responses.map((r) => r.body.model));
-      assert.ok(models.has(modelName(newDir)) && models.has(modelName(newerDir)), [...models].join(", "));
-      assert.equal(reindexer.status.target, newerDir);
+      assert.ok(models.has(hashModel(newDir)) && models.has(hashModel(newerDir)), [...models].join(", "));
+      assert.equal(reindexer.status.target, hashModel(newerDir));
     });
 
     it("refuses a model whose canary embeddings are not finite, and keeps serving", async () => {
@@ -157,7 +158,7 @@ for (const { kind, uri } of stores)
       assert.match(String(r.body.message), /not fit to serve: its query embedding of canary text 0 is not finite/);
       const s = await post(base, "/search", { texts: ["the ocean"], k: 5 });
       assert.equal(s.status, 200);
-      assert.equal(s.body.model, modelName(newerDir));
+      assert.equal(s.body.model, hashModel(newerDir));
       assert.equal((s.body.results as unknown[][])[0]?.length, 5);
       assert.equal(((await (await fetch(`${base}/health`)).json()) as { status: string }).status, "ok");
     });
@@ -185,10 +186,10 @@ for (const { kind, uri } of stores)
     it("restarts with the model recorded in the store, no model given", async () => {
       const store = await openStore(storeUri);
       const again = await SearchService.create({ store, encoder: "inline" });
-      assert.equal(again.model.version, newerDir);
+      assert.equal(again.model.version, hashModel(newerDir));
       assert.equal(again.model.compensation, "mean");
       const r = await again.search(["the planet"], 3);
-      assert.equal(r.model, newerDir);
+      assert.equal(r.model, hashModel(newerDir));
       assert.equal(r.results[0]?.length, 3);
       await again.close();
     });
@@ -286,17 +287,20 @@ for (const { kind, uri } of stores)
       const mid = await openStore(storeDir);
       const partial = await mid.versions();
       await mid.close();
-      assert.ok((partial[newDir] ?? 0) >= 40 && (partial[oldDir] ?? 0) > 0, JSON.stringify(partial));
+      assert.ok(
+        (partial[hashModel(newDir)] ?? 0) >= 40 && (partial[hashModel(oldDir)] ?? 0) > 0,
+        JSON.stringify(partial),
+      );
 
       const second = await serve(["--store", storeDir]);
       try {
         assert.match(second.stderr(), /resuming the re-index/);
         const models = (await (await fetch(`${second.base}/models`)).json()) as { current: string };
-        assert.equal(models.current, modelName(newDir));
+        assert.equal(models.current, hashModel(newDir));
         // searches during the resumed re-index reach both versions
         const s = await post(second.base, "/search", { texts: ["the kernel"], k: 10 });
         assert.equal(s.status, 200);
-        assert.equal(s.body.model, modelName(newDir));
+        assert.equal(s.body.model, hashModel(newDir));
         await until("the resumed re-index", async () => {
           const st = (await post(second.base, "/admin/reindex", { action: "status" }, TOKEN)).body;
           assert.notEqual(st.state, "failed", JSON.stringify(st));
@@ -307,7 +311,7 @@ for (const { kind, uri } of stores)
         await new Promise((r) => second.child.once("exit", r));
       }
       const done = await openStore(storeDir);
-      assert.deepEqual(await done.versions(), { [newDir]: N });
+      assert.deepEqual(await done.versions(), { [hashModel(newDir)]: N });
       assert.equal(await done.count(), N);
       await done.close();
     });
@@ -326,7 +330,7 @@ describe("rows another process writes", () => {
     const text = "zebra zebra zebra crossing";
     const [vector] = tensorRows(m.encode([text], { kind: "document" }));
     m.dispose();
-    await other.upsert([{ id: "written-elsewhere", text, version: oldDir, vector: vector as Float32Array }]);
+    await other.upsert([{ id: "written-elsewhere", text, version: hashModel(oldDir), vector: vector as Float32Array }]);
     await other.close();
     const t0 = Date.now();
     await until(

@@ -178,6 +178,25 @@ function storeSuite(
       await again.close();
     });
 
+    it("retags one version's rows (qdc migrate), leaving the others and the vectors as they are", async () => {
+      const before = await store.versions();
+      const v2 = before.v2 ?? 0;
+      assert.ok(v2 > 0, JSON.stringify(before));
+      const [row] = await store.get(["d0003"]);
+      await store.renameVersion("v2", "0123456789abcdef");
+      const after = await store.versions();
+      assert.equal(after["0123456789abcdef"], v2);
+      assert.equal(after.v2, undefined);
+      assert.equal(after.v1, before.v1);
+      const [moved] = await store.get(["d0003"]);
+      assert.equal(moved!.version, "0123456789abcdef");
+      assert.deepEqual(Array.from(moved!.vector), Array.from(row!.vector));
+      const hits = await store.search(queries[0]!, 3, { exact: true, version: "0123456789abcdef" });
+      assert.ok(hits.length === 3 && hits.every((h) => h.version === "0123456789abcdef"));
+      await store.renameVersion("0123456789abcdef", "v2");
+      assert.deepEqual(await store.versions(), before);
+    });
+
     it("builds an ANN index whose top-10 recalls the exact one", async () => {
       await store.buildIndex();
       assert.ok(store.indexed);

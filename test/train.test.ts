@@ -3,11 +3,12 @@ import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { describe, it } from "node:test";
 import { gzipSync } from "node:zlib";
 import { RowStream, readRows } from "../src/data/pairs.js";
 import { loadSafetensors, readHeader, tensor, tidy } from "../src/index.js";
+import { hashModel, lineageOf } from "../src/lineage/index.js";
 import { cosineDistillation, infoNCE } from "../src/train/losses.js";
 import { linearSchedule } from "../src/train/schedule.js";
 import { noDecay, train } from "../src/train/trainer.js";
@@ -72,6 +73,13 @@ describe("train-step parity (CLI flag form)", () => {
     const mine = loadSafetensors(join(out, "model.safetensors"));
     assert.equal(mine.size, after.size);
     for (const [name, w] of after) assertClose(mine.get(name)!.toArray(), w.toArray(), 1e-5, 0, name);
+    // the flag form records the lineage too: the model's id, its parent (--init) by id and path
+    const rec = JSON.parse(readFileSync(join(out, "lineage.json"), "utf8"));
+    assert.equal(rec.id, hashModel(out));
+    assert.deepEqual(rec.parent, {
+      id: hashModel(join(FIXTURES, "bert-tiny")),
+      path: relative(out, join(FIXTURES, "bert-tiny")),
+    });
   });
 });
 
@@ -266,8 +274,17 @@ describe("continual runner", () => {
     assert.equal(out, "");
     const first = join(dir, "runs", "demo", "first");
     const second = join(dir, "runs", "demo", "second");
-    assert.equal(JSON.parse(readFileSync(join(first, "lineage.json"), "utf8")).parent, join(FIXTURES, "bert-tiny"));
-    assert.equal(JSON.parse(readFileSync(join(second, "lineage.json"), "utf8")).parent, first);
+    // each model's record names its parent by content id and relative path, and itself by id
+    const base = join(FIXTURES, "bert-tiny");
+    const rec = (d: string) => JSON.parse(readFileSync(join(d, "lineage.json"), "utf8"));
+    assert.deepEqual(rec(first).parent, { id: hashModel(base), path: relative(first, base) });
+    assert.deepEqual(rec(second).parent, { id: hashModel(first), path: "../first" });
+    assert.equal(rec(second).id, hashModel(second));
+    assert.equal(rec(second).task, "second");
+    assert.deepEqual(
+      lineageOf(second).map((e) => e.id),
+      [second, first, base].map((d) => hashModel(d)),
+    );
     // each step's compensators sit beside its model, naming what they were fitted on
     for (const m of ["mean", "procrustes"]) {
       const meta = readHeader(join(second, "drift", `${m}.safetensors`)).metadata;

@@ -4,11 +4,13 @@
  * random normalised vectors of 768 dimensions in the versioned index, with every shard in memory and
  * streamed from disk (the bounded-memory mode), with the peak extra resident memory of each.
  */
+
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fitCompensator } from "../drift/fit.js";
 import { ExactIndex } from "../index/exact-index.js";
+import { COMPENSATORS } from "../lineage/methods.js";
 import { cuda, getNumThreads, normalize, randn, tidy } from "../tensor/index.js";
 import { type BenchOptions, machineName, timePerCall } from "./common.js";
 
@@ -36,7 +38,7 @@ export async function runDriftBench(opts: BenchOptions): Promise<void> {
   const oldE = tidy(() => normalize(randn([4000, D], { seed: 1 })));
   const newE = tidy(() => normalize(oldE.add(randn([4000, D], { seed: 2 }).mul(0.1))));
   const compensation: Record<string, { usPerQuerySingle: number; usPerQueryBatch1000: number }> = {};
-  for (const method of ["mean", "kernel", "procrustes", "affine", "mlp"] as const) {
+  for (const method of COMPENSATORS) {
     const c = fitCompensator(method, oldE, newE, { mlpEpochs: 2 });
     const one = newE.narrow(0, 0, 1);
     const batch = newE.narrow(0, 0, 1000);

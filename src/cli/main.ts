@@ -2,7 +2,11 @@
 /** The `qdc` command. Subcommands load the engine lazily, so --help and --version always work. */
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { BenchOptions } from "../bench/common.js";
+import { COMPENSATION_MODES, FIT_METHODS } from "../lineage/methods.js";
 import { VERSION } from "../version.js";
+
+const MODELS_HELP =
+  "folders searched (recursively) for models named by id: a moved parent, a recorded model (default: QDC_MODELS)";
 
 const program = new Command();
 program
@@ -143,11 +147,7 @@ withEncoding(
     .requiredOption("--new <dir>", "the newer model")
     .requiredOption("--queries <file>", "training queries: .txt or .jsonl with 'text' (.gz accepted)")
     .option("--documents <file>", "also fit on these documents")
-    .addOption(
-      new Option("--method <m>", "estimator")
-        .choices(["mean", "kernel", "procrustes", "affine", "mlp", "auto"])
-        .default("mean"),
-    )
+    .addOption(new Option("--method <m>", "estimator").choices(FIT_METHODS).default("mean"))
     .option("--qrels <file>", "with --corpus: auto ranks estimators by held-out retrieval (queries need ids)")
     .option("--corpus <file>", "documents for held-out retrieval: .jsonl with _id, text (and title)")
     .requiredOption("--out <file>", "compensator .safetensors"),
@@ -213,6 +213,7 @@ withEncoding(
   "document prompt",
 ).action(async (opts) => {
   const { resolve } = await import("node:path");
+  const { versionOf } = await import("../lineage/index.js");
   const { EmbeddingModel } = await import("../models/embedding-model.js");
   const { readIdTexts, chunked } = await import("../data/texts.js");
   const { ExactIndex } = await import("../index/exact-index.js");
@@ -234,13 +235,13 @@ withEncoding(
     idx.addShard(
       emb,
       docs.map((d) => d.id),
-      resolve(opts.model),
+      versionOf(opts.model),
       resolve(opts.model),
     );
     emb.dispose();
     n += docs.length;
   }
-  console.error(`indexed ${n} documents with ${resolve(opts.model)} → ${opts.out}`);
+  console.error(`indexed ${n} documents with ${versionOf(opts.model)} (${resolve(opts.model)}) → ${opts.out}`);
 });
 
 withEncoding(
@@ -254,14 +255,16 @@ withEncoding(
   "document prompt",
 ).action(async (opts) => {
   const { resolve } = await import("node:path");
+  const { versionId, versionOf } = await import("../lineage/index.js");
   const { EmbeddingModel } = await import("../models/embedding-model.js");
   const { readIdTexts } = await import("../data/texts.js");
   const { ExactIndex } = await import("../index/exact-index.js");
   const idx = ExactIndex.open(opts.index);
-  const version = resolve(opts.model);
+  const version = versionOf(opts.model);
+  // a shard of a path version (earlier releases) is stale unless that path holds this very model
   const stale = idx.manifest.shards
     .map((s, i) => ({ s, i }))
-    .filter(({ s }) => s.modelVersion !== version)
+    .filter(({ s }) => s.modelVersion !== version && versionId(s.modelVersion) !== version)
     .slice(0, opts.maxShards ?? Number.POSITIVE_INFINITY);
   if (!stale.length) {
     console.error(`every shard of ${opts.index} is already at ${version}`);
@@ -284,7 +287,7 @@ withEncoding(
       ids.map((id) => texts.get(id) as string),
       { kind: "document", batchSize: opts.batchSize, maxLength: opts.maxLength, prefix: prefixOf(opts) },
     );
-    idx.replaceShard(i, emb, version, version);
+    idx.replaceShard(i, emb, version, resolve(opts.model));
     emb.dispose();
     done += ids.length;
     const secs = (performance.now() - t0) / 1000;
@@ -303,12 +306,11 @@ withEncoding(
     .requiredOption("--queries <file>", "queries: .jsonl with _id and text, or .txt (ids = line numbers)")
     .requiredOption("--output <file>", "TREC run file")
     .addOption(
-      new Option("--compensate <mode>", "how queries reach older shards")
-        .choices(["auto", "mean", "kernel", "procrustes", "affine", "mlp", "none"])
-        .default("mean"),
+      new Option("--compensate <mode>", "how queries reach older shards").choices(COMPENSATION_MODES).default("mean"),
     )
     .option("-k <n>", "results per query", positiveInt("-k"), 100)
-    .option("--run-name <name>", "last column of the TREC run", "qdc"),
+    .option("--run-name <name>", "last column of the TREC run", "qdc")
+    .option("--models <dirs...>", MODELS_HELP),
   "query prompt",
 ).action(async (opts) => {
   const { EmbeddingModel } = await import("../models/embedding-model.js");
@@ -322,7 +324,8 @@ withEncoding(
     throw new Error(`the model embeds ${model.dimension}-d vectors, the index holds ${idx.manifest.dim}-d ones`);
   }
   // every version in the index must be reachable before any work is done
-  const router = new QueryRouter(opts.model, opts.compensate);
+  const { modelRoots } = await import("../lineage/index.js");
+  const router = new QueryRouter(opts.model, opts.compensate, modelRoots(opts.models));
   router.check(idx.versions);
   const queries = await readAllIdTexts(opts.queries);
   const prefix = prefixOf(opts);
@@ -377,7 +380,7 @@ store
   .command("load")
   .description("embed a corpus into a store (created with the model's dimension and --fields)")
   .requiredOption("--store <uri>", "a directory (LanceDB) or postgres://user@host/db#table (pgvector)")
-  .requiredOption("--model <dir>", "model directory (its path is the rows' version)")
+  .requiredOption("--model <dir>", "model directory (its content id is the rows' version)")
   .requiredOption("--corpus <file>", "documents: .jsonl with _id, text (and title, and the --fields)")
   .option("--fields <list>", "filterable fields taken from the corpus rows: name:string,name:number")
   .option("--batch-size <n>", "texts per forward pass", positiveInt("--batch-size"), 32)
@@ -414,7 +417,8 @@ store
   .command("reindex")
   .description("re-embed every row of older versions with --model, resumably (what the service does in the background)")
   .requiredOption("--store <uri>", "store URI")
-  .option("--model <dir>", "the model to re-embed with (default: the model the store records)")
+  .option("--model <dir>", "the model to re-embed with: a directory or an id (default: the model the store records)")
+  .option("--models <dirs...>", MODELS_HELP)
   .option("--batch-size <n>", "documents per forward pass", positiveInt("--batch-size"), 64)
   .option("--write-rows <n>", "documents per store write", positiveInt("--write-rows"), 1024)
   .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
@@ -427,6 +431,7 @@ store
     const service = await SearchService.create({
       store: s,
       modelDir: opts.model,
+      modelRoots: opts.models,
       device: opts.device,
       encoder: "inline",
     });
@@ -448,11 +453,54 @@ store
   });
 
 program
+  .command("migrate")
+  .description(
+    "rewrite what earlier releases wrote with model paths: lineage records under --models to parent ids, stores' rows and state to model ids",
+  )
+  .requiredOption("--models <dirs...>", "folders whose model directories' lineage records are rewritten")
+  .option("--store <uris...>", "stores whose path versions are retagged with their models' ids")
+  .action(async (opts) => {
+    const { migrateRecords } = await import("../lineage/index.js");
+    const { migrateStore } = await import("../store/migrate.js");
+    const { openStore } = await import("../store/open.js");
+    let problems = 0;
+    for (const root of opts.models as string[]) {
+      const r = migrateRecords(root);
+      for (const [dir, id] of Object.entries(r.migrated)) console.error(`${dir}: lineage record rewritten (id ${id})`);
+      for (const [dir, why] of Object.entries(r.skipped)) console.error(`${dir}: left as it is: ${why}`);
+      problems += Object.keys(r.skipped).length;
+      console.error(
+        `${root}: ${Object.keys(r.migrated).length} lineage record(s) rewritten, ${r.current} already current, ${Object.keys(r.skipped).length} left`,
+      );
+    }
+    for (const uri of (opts.store ?? []) as string[]) {
+      const s = await openStore(uri);
+      try {
+        const r = await migrateStore(s);
+        for (const [path, id] of Object.entries(r.retagged)) console.error(`${uri}: rows of ${path} retagged ${id}`);
+        for (const path of r.missing)
+          console.error(`${uri}: rows of ${path} left as they are: no model there (restore it and migrate again)`);
+        problems += r.missing.length;
+        console.error(
+          `${uri}: ${Object.keys(r.retagged).length} version(s) retagged${r.state ? ", state rewritten" : ""}`,
+        );
+      } finally {
+        await s.close();
+      }
+    }
+    if (problems) process.exitCode = 1;
+  });
+
+program
   .command("serve")
   .description("the search service: HTTP search over a store, zero-downtime model upgrades, background re-index")
   .option("--store <uri>", "store URI: a directory (LanceDB) or postgres://user@host/db#table (pgvector)")
   .option("--index <uri>", "the same as --store")
-  .option("--model <dir>", "the model to serve (default: the one the store records from its last service)")
+  .option(
+    "--model <dir>",
+    "the model to serve: a directory or an id (default: the one the store records from its last service)",
+  )
+  .option("--models <dirs...>", MODELS_HELP)
   .option("--port <n>", "TCP port", nonNegativeInt("--port"), 8080)
   .option("--host <host>", "address to listen on", "127.0.0.1")
   .option("--token <token>", "bearer token for /admin (default: QDC_ADMIN_TOKEN)")
@@ -460,7 +508,7 @@ program
     new Option(
       "--compensate <mode>",
       "how older rows are reached (default: as recorded in the store, else mean)",
-    ).choices(["mean", "kernel", "procrustes", "affine", "mlp", "auto"]),
+    ).choices(FIT_METHODS),
   )
   .option("--reindex-batch <n>", "documents per forward pass of the re-indexer", positiveInt("--reindex-batch"), 64)
   .option("--reindex-write <n>", "documents per store write of the re-indexer", positiveInt("--reindex-write"), 1024)
@@ -484,6 +532,7 @@ program
     const service = await SearchService.create({
       store: s,
       modelDir: opts.model,
+      modelRoots: opts.models,
       device: opts.device,
       compensate: opts.compensate,
       encoder: opts.encoder,
@@ -495,7 +544,7 @@ program
     const address = await app.listen({ port: opts.port, host: opts.host });
     const rs = reindexer.status;
     console.error(
-      `qdc serve: ${address} (model ${service.model.version}, ${s.kind} store, ${await s.count()} rows${rs.state === "running" ? `, resuming the re-index to ${rs.target}` : ""})`,
+      `qdc serve: ${address} (model ${service.model.version} at ${service.model.dir}, ${s.kind} store, ${await s.count()} rows${rs.state === "running" ? `, resuming the re-index to ${rs.target}` : ""})`,
     );
     const stop = async () => {
       // requests in flight get 10 s to finish (store queries have their own timeouts)

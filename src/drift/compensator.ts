@@ -6,11 +6,12 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import { COMPENSATORS, type CompensatorMethod } from "../lineage/methods.js";
 import { loadSafetensors, readHeader, saveSafetensors, type Tensor } from "../tensor/index.js";
 
-export type Method = "identity" | "mean" | "kernel" | "procrustes" | "affine" | "mlp";
+export type Method = "identity" | CompensatorMethod;
 /** Every estimator; `identity` (no compensation) is a candidate of `auto`, so it can decline to compensate. */
-export const METHODS: Method[] = ["identity", "mean", "kernel", "procrustes", "affine", "mlp"];
+export const METHODS: Method[] = ["identity", ...COMPENSATORS];
 
 export interface Compensator {
   readonly method: Method;

@@ -27,7 +27,7 @@ import { RowStream } from "../data/pairs.js";
 import { readAllIdTexts } from "../data/texts.js";
 import { driftAfterTask } from "../drift/task-drift.js";
 import { ExactIndex } from "../index/exact-index.js";
-import type { CompensationMode } from "../index/lineage.js";
+import { type CompensationMode, versionOf } from "../lineage/index.js";
 import { bertConfig } from "../models/config.js";
 import { EmbeddingModel } from "../models/embedding-model.js";
 import { Tokenizer } from "../models/tokenizer.js";
@@ -484,7 +484,7 @@ async function evaluateAll(
     idx.addShard(
       emb,
       t.corpus.map((d) => d.id),
-      resolve(modelDir),
+      versionOf(modelDir),
       resolve(modelDir),
     );
     emb.dispose();

@@ -7,6 +7,7 @@
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import cliProgress from "cli-progress";
+import { writeLineage } from "../lineage/record.js";
 import {
   cat,
   type Device,
@@ -167,8 +168,15 @@ export class EmbeddingModel {
     }
   }
 
-  /** Writes a directory that Hugging Face transformers (and sentence-transformers) load. */
-  save(dir: string, opts: { maxShardBytes?: number } = {}): void {
+  /**
+   * Writes a directory that Hugging Face transformers (and sentence-transformers) load, with its
+   * lineage record (`lineage.json`: the model's content id, and `parent`'s when it was derived
+   * from one; `lineage`: more fields for the record, e.g. the training task).
+   */
+  save(
+    dir: string,
+    opts: { maxShardBytes?: number; parent?: string | null; lineage?: Record<string, unknown> } = {},
+  ): void {
     mkdirSync(dir, { recursive: true });
     const json = (name: string, obj: unknown) =>
       writeAtomically(join(dir, name), (fd) => writeFileSync(fd, `${JSON.stringify(obj, null, 2)}\n`));
@@ -198,6 +206,7 @@ export class EmbeddingModel {
       pooling_mode_max_tokens: false,
       pooling_mode_mean_sqrt_len_tokens: false,
     });
+    writeLineage(dir, opts.parent ?? null, { ...opts.lineage, createdAt: new Date().toISOString() });
   }
 
   get dimension(): number {

@@ -5,25 +5,35 @@
  * (naming the fit command) up front, not in the middle of a search.
  */
 import { resolve } from "node:path";
-import { type CompensationMode, compensationChain } from "../index/lineage.js";
+import { type CompensationMode, compensationChain, modelRoots, versionId, versionOf } from "../lineage/index.js";
 import type { Tensor } from "../tensor/index.js";
 
 export class QueryRouter {
+  /** the model's version (its content id) */
   readonly version: string;
+  readonly dir: string;
   readonly #chains = new Map<string, (q: Tensor) => Tensor>();
 
+  /** `roots`: where ancestors not at their recorded paths are looked for by id (default QDC_MODELS) */
   constructor(
     modelDir: string,
     readonly mode: CompensationMode,
+    private readonly roots: string[] = modelRoots(),
   ) {
-    this.version = resolve(modelDir);
+    this.dir = resolve(modelDir);
+    this.version = versionOf(this.dir);
+  }
+
+  /** `target` names this model: its id, or a path version (earlier releases) holding it */
+  #own(target: string): boolean {
+    return target === this.version || (!/^[0-9a-f]{16}$/.test(target) && versionId(target) === this.version);
   }
 
   /** The query transform for rows of `target` (throws if `target` is out of reach). */
   chain(target: string): (q: Tensor) => Tensor {
     let c = this.#chains.get(target);
     if (!c) {
-      c = target === this.version ? (q: Tensor) => q : compensationChain(this.version, target, this.mode);
+      c = this.#own(target) ? (q: Tensor) => q : compensationChain(this.dir, target, this.mode, this.roots);
       this.#chains.set(target, c);
     }
     return c;
@@ -36,7 +46,7 @@ export class QueryRouter {
 
   /** How rows of `target` are reached: "none" for the model's own rows, else the mode. */
   compensation(target: string): string {
-    return target === this.version || this.mode === "none" ? "none" : this.mode;
+    return this.#own(target) || this.mode === "none" ? "none" : this.mode;
   }
 
   /**

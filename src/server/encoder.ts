@@ -11,13 +11,15 @@ import { type ChildProcess, fork } from "node:child_process";
 import { setPriority } from "node:os";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { CompensationMode } from "../index/lineage.js";
+import { type CompensationMode, versionOf } from "../lineage/index.js";
 import { EmbeddingModel } from "../models/embedding-model.js";
 import { QueryRouter } from "../retrieval/router.js";
 import { tensorRows } from "../retrieval/rows.js";
 
 export interface ModelSpec {
   dir: string;
+  /** where ancestors not at their recorded paths are looked for by id */
+  roots?: string[];
   mode: Exclude<CompensationMode, "none">;
   device?: string;
   maxLength?: number;
@@ -69,15 +71,16 @@ export class EncoderCore {
   readonly #models = new Map<string, { model: EmbeddingModel; router: QueryRouter; maxLength?: number }>();
 
   load(spec: ModelSpec, targets: string[]): ModelInfo {
-    const version = resolve(spec.dir);
+    const dir = resolve(spec.dir);
+    const version = versionOf(dir);
     const have = this.#models.get(version);
     if (have && have.router.mode === spec.mode) {
       have.router.check(targets);
       return { version, dimension: have.model.dimension };
     }
-    const model = EmbeddingModel.load(version, { device: spec.device });
+    const model = EmbeddingModel.load(dir, { device: spec.device });
     try {
-      const router = new QueryRouter(version, spec.mode);
+      const router = new QueryRouter(dir, spec.mode, spec.roots);
       for (const kind of ["query", "document"] as const) {
         const e = model.encode(CANARY, { kind, maxLength: spec.maxLength });
         const rows = tensorRows(e);
@@ -87,7 +90,7 @@ export class EncoderCore {
           for (const x of r) norm += x * x;
           if (!Number.isFinite(norm) || norm === 0)
             throw new Error(
-              `${version} is not fit to serve: its ${kind} embedding of canary text ${i} is ${Number.isFinite(norm) ? "all zeros" : "not finite"} (corrupt or diverged weights?)`,
+              `${version} (${dir}) is not fit to serve: its ${kind} embedding of canary text ${i} is ${Number.isFinite(norm) ? "all zeros" : "not finite"} (corrupt or diverged weights?)`,
             );
         });
       }

@@ -8,14 +8,15 @@
  *
  * Every error is a JSON {error, message}: `error` a stable code (the README's table), `message`
  * what is wrong — the field or the position in the body, what was expected and what came. Model
- * versions are directory paths inside the service; responses name a model by `modelName` (its
- * directory's name and a hash of the path), and messages have paths replaced the same way, so no
- * machine path leaves the service. Admin requests are authenticated before their body is read.
+ * versions are content ids (`modelName` names a path version of earlier releases by its
+ * directory's name and a hash of the path), and every other absolute path in a message is cut to
+ * its last component, so no machine path leaves the service. Admin requests are authenticated
+ * before their body is read.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { basename, resolve } from "node:path";
 import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
-import { lineageOf } from "../index/lineage.js";
+import { isModelId, lineageOf } from "../lineage/index.js";
 import { FilterError } from "../store/store.js";
 import type { Reindexer, ReindexStatus } from "./reindex.js";
 import type { SearchService } from "./service.js";
@@ -68,11 +69,12 @@ class HttpError extends Error {
 }
 
 /**
- * The public name of a model version (a model directory's path): the directory's name and the
- * first 8 hex digits of the SHA-256 of the whole path, e.g. `task2@3f1c09ab` — stable, distinct
- * for two directories of the same name, and without the path.
+ * The public name of a model version: a content id as it is; a path version (earlier releases) by
+ * the directory's name and the first 8 hex digits of the SHA-256 of the whole path, e.g.
+ * `task2@3f1c09ab` — stable, distinct for two directories of the same name, and without the path.
  */
 export function modelName(version: string): string {
+  if (isModelId(version)) return version;
   const hash = createHash("sha256").update(version).digest("hex").slice(0, 8);
   return `${basename(version) || "model"}@${hash}`;
 }
@@ -231,13 +233,12 @@ export function buildApp(service: SearchService, reindexer: Reindexer, opts: Htt
     return n;
   };
   /** the model versions a message may mention: the lineage served, the store's, the re-index target */
-  const knownVersions = async (extra: string[] = []) => {
+  const knownVersions = async () => {
     const target = reindexer.status.target;
     return [
-      ...lineageOf(service.model.version),
+      ...lineageOf(service.model.dir).map((e) => e.id),
       ...Object.keys(await service.versions()),
       ...(target ? [target] : []),
-      ...extra,
     ];
   };
   const publicStatus = async (s: ReindexStatus) => ({
@@ -437,7 +438,7 @@ export function buildApp(service: SearchService, reindexer: Reindexer, opts: Htt
     const versions = await service.versions();
     return {
       current: name(service.model.version),
-      lineage: lineageOf(service.model.version).map(name),
+      lineage: lineageOf(service.model.dir).map((e) => name(e.id)),
       compensation: service.model.compensation,
       store: {
         kind: service.store.kind,
@@ -459,28 +460,24 @@ export function buildApp(service: SearchService, reindexer: Reindexer, opts: Htt
           required: ["model"],
           additionalProperties: false,
           properties: {
-            model: { type: "string", minLength: 1, description: "the path of a model directory on the server" },
+            model: {
+              type: "string",
+              minLength: 1,
+              description: "a model directory on the server, or a model id found under the service's model roots",
+            },
           },
         },
       },
     },
     async (req) => {
-      const dir = (req.body as { model: string }).model;
+      const ref = (req.body as { model: string }).model;
       try {
-        const r = await service.upgrade(dir);
+        const r = await service.upgrade(ref);
         return { previous: name(r.previous), current: name(r.current) };
       } catch (e) {
         const message = (e as Error).message;
-        service.log({ level: "warn", event: "upgrade-refused", model: resolve(dir), message });
-        let lineage: string[] = [resolve(dir)];
-        try {
-          lineage = lineageOf(dir);
-        } catch {}
-        throw new HttpError(
-          400,
-          "upgrade_refused",
-          `cannot upgrade: ${redactPaths(message, await knownVersions(lineage))}`,
-        );
+        service.log({ level: "warn", event: "upgrade-refused", model: isModelId(ref) ? ref : resolve(ref), message });
+        throw new HttpError(400, "upgrade_refused", `cannot upgrade: ${redactPaths(message, await knownVersions())}`);
       }
     },
   );

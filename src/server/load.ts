@@ -1,6 +1,6 @@
 /** Embeds a corpus into a vector store with one model version (`qdc store load`). */
-import { resolve } from "node:path";
 import { chunked, readIdTexts } from "../data/texts.js";
+import { versionOf } from "../lineage/index.js";
 import { EmbeddingModel } from "../models/embedding-model.js";
 import { embedRows } from "../retrieval/rows.js";
 import type { FieldValue, StoreSchema, VectorStore } from "../store/store.js";
@@ -31,7 +31,7 @@ export async function loadCorpus(
   o: LoadOptions = {},
 ): Promise<number> {
   const model = EmbeddingModel.load(modelDir, { device: o.device });
-  const version = resolve(modelDir);
+  const version = versionOf(modelDir);
   const d = store.schema.dim;
   if (model.dimension !== d)
     throw new Error(`${modelDir} embeds ${model.dimension}-d vectors, the store holds ${d}-d ones`);

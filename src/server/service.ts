@@ -13,8 +13,9 @@
  * written after the switch. The served model and the re-index state are recorded in the store, so
  * a restart (`qdc serve --store S`) resumes both.
  */
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
-import type { CompensationMode } from "../index/lineage.js";
+import { type CompensationMode, findModel, isModelId, modelId, modelRoots } from "../lineage/index.js";
 import { mergeHits } from "../retrieval/hit.js";
 import type { Filter, StoreHit, StoreState, VectorStore } from "../store/store.js";
 import {
@@ -31,8 +32,13 @@ export type Compensation = Exclude<CompensationMode, "none">;
 
 export interface ServiceOptions {
   store: VectorStore;
-  /** the model to serve (default: the model recorded in the store by the last service) */
+  /**
+   * the model to serve: a directory, or an id found under `modelRoots` (default: the model
+   * recorded in the store by the last service)
+   */
   modelDir?: string;
+  /** where models are found by id (a recorded model, an upgrade by id, ancestors); default QDC_MODELS */
+  modelRoots?: string[];
   /** how rows of older versions are reached (default: as recorded, else mean) */
   compensate?: Compensation;
   device?: string;
@@ -114,13 +120,35 @@ export class SearchService {
     this.log = opts.log ?? defaultLog;
   }
 
+  /**
+   * The directory of a model named by `ref`: a directory as it is; an id at the `hint` path when
+   * that holds it, else under the model roots; an error saying where it was looked for otherwise.
+   */
+  static locate(ref: string, roots: string[], hint?: string): string {
+    if (!isModelId(ref)) return resolve(ref);
+    if (hint && existsSync(hint)) {
+      try {
+        if (modelId(hint) === ref) return resolve(hint);
+      } catch {
+        // not a model any more: looked for by id below
+      }
+    }
+    const found = findModel(ref, roots);
+    if (found) return found;
+    throw new Error(
+      `model ${ref} not found${hint ? ` (it was at ${hint})` : ""} ${roots.length ? `under ${roots.join(", ")}` : "and no model roots are given"}: pass --models ROOT (or set QDC_MODELS) to the folder that holds it, or --model DIR`,
+    );
+  }
+
   static async create(opts: ServiceOptions): Promise<SearchService> {
     const recorded = await opts.store.readState();
-    const dir = opts.modelDir ?? recorded?.model;
-    if (!dir)
+    const roots = modelRoots(opts.modelRoots);
+    const ref = opts.modelDir ?? recorded?.model;
+    if (!ref)
       throw new Error(
         "no model given and the store records none (it was never served): pass the model that embedded it (--model DIR)",
       );
+    const dir = SearchService.locate(ref, roots, opts.modelDir ? undefined : recorded?.modelDir);
     const mode = opts.compensate ?? (recorded?.compensation as Compensation | undefined) ?? "mean";
     const inline = opts.encoder === "inline";
     const queries: Encoder = inline
@@ -142,7 +170,7 @@ export class SearchService {
   }
 
   static #spec(opts: ServiceOptions, dir: string): Omit<ModelSpec, "mode"> {
-    return { dir: resolve(dir), device: opts.device, maxLength: opts.maxLength };
+    return { dir: resolve(dir), roots: modelRoots(opts.modelRoots), device: opts.device, maxLength: opts.maxLength };
   }
 
   static async #load(
@@ -158,8 +186,8 @@ export class SearchService {
       info = await encoder.load(spec, targets);
     } catch (e) {
       const hint =
-        recorded && recorded.model !== spec.dir
-          ? ` (the store was last served with ${recorded.model}: start without a model to resume it)`
+        recorded && recorded.model !== spec.dir && recorded.modelDir !== spec.dir
+          ? ` (the store was last served with ${recorded.model}${recorded.modelDir ? ` (${recorded.modelDir})` : ""}: start without a model to resume it)`
           : "";
       throw new Error(`${(e as Error).message}${hint}`);
     }
@@ -172,8 +200,8 @@ export class SearchService {
     return new ModelState(spec, info.version, info.dimension, new Set(targets));
   }
 
-  get model(): { version: string; compensation: string } {
-    return { version: this.#state.version, compensation: this.#state.spec.mode };
+  get model(): { version: string; dir: string; compensation: string } {
+    return { version: this.#state.version, dir: this.#state.spec.dir, compensation: this.#state.spec.mode };
   }
 
   /** The re-index state recorded in the store when the service started (for resuming it). */
@@ -403,6 +431,7 @@ export class SearchService {
     const prev = reindex ? undefined : (await this.store.readState())?.reindex;
     await this.store.writeState({
       model: this.#state.version,
+      modelDir: this.#state.spec.dir,
       compensation: this.#state.spec.mode,
       reindex: reindex ?? prev,
       updatedAt: new Date().toISOString(),
@@ -414,9 +443,10 @@ export class SearchService {
     return this.#record(status);
   }
 
-  /** Loads `dir` (reaching every version in the store) and switches to it. */
-  upgrade(dir: string, compensate?: Compensation): Promise<{ previous: string; current: string }> {
+  /** Loads `ref` (a directory, or an id under the model roots; reaching every version in the store) and switches to it. */
+  upgrade(ref: string, compensate?: Compensation): Promise<{ previous: string; current: string }> {
     return this.#exclusive(async () => {
+      const dir = SearchService.locate(ref, modelRoots(this.#opts.modelRoots));
       const spec = { ...SearchService.#spec(this.#opts, dir), mode: compensate ?? this.#state.spec.mode };
       this.invalidate();
       const next = await SearchService.#load(this.#opts, this.#queries, spec, null);

@@ -445,6 +445,15 @@ export class LanceStore implements VectorStore {
     return out;
   }
 
+  async renameVersion(from: string, to: string): Promise<void> {
+    if (!this.#known.has(to)) {
+      // recorded before the rows are retagged, so a crash never hides a version
+      this.#known.add(to);
+      this.#saveVersions();
+    }
+    await this.table.update({ where: `version = ${sqlString(from)}`, values: { version: to } });
+  }
+
   count(): Promise<number> {
     return this.table.countRows();
   }

@@ -345,6 +345,10 @@ export class PgVectorStore implements VectorStore {
     if (!this.#indexed && (await this.count()) >= this.opts.annThreshold) await this.buildIndex();
   }
 
+  async renameVersion(from: string, to: string): Promise<void> {
+    await query(this.pool, `UPDATE ${this.table} SET version = $2 WHERE version = $1`, [from, to]);
+  }
+
   async delete(ids: string[]): Promise<void> {
     if (ids.length) await query(this.pool, `DELETE FROM ${this.table} WHERE id = ANY($1)`, [ids]);
   }

@@ -44,8 +44,10 @@ export interface SearchOptions {
  * atomically; the store does not interpret it.
  */
 export interface StoreState {
-  /** the model version being served */
+  /** the model version being served (its id; a directory in states of earlier releases) */
   model: string;
+  /** where that model's directory was when it was recorded (a hint: found by id when moved) */
+  modelDir?: string;
   /** how rows of older versions are reached ("mean", "procrustes", …) */
   compensation?: string;
   /** the background re-index, as the service last saw it */
@@ -87,6 +89,8 @@ export interface VectorStore {
   iterate(version: string, batch: number): AsyncGenerator<StoreRow[]>;
   /** rows per version */
   versions(): Promise<Record<string, number>>;
+  /** retags every row of version `from` as `to` in one commit (`qdc migrate`: path versions to ids) */
+  renameVersion(from: string, to: string): Promise<void>;
   count(): Promise<number>;
   /** builds the ANN index now (stores build it themselves once they are large) */
   buildIndex(): Promise<void>;

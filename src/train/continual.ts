@@ -14,11 +14,13 @@
  *       data: [data/msmarco-0.jsonl.gz, data/msmarco-1.jsonl.gz]   # or beir: {dir: data/nq, split: train}
  *       steps: 1000                                                  # or epochs: 1
  */
-import { existsSync, writeFileSync } from "node:fs";
+
+import { existsSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { z } from "zod";
 import { type RowSource, RowStream } from "../data/pairs.js";
 import { readYamlConfig } from "../data/yaml-config.js";
+import { FIT_METHODS } from "../lineage/methods.js";
 import { type TrainOptions, train } from "./trainer.js";
 
 const TaskSettings = z
@@ -74,7 +76,7 @@ export const RunConfig = z
         z.literal(false),
         z
           .object({
-            methods: z.array(z.enum(["mean", "kernel", "procrustes", "affine", "mlp", "auto"])).nonempty(),
+            methods: z.array(z.enum(FIT_METHODS)).nonempty(),
             queries: z.number().int().positive().default(2000),
           })
           .strict(),
@@ -101,14 +103,6 @@ export function readRunConfig(path: string): RunConfig {
       beir: t.beir ? { ...t.beir, dir: abs(t.beir.dir) } : undefined,
     })),
   } as RunConfig;
-}
-
-export interface Lineage {
-  task: string;
-  index: number;
-  parent: string;
-  run: string;
-  finishedAt: string;
 }
 
 /** What a finished task hands to `afterTask` (e.g. to fit drift compensators). */
@@ -181,9 +175,8 @@ export async function runContinual(
       progress: opts.progress,
     };
     log(`task ${index + 1}/${config.tasks.length} ${task.name}: ${steps} steps from ${parent}`);
-    await train(options);
-    const lineage: Lineage = { task: task.name, index, parent, run: config.run, finishedAt: new Date().toISOString() };
-    writeFileSync(lineagePath, `${JSON.stringify(lineage, null, 2)}\n`);
+    // the trained model is saved with its lineage record (its presence marks the task done)
+    await train({ ...options, lineage: { task: task.name, index, run: config.run } });
     await opts.afterTask?.({ index, name: task.name, parent, dir: out, data });
     dirs.push(out);
     parent = out;

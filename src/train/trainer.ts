@@ -78,6 +78,8 @@ export interface TrainOptions {
   data: RowSource;
   /** the starting model directory */
   init: string;
+  /** more fields for the trained model's lineage record (the continual runner's task and run) */
+  lineage?: Record<string, unknown>;
   /** the trained model directory (also holds train.log.jsonl and the checkpoint) */
   out: string;
   batchSize: number;
@@ -382,7 +384,8 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
     bar?.stop();
   }
   student.training = false;
-  student.save(o.out);
+  // the model with its lineage: derived from `init` (what its compensators map back to)
+  student.save(o.out, { parent: o.init, lineage: o.lineage });
   teacher?.dispose();
   return { steps: o.steps, resumedFrom: start };
 }

@@ -1,0 +1,71 @@
+/**
+ * Finding a model by id: model roots (`--models DIR`, or the `QDC_MODELS` environment variable,
+ * directories separated by ':') are searched recursively for model directories, whose ids are
+ * read from their lineage records (or computed). What a root holds is cached per process and
+ * looked at again when an id is not found in it.
+ */
+import { existsSync, readdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { modelId } from "./record.js";
+
+/** Directories never searched for models (caches, dependencies, training checkpoints). */
+const SKIP = new Set(["node_modules", ".git", "checkpoint", "drift", "1_Pooling"]);
+const MAX_DEPTH = 8;
+
+/** The model roots: those given, then those of `QDC_MODELS`. */
+export function modelRoots(given: string[] = []): string[] {
+  const env = (process.env.QDC_MODELS ?? "").split(":").filter(Boolean);
+  return [...new Set([...given, ...env].map((r) => resolve(r)))];
+}
+
+const isModelDir = (dir: string) =>
+  existsSync(join(dir, "config.json")) &&
+  (existsSync(join(dir, "model.safetensors")) || existsSync(join(dir, "model.safetensors.index.json")));
+
+/** Every model directory under `root` (depth-first, in name order). */
+export function modelDirs(root: string): string[] {
+  const out: string[] = [];
+  const walk = (dir: string, depth: number) => {
+    if (isModelDir(dir)) out.push(dir);
+    if (depth >= MAX_DEPTH) return;
+    let entries: import("node:fs").Dirent[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return; // unreadable: nothing found there
+    }
+    for (const e of entries.sort((a, b) => a.name.localeCompare(b.name)))
+      if (e.isDirectory() && !SKIP.has(e.name) && !e.name.startsWith(".")) walk(join(dir, e.name), depth + 1);
+  };
+  walk(resolve(root), 0);
+  return out;
+}
+
+const scanned = new Map<string, Map<string, string>>();
+
+function scan(root: string): Map<string, string> {
+  const ids = new Map<string, string>();
+  for (const dir of modelDirs(root)) {
+    try {
+      const id = modelId(dir);
+      if (!ids.has(id)) ids.set(id, dir);
+    } catch {
+      // a directory that is not a loadable model is not one to find
+    }
+  }
+  scanned.set(root, ids);
+  return ids;
+}
+
+/** The directory of model `id` under `roots`, or null. */
+export function findModel(id: string, roots: string[]): string | null {
+  for (const root of roots) {
+    const dir = scanned.get(root)?.get(id);
+    if (dir && existsSync(dir) && modelId(dir) === id) return dir;
+  }
+  for (const root of roots) {
+    const dir = scan(root).get(id);
+    if (dir) return dir;
+  }
+  return null;
+}

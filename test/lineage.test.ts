@@ -1,0 +1,246 @@
+/**
+ * Model versions by content: ids computed from the files that decide a model's embeddings, lineage
+ * records naming parents by id and relative path, models found by id under model roots, and a run
+ * folder with its store moved to "another machine" (another root) where serving, searching,
+ * upgrading and re-indexing go on. Stores and records of earlier releases (path versions) keep
+ * working and are rewritten by `qdc migrate`.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import {
+  findModel,
+  hashModel,
+  lineageOf,
+  modelId,
+  modelRoots,
+  readLineage,
+  writeLineage,
+} from "../src/lineage/index.js";
+import { loadCorpus } from "../src/server/load.js";
+import { Reindexer } from "../src/server/reindex.js";
+import { SearchService } from "../src/server/service.js";
+import { LanceStore } from "../src/store/lancedb.js";
+import { derivedModel, FIXTURES } from "./helpers.js";
+
+const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
+const tmp = () => mkdtempSync(join(tmpdir(), "qdc-lineage-"));
+const WORDS = "river mountain compiler network kernel garden music library protocol engine ocean planet".split(" ");
+
+function corpus(dir: string, n: number): string {
+  const file = join(dir, "corpus.jsonl");
+  const rows = Array.from({ length: n }, (_, i) =>
+    JSON.stringify({ _id: `doc${i}`, text: `notes ${i} on the ${WORDS[i % 12]} and the ${WORDS[(i * 7 + 2) % 12]}` }),
+  );
+  writeFileSync(file, `${rows.join("\n")}\n`);
+  return file;
+}
+
+/** A copy of the bert-tiny fixture's model files (not its test tensors) in `dir`. */
+function baseModel(dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"])
+    cpSync(join(FIXTURES, "bert-tiny", f), join(dir, f));
+  return dir;
+}
+
+describe("model ids", () => {
+  it("are the SHA-256 of the model's files, whatever its path; a changed weight changes it", () => {
+    const dir = tmp();
+    const a = baseModel(join(dir, "a"));
+    // by hand: name, NUL, size, NUL, bytes of each identity file in order (settings, then weights)
+    const h = createHash("sha256");
+    for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"]) {
+      const bytes = readFileSync(join(a, f));
+      h.update(`${f}\0${bytes.length}\0`).update(bytes);
+    }
+    const want = h.digest("hex").slice(0, 16);
+    assert.equal(hashModel(a), want);
+    assert.equal(modelId(a), want);
+    // the fixture folder's extra files (test tensors) are not part of the model
+    assert.equal(hashModel(join(FIXTURES, "bert-tiny")), want);
+    cpSync(a, join(dir, "elsewhere", "b"), { recursive: true });
+    assert.equal(modelId(join(dir, "elsewhere", "b")), want, "the same files under another path");
+    // a record's cached id is used only while the files it was computed from are unchanged
+    writeLineage(a, null);
+    assert.equal(readLineage(a)?.id, want);
+    const w = readFileSync(join(a, "model.safetensors"));
+    w.writeUInt8(w.readUInt8(w.length - 1) ^ 1, w.length - 1);
+    writeFileSync(join(a, "model.safetensors"), w);
+    assert.notEqual(modelId(a), want);
+    assert.equal(modelId(a), hashModel(a));
+  });
+
+  it("are found under model roots; an unknown id is not", () => {
+    const dir = tmp();
+    const a = baseModel(join(dir, "models", "deep", "er", "a"));
+    const child = derivedModel(a, join(dir, "models"), "child", { seed: 4 });
+    assert.equal(findModel(modelId(child), [join(dir, "models")]), child);
+    assert.equal(findModel(modelId(a), [join(dir, "nothing"), join(dir, "models")]), a);
+    assert.equal(findModel("0123456789abcdef", [join(dir, "models")]), null);
+    process.env.QDC_MODELS = `${join(dir, "x")}:${join(dir, "models")}`;
+    try {
+      assert.deepEqual(modelRoots(["r"]), [join(process.cwd(), "r"), join(dir, "x"), join(dir, "models")]);
+    } finally {
+      delete process.env.QDC_MODELS;
+    }
+  });
+});
+
+describe("a run folder moved to another machine", () => {
+  it("serves, searches, upgrades by id and re-indexes from its new place", async () => {
+    const dir = tmp();
+    const a = join(dir, "machine-a");
+    const base = baseModel(join(a, "models", "base"));
+    const t1 = derivedModel(base, join(a, "runs"), "t1", { seed: 2 });
+    const t2 = derivedModel(t1, join(a, "runs"), "t2", { seed: 3 });
+    assert.deepEqual(readLineage(t2)?.parent, { id: modelId(t1), path: "../t1" });
+    assert.deepEqual(readLineage(t1)?.parent, { id: modelId(base), path: "../../models/base" });
+    const ids = [t2, t1, base].map(modelId);
+    const N = 30;
+    const storeDir = join(a, "store");
+    const store = await LanceStore.open(storeDir, { dim: 64, fields: {} });
+    await loadCorpus(store, t1, corpus(dir, N));
+    const first = await SearchService.create({ store, modelDir: t1, encoder: "inline", log: () => {} });
+    await first.close();
+
+    // the whole folder under another root: every recorded path is gone
+    const b = join(dir, "machine-b", "srv", "qdc");
+    mkdirSync(join(dir, "machine-b", "srv"), { recursive: true });
+    renameSync(a, b);
+    const moved = await LanceStore.open(join(b, "store"));
+    assert.deepEqual(await moved.versions(), { [ids[1] as string]: N });
+    const roots = [b];
+    // no model given: the recorded id is found under the root (its recorded directory is gone)
+    const service = await SearchService.create({ store: moved, modelRoots: roots, encoder: "inline", log: () => {} });
+    assert.equal(service.model.version, ids[1]);
+    assert.equal(service.model.dir, join(b, "runs", "t1"));
+    const before = await service.search(["the river"], 5);
+    assert.equal(before.results[0]?.length, 5);
+    // an upgrade by id, along the lineage found in the new place
+    const up = await service.upgrade(ids[0] as string);
+    assert.deepEqual(up, { previous: ids[1], current: ids[0] });
+    assert.deepEqual(
+      lineageOf(join(b, "runs", "t2"), roots).map((e) => e.id),
+      ids,
+    );
+    const during = await service.search(["the river"], 5);
+    assert.equal(during.versions[ids[1] as string]?.compensation, "mean");
+    const reindexer = new Reindexer(service, { batchSize: 8, writeRows: 8 });
+    reindexer.start();
+    const st = await reindexer.settled();
+    assert.equal(st.state, "done", st.error);
+    assert.deepEqual(await service.versions(), { [ids[0] as string]: N });
+    await service.close();
+    // and a restart there, no model given, resumes the newer model
+    const again = await SearchService.create({
+      store: await LanceStore.open(join(b, "store")),
+      modelRoots: roots,
+      encoder: "inline",
+      log: () => {},
+    });
+    assert.equal(again.model.version, ids[0]);
+    await again.close();
+  });
+
+  it("serves the child alone against its parent's rows: the compensator beside the child is enough", async () => {
+    const dir = tmp();
+    const base = baseModel(join(dir, "a", "base"));
+    const child = derivedModel(base, join(dir, "a"), "child", { seed: 5 });
+    const store = await LanceStore.open(join(dir, "a", "store"), { dim: 64, fields: {} });
+    await loadCorpus(store, base, corpus(dir, 20));
+    await store.close();
+    // only the child and the store travel; the parent stays behind (removed here)
+    mkdirSync(join(dir, "b"));
+    renameSync(child, join(dir, "b", "child"));
+    renameSync(join(dir, "a", "store"), join(dir, "b", "store"));
+    const baseId = modelId(base);
+    rmSync(join(dir, "a"), { recursive: true });
+    const chain = lineageOf(join(dir, "b", "child"), []);
+    assert.deepEqual(chain[1], { id: baseId, dir: null });
+    const service = await SearchService.create({
+      store: await LanceStore.open(join(dir, "b", "store")),
+      modelDir: join(dir, "b", "child"),
+      modelRoots: [],
+      encoder: "inline",
+      log: () => {},
+    });
+    const r = await service.search(["the garden"], 4);
+    assert.equal(r.versions[baseId]?.compensation, "mean");
+    assert.equal(r.results[0]?.length, 4);
+    await service.close();
+  });
+
+  it("names the id and where it looked when a recorded model cannot be found", async () => {
+    const dir = tmp();
+    const base = baseModel(join(dir, "base"));
+    const store = await LanceStore.open(join(dir, "store"), { dim: 64, fields: {} });
+    await loadCorpus(store, base, corpus(dir, 10));
+    await (await SearchService.create({ store, modelDir: base, encoder: "inline", log: () => {} })).close();
+    const id = modelId(base);
+    rmSync(base, { recursive: true });
+    await assert.rejects(
+      SearchService.create({ store: await LanceStore.open(join(dir, "store")), modelRoots: [dir], encoder: "inline" }),
+      new RegExp(
+        `^Error: model ${id} not found \\(it was at ${base}\\) under ${dir}: pass --models ROOT \\(or set QDC_MODELS\\)`,
+      ),
+    );
+  });
+});
+
+describe("path versions of earlier releases", () => {
+  it("keep working, and `qdc migrate` rewrites records and stores to ids", async () => {
+    const dir = tmp();
+    const a = join(dir, "old-layout");
+    const base = baseModel(join(a, "base"));
+    const child = derivedModel(base, a, "child", { seed: 6 });
+    // as earlier releases wrote them: the parent's absolute path, rows tagged with model paths
+    writeFileSync(join(child, "lineage.json"), JSON.stringify({ parent: base, task: "t", run: "r" }));
+    const storeDir = join(a, "store");
+    const store = await LanceStore.open(storeDir, { dim: 64, fields: {} });
+    const other = await LanceStore.open(join(dir, "scratch"), { dim: 64, fields: {} });
+    await loadCorpus(other, base, corpus(dir, 12));
+    const rows = await other.get(Array.from({ length: 12 }, (_, i) => `doc${i}`));
+    await other.close();
+    await store.upsert(rows.map((r) => ({ ...r, version: base })));
+    // read as before: the child reaches the path-tagged rows of its parent
+    const legacy = await SearchService.create({ store, modelDir: child, encoder: "inline", log: () => {} });
+    const r = await legacy.search(["the ocean"], 3);
+    assert.equal(r.versions[base]?.compensation, "mean");
+    assert.equal(r.results[0]?.length, 3);
+    await legacy.close();
+    const reopened = await LanceStore.open(storeDir);
+    await reopened.writeState({ model: base, compensation: "mean" });
+    await reopened.close();
+
+    const run = spawnSync("node", [cli, "migrate", "--models", a, "--store", storeDir], { encoding: "utf8" });
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stderr, /1 lineage record\(s\) rewritten/);
+    assert.match(run.stderr, /1 version\(s\) retagged, state rewritten/);
+    assert.deepEqual(readLineage(child)?.parent, { id: modelId(base), path: "../base" });
+    assert.equal(readLineage(child)?.task, "t", "the record's other fields are kept");
+    const migrated = await LanceStore.open(storeDir);
+    assert.deepEqual(await migrated.versions(), { [modelId(base)]: 12 });
+    assert.equal((await migrated.readState())?.model, modelId(base));
+    await migrated.close();
+    // and now the folder can move
+    const baseId = modelId(base);
+    renameSync(a, join(dir, "moved"));
+    const s = await SearchService.create({
+      store: await LanceStore.open(join(dir, "moved", "store")),
+      modelDir: join(dir, "moved", "child"),
+      encoder: "inline",
+      log: () => {},
+    });
+    assert.equal((await s.search(["the ocean"], 3)).versions[baseId]?.compensation, "mean");
+    await s.close();
+    // a second run finds nothing left to do
+    const again = spawnSync("node", [cli, "migrate", "--models", join(dir, "moved")], { encoding: "utf8" });
+    assert.equal(again.status, 0, again.stderr);
+    assert.match(again.stderr, /0 lineage record\(s\) rewritten, 1 already current/);
+  });
+});
