@@ -10,11 +10,15 @@ import {
   alignment,
   fitAuto,
   fitCompensator,
+  hasInverse,
   heldOutRetrieval,
+  invert,
   loadCompensator,
+  loadReverse,
   loadSafetensors,
   normalize,
   randn,
+  reversePath,
   saveCompensator,
   svd,
   type Tensor,
@@ -119,6 +123,60 @@ describe("estimators recover known transforms", () => {
     }
     assertClose([got], [want / 100], 0.02, 0, "MRR@10");
     assert.throws(() => fitAuto(train.oldE.narrow(0, 0, 2), train.newE.narrow(0, 0, 2)), /at least 3 pairs/);
+  });
+
+  it("maps back: mean and Procrustes invert exactly, affine by solving; kernel and mlp are fitted in reverse", () => {
+    const train = pairs(transforms.affine!, 800, 41);
+    const x = tidy(() => normalize(randn([50, 32], { seed: 42 })));
+    for (const m of ["mean", "procrustes", "affine"] as const) {
+      const c = fitCompensator(m, train.oldE, train.newE);
+      const back = invert(c)!;
+      assert.equal(back.method, m);
+      // there and back again is the identity (up to float32 rounding)
+      const round = tidy(() => back.apply(c.apply(x)));
+      assertClose(round.toArray(), x.toArray(), 2e-4, 0, `${m}⁻¹ ∘ ${m}`);
+      round.dispose();
+      c.dispose();
+      back.dispose();
+    }
+    // the inverse of a hand-made mean map: q ↦ q + Δ
+    const mean = fitCompensator(
+      "mean",
+      tensor([
+        [0, 0],
+        [2, 2],
+      ]),
+      tensor([
+        [1, 0],
+        [3, 2],
+      ]),
+    );
+    const q = invert(mean)!.apply(tensor([[5, 5]]));
+    assert.deepEqual(q.toArray(), [6, 5]);
+    for (const m of ["kernel", "mlp"] as const) {
+      assert.equal(hasInverse(m), false);
+      assert.equal(
+        invert(fitCompensator(m, train.oldE.narrow(0, 0, 64), train.newE.narrow(0, 0, 64), { mlpEpochs: 1 })),
+        null,
+      );
+    }
+    // a file without an inverse and without a reverse fit beside it says what to do
+    const dir = mkdtempSync(join(tmpdir(), "qdc-drift-back-"));
+    const path = join(dir, "kernel.safetensors");
+    saveCompensator(path, fitCompensator("kernel", train.oldE, train.newE), { fittedOn: {} });
+    assert.throws(
+      () => loadReverse(path),
+      /kernel map has no inverse, and no reverse fit \(.*kernel\.reverse\.safetensors\) lies beside it/,
+    );
+    // the reverse fit, where it lies, is what maps back: old-space queries to the new space (on a
+    // drift field the kernel follows)
+    const field = pairs(transforms.nonlinear!, 2000, 43);
+    saveCompensator(reversePath(path), fitCompensator("kernel", field.newE, field.oldE), { fittedOn: {} });
+    const back = loadReverse(path);
+    const there = alignment(back, field.newE, field.oldE);
+    const none = tidy(() => field.oldE.mul(field.newE).sum(1).div(field.newE.norm(2, 1)).mean().item());
+    assert.ok(there > 0.98 && there > none, `old queries aligned with new embeddings: ${none} → ${there}`);
+    back.dispose();
   });
 
   it("rejects mismatched pairs", () => {

@@ -12,7 +12,10 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, write
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { fitBetweenModels } from "../src/drift/between-models.js";
+import { invert, loadCompensator, normalize, randn, type Tensor, tidy } from "../src/index.js";
 import {
+  compensationChain,
   findModel,
   hashModel,
   lineageOf,
@@ -25,7 +28,7 @@ import { loadCorpus } from "../src/server/load.js";
 import { Reindexer } from "../src/server/reindex.js";
 import { SearchService } from "../src/server/service.js";
 import { LanceStore } from "../src/store/lancedb.js";
-import { derivedModel, FIXTURES } from "./helpers.js";
+import { assertClose, derivedModel, FIXTURES } from "./helpers.js";
 
 const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
 const tmp = () => mkdtempSync(join(tmpdir(), "qdc-lineage-"));
@@ -88,6 +91,41 @@ describe("model ids", () => {
     } finally {
       delete process.env.QDC_MODELS;
     }
+  });
+});
+
+describe("compensation along the lineage tree", () => {
+  it("goes up to the shared ancestor, then down through the maps back (inverse or reverse fit)", () => {
+    const dir = tmp();
+    const base = baseModel(join(dir, "base"));
+    const child = derivedModel(base, dir, "child", { seed: 7 });
+    const sibling = derivedModel(base, dir, "sibling", { seed: 8 });
+    // a kernel map has no inverse: the fit writes its reverse beside it
+    const fit = fitBetweenModels({
+      oldDir: base,
+      newDir: child,
+      queries: WORDS.map((w) => `the ${w}`),
+      methods: ["kernel"],
+    });
+    assert.deepEqual(Object.keys(fit.written).sort(), ["kernel", "kernel.reverse"]);
+    const q = tidy(() => normalize(randn([3, 64], { seed: 9 })));
+    const close = (a: Tensor, b: Tensor, what: string) => assertClose(a.toArray(), b.toArray(), 1e-5, 1e-6, what);
+    // parent → child (a rollback's queries to the rows the child re-indexed)
+    const down = compensationChain(base, modelId(child), "kernel", [dir])(q);
+    const reverse = loadCompensator(join(child, "drift", "kernel.reverse.safetensors")).compensator;
+    close(down, reverse.apply(q), "base → child: the reverse kernel fit");
+    const meanDown = compensationChain(base, modelId(child), "mean", [dir])(q);
+    const childMean = loadCompensator(join(child, "drift", "mean.safetensors")).compensator;
+    close(meanDown, invert(childMean)!.apply(q), "base → child: the inverse mean map");
+    // sibling → child: up to base through the sibling's map, down through the child's map back
+    const across = compensationChain(sibling, modelId(child), "mean", [dir])(q);
+    const siblingMean = loadCompensator(join(sibling, "drift", "mean.safetensors")).compensator;
+    close(across, invert(childMean)!.apply(siblingMean.apply(q)), "sibling → base → child");
+    // without a root to find the child in, its rows are out of the sibling's reach (and it says so)
+    assert.throws(
+      () => compensationChain(sibling, modelId(child), "mean", [join(dir, "nothing")]),
+      /is not in the lineage of .*its directory is not under the model roots/,
+    );
   });
 });
 

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -96,12 +96,68 @@ const stores: { kind: string; uri: (dir: string) => string }[] = [
 if (!PG) console.error("# QDC_PG_URL is not set: the service's pgvector cases are skipped (LanceDB only)");
 
 for (const { kind, uri } of stores)
+  describe(`rollback under load (${kind})`, () => {
+    it("switches back mid re-index with zero failed requests, reaching the newer model's rows through the map back", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "qdc-rollback-"));
+      const oldDir = resolve(FIXTURES, "bert-tiny");
+      const newDir = childOfBertTiny(dir);
+      const [oldId, newId] = [hashModel(oldDir), hashModel(newDir)];
+      const N = 200;
+      const store = await openStore(uri(dir), { dim: 64, fields: {} });
+      await loadCorpus(store, oldDir, corpus(dir, N));
+      const { service, reindexer, app, base } = await startService(store, oldDir, { token: TOKEN, batchSize: 16 });
+      try {
+        const none = await post(base, "/admin/rollback", {}, TOKEN);
+        assert.equal(none.status, 409, JSON.stringify(none.body));
+        assert.equal(none.body.error, "nothing_to_roll_back");
+        const l = load(base);
+        assert.equal((await post(base, "/admin/upgrade", { model: newDir }, TOKEN)).status, 200);
+        assert.equal((await post(base, "/admin/reindex", { action: "start" }, TOKEN)).body.state, "running");
+        await until("a few re-index batches", () => reindexer.status.done >= 64);
+        const back = await post(base, "/admin/rollback", {}, TOKEN);
+        assert.equal(back.status, 200, JSON.stringify(back.body));
+        assert.deepEqual(back.body, { previous: newId, current: oldId });
+        // the restored model reaches the rows the newer one re-indexed through the mean map back
+        const s = await post(base, "/search", { texts: ["the ocean"], k: 10 });
+        assert.equal(s.status, 200, JSON.stringify(s.body));
+        assert.equal(s.body.model, oldId);
+        const versions = s.body.versions as Record<string, { rows: number; compensation: string }>;
+        if (versions[newId]) assert.equal(versions[newId].compensation, "mean");
+        assert.equal(versions[oldId]?.compensation, "none");
+        // the re-index turns around: every row back at the restored model, each once
+        await until("the re-index back", () => reindexer.status.state === "done" && reindexer.status.target === oldId);
+        const responses = await l.stop();
+        assert.ok(responses.length > 20, `${responses.length} responses`);
+        assert.deepEqual(
+          responses.filter((r) => r.status !== 200).map((r) => r.body),
+          [],
+        );
+        // every response is one model's, each document at most once in it
+        for (const r of responses) {
+          assert.ok(r.body.model === oldId || r.body.model === newId, String(r.body.model));
+          for (const hits of r.body.results as { id: string }[][])
+            assert.equal(new Set(hits.map((h) => h.id)).size, hits.length);
+        }
+        assert.deepEqual(await service.store.versions(), { [oldId]: N });
+        // and a rollback of the rollback is the newer model again
+        const redo = await post(base, "/admin/rollback", {}, TOKEN);
+        assert.deepEqual(redo.body, { previous: oldId, current: newId });
+      } finally {
+        await app.close();
+        await service.close();
+      }
+    });
+  });
+
+for (const { kind, uri } of stores)
   describe(`service under upgrades, bad models and a killed encoder (${kind})`, () => {
     const dir = mkdtempSync(join(tmpdir(), "qdc-robust-"));
     const oldDir = resolve(FIXTURES, "bert-tiny");
     const newDir = childOfBertTiny(dir);
     const newerDir = derivedModel(newDir, dir, "newer", { seed: 2 });
-    const siblingDir = derivedModel(oldDir, dir, "sibling", { seed: 3 });
+    // a model of the same shape with no lineage: no path of compensators to any stored version
+    const strangerDir = derivedModel(oldDir, dir, "stranger", { seed: 3 });
+    rmSync(join(strangerDir, "lineage.json"));
     const nanDir = derivedModel(newDir, dir, "nan", { nan: true });
     const N = 300;
     const storeUri = uri(dir);
@@ -134,11 +190,11 @@ for (const { kind, uri } of stores)
       // the re-indexer is embedding its next batch for newDir now
       const up = await post(base, "/admin/upgrade", { model: newerDir }, TOKEN);
       assert.equal(up.status, 200, JSON.stringify(up.body));
-      // rows of new and newer are in the store: a sibling of new cannot reach them
-      const sib = await post(base, "/admin/upgrade", { model: siblingDir }, TOKEN);
-      assert.equal(sib.status, 400);
-      assert.equal(sib.body.error, "upgrade_refused");
-      assert.match(String(sib.body.message), /not in the lineage/);
+      // rows of new and newer are in the store: a model unrelated to them cannot reach them
+      const stranger = await post(base, "/admin/upgrade", { model: strangerDir }, TOKEN);
+      assert.equal(stranger.status, 400);
+      assert.equal(stranger.body.error, "upgrade_refused");
+      assert.match(String(stranger.body.message), /not in the lineage/);
       await until("the re-index", () => reindexer.status.state === "done");
       const responses = await l.stop();
       assert.ok(responses.length > 30, `${responses.length} responses`);

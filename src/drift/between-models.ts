@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { EmbeddingModel } from "../models/embedding-model.js";
 import { cat, tidy } from "../tensor/index.js";
 import { type Method, saveCompensator } from "./compensator.js";
-import { fitAuto, fitCompensator, heldOutRetrieval } from "./fit.js";
+import { hasInverse } from "./estimators.js";
+import { fitAuto, fitCompensator, heldOutRetrieval, reversePath } from "./fit.js";
 
 export type FitMethod = Method | "auto";
 
@@ -86,6 +87,15 @@ export function fitBetweenModels(o: BetweenModelsOptions): BetweenModelsResult {
       } else c = fitCompensator(m, old.pairs, fresh.pairs);
       const path = pathOf(m);
       saveCompensator(path, c, { fittedOn });
+      if (!hasInverse(c.method)) {
+        // no closed inverse: the map back (a rollback's old queries to the new rows) is fitted too
+        const back = fitCompensator(c.method, fresh.pairs, old.pairs);
+        saveCompensator(reversePath(path), back, {
+          fittedOn: { ...fittedOn, old: o.newDir, new: o.oldDir, reverse: true },
+        });
+        back.dispose();
+        written[`${m}.reverse`] = reversePath(path);
+      }
       c.dispose();
       written[m] = path;
     }

@@ -8,6 +8,11 @@
  *   optionally about the means.
  * - affine: ridge least squares old ≈ new·W + b, full or with W − I of low rank.
  * - mlp: a small residual MLP, q ↦ q + W₂·gelu(W₁q + b₁) + b₂, trained on the pairs (as Drift-Adapter).
+ *
+ * `invert` gives the map back (old space → new): exact for mean (q ↦ q + Δ) and Procrustes (the
+ * transpose of an orthogonal map), by solving for affine (W⁻¹); kernel and MLP maps have no closed
+ * inverse and are fitted in the reverse direction instead (`fitBetweenModels` writes that fit
+ * beside the forward one).
  */
 import {
   AdamW,
@@ -81,6 +86,43 @@ export function restore(
   settings: Record<string, unknown>,
 ): Compensator {
   return new Fixed(method, owned(tensors), settings, APPLY[method]);
+}
+
+/** Methods whose maps `invert` turns around (the others are fitted in reverse). */
+export const hasInverse = (m: Method): boolean => m !== "kernel" && m !== "mlp";
+
+/** The inverse map of `c` (the old model's queries into the new model's space), or null (kernel, mlp). */
+export function invert(c: Compensator): Compensator | null {
+  const { tensors: t, settings } = c.state();
+  switch (c.method) {
+    case "identity":
+      return fitIdentity();
+    case "mean":
+      return new Fixed("mean", owned({ drift: tidy(() => (t.drift as Tensor).neg()) }), settings, applyMean);
+    case "procrustes":
+    case "affine": {
+      // q ↦ (q − μn)·W + μo, so back: q ↦ (q − μo)·W⁻¹ + μn (W⁻¹ = Wᵀ for an orthogonal W)
+      const inv = tidy(() => {
+        const W = t.W as Tensor;
+        const Winv =
+          c.method === "procrustes"
+            ? W.T.contiguous()
+            : solve(W.to("float64"), eye(W.size(0), { dtype: "float64" })).float();
+        const out: Record<string, Tensor> = { W: Winv };
+        if (t.b) out.mu_new = (t.b as Tensor).clone();
+        if (t.mu_new) out.b = (t.mu_new as Tensor).clone();
+        return out;
+      });
+      for (const [k, v] of Object.entries(inv))
+        if (v.toArray().some((x) => !Number.isFinite(x))) {
+          for (const x of Object.values(inv)) x.dispose();
+          throw new Error(`the ${c.method} map is not invertible (its ${k} has non-finite values)`);
+        }
+      return new Fixed(c.method, owned(inv), { ...settings, inverted: true }, applyMap);
+    }
+    default:
+      return null;
+  }
 }
 
 export function fitIdentity(): Compensator {

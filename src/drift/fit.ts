@@ -3,9 +3,10 @@
  * one that does best on the held-out 20% (aligned with the old embeddings, or retrieving the
  * relevant documents from the old model's index when relevance is known) is refitted on all pairs.
  */
+import { existsSync } from "node:fs";
 import { cosineSimilarity, noGrad, type Tensor, tidy } from "../tensor/index.js";
 import { type Compensator, METHODS, type Method, readCompensator } from "./compensator.js";
-import { fitAffine, fitIdentity, fitKernel, fitMean, fitMlp, fitProcrustes, restore } from "./estimators.js";
+import { fitAffine, fitIdentity, fitKernel, fitMean, fitMlp, fitProcrustes, invert, restore } from "./estimators.js";
 
 export interface FitOptions {
   sigma?: number;
@@ -126,4 +127,27 @@ export function fitAuto(
 export function loadCompensator(path: string): { compensator: Compensator; fittedOn: Record<string, unknown> } {
   const r = readCompensator(path);
   return { compensator: restore(r.method, Object.fromEntries(r.tensors), r.settings), fittedOn: r.fittedOn };
+}
+
+/** Where the reverse fit of the compensator at `path` lives (for maps without an inverse). */
+export const reversePath = (path: string): string => path.replace(/(\.safetensors)?$/, ".reverse.safetensors");
+
+/**
+ * The map back of the compensator at `path` (the old model's queries into the new model's space):
+ * its reverse fit where one lies beside it, else its inverse.
+ */
+export function loadReverse(path: string): Compensator {
+  const back = reversePath(path);
+  if (existsSync(back)) return loadCompensator(back).compensator;
+  const c = loadCompensator(path).compensator;
+  try {
+    const inv = invert(c);
+    if (!inv)
+      throw new Error(
+        `${path}: a ${c.method} map has no inverse, and no reverse fit (${back}) lies beside it: fit it again with \`qdc drift fit\`, which writes both`,
+      );
+    return inv;
+  } finally {
+    c.dispose();
+  }
 }

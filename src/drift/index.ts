@@ -1,6 +1,7 @@
 /** Query drift compensation: estimators that map new-model queries into an old model's space. */
 export * from "./between-models.js";
 export * from "./compensator.js";
+export { hasInverse, invert } from "./estimators.js";
 export {
   type AutoResult,
   alignment,
@@ -10,5 +11,7 @@ export {
   type HeldOut,
   heldOutRetrieval,
   loadCompensator,
+  loadReverse,
+  reversePath,
 } from "./fit.js";
 export * from "./task-drift.js";

@@ -42,6 +42,15 @@ export function modelDirs(root: string): string[] {
 }
 
 const scanned = new Map<string, Map<string, string>>();
+/** models this process has been shown (served, upgraded from): found without a root */
+const remembered = new Map<string, string>();
+
+/** Makes the model in `dir` findable by id in this process (e.g. the model an upgrade replaced). */
+export function rememberModel(dir: string): string {
+  const id = modelId(dir);
+  remembered.set(id, resolve(dir));
+  return id;
+}
 
 function scan(root: string): Map<string, string> {
   const ids = new Map<string, string>();
@@ -57,8 +66,16 @@ function scan(root: string): Map<string, string> {
   return ids;
 }
 
-/** The directory of model `id` under `roots`, or null. */
+/** The directory of model `id`: one this process remembers, or one under `roots`; else null. */
 export function findModel(id: string, roots: string[]): string | null {
+  const known = remembered.get(id);
+  if (known && existsSync(known)) {
+    try {
+      if (modelId(known) === id) return known;
+    } catch {
+      // gone or changed: looked for under the roots
+    }
+  }
   for (const root of roots) {
     const dir = scanned.get(root)?.get(id);
     if (dir && existsSync(dir) && modelId(dir) === id) return dir;

@@ -11,7 +11,7 @@ import { type ChildProcess, fork } from "node:child_process";
 import { setPriority } from "node:os";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type CompensationMode, versionOf } from "../lineage/index.js";
+import { type CompensationMode, rememberModel } from "../lineage/index.js";
 import { EmbeddingModel } from "../models/embedding-model.js";
 import { QueryRouter } from "../retrieval/router.js";
 import { tensorRows } from "../retrieval/rows.js";
@@ -20,6 +20,8 @@ export interface ModelSpec {
   dir: string;
   /** where ancestors not at their recorded paths are looked for by id */
   roots?: string[];
+  /** directories of other models this one may have to reach (models served before it) */
+  known?: string[];
   mode: Exclude<CompensationMode, "none">;
   device?: string;
   maxLength?: number;
@@ -72,7 +74,14 @@ export class EncoderCore {
 
   load(spec: ModelSpec, targets: string[]): ModelInfo {
     const dir = resolve(spec.dir);
-    const version = versionOf(dir);
+    for (const k of spec.known ?? []) {
+      try {
+        rememberModel(k);
+      } catch {
+        // a model served here once and gone since: not a directory to reach its rows through
+      }
+    }
+    const version = rememberModel(dir);
     const have = this.#models.get(version);
     if (have && have.router.mode === spec.mode) {
       have.router.check(targets);

@@ -4,6 +4,7 @@
  *                                        the compensation applied per store version
  *   GET  /health, GET /models
  *   POST /admin/upgrade {model}         (bearer token) load a descendant model and switch to it
+ *   POST /admin/rollback                (bearer token) switch back to the model served before it
  *   POST /admin/reindex {action}        (bearer token) start | pause | resume | status
  *
  * Every error is a JSON {error, message}: `error` a stable code (the README's table), `message`
@@ -19,7 +20,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import { isModelId, lineageOf } from "../lineage/index.js";
 import { FilterError } from "../store/store.js";
 import type { Reindexer, ReindexStatus } from "./reindex.js";
-import type { SearchService } from "./service.js";
+import { NothingToRollBack, type SearchService } from "./service.js";
 
 export interface HttpOptions {
   /** bearer token of the admin endpoints (none: they answer 403 admin_disabled) */
@@ -55,6 +56,7 @@ export type ErrorCode =
   | "body_too_large"
   | "unsupported_media_type"
   | "upgrade_refused"
+  | "nothing_to_roll_back"
   | "internal";
 
 class HttpError extends Error {
@@ -481,6 +483,18 @@ export function buildApp(service: SearchService, reindexer: Reindexer, opts: Htt
       }
     },
   );
+
+  app.post("/admin/rollback", { onRequest: admin }, async () => {
+    try {
+      const r = await service.rollback();
+      return { previous: name(r.previous), current: name(r.current) };
+    } catch (e) {
+      if (e instanceof NothingToRollBack) throw new HttpError(409, "nothing_to_roll_back", e.message);
+      const message = (e as Error).message;
+      service.log({ level: "warn", event: "rollback-refused", model: service.previous, message });
+      throw new HttpError(400, "upgrade_refused", `cannot roll back: ${redactPaths(message, await knownVersions())}`);
+    }
+  });
 
   app.post(
     "/admin/reindex",

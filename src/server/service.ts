@@ -30,6 +30,13 @@ import {
 
 export type Compensation = Exclude<CompensationMode, "none">;
 
+export class NothingToRollBack extends Error {
+  constructor() {
+    super("nothing to roll back to: this store has not been served with another model before this one");
+    this.name = "NothingToRollBack";
+  }
+}
+
 export interface ServiceOptions {
   store: VectorStore;
   /**
@@ -101,6 +108,10 @@ export class SearchService {
   #pumpScheduled = false;
   #writes: Promise<unknown> = Promise.resolve();
   readonly #recorded: StoreState | null;
+  /** models this service (or the one before it on this store) served: id → directory */
+  readonly #served: Map<string, string>;
+  /** the model served before the current one (what a rollback returns to) */
+  #previous: string | null;
   readonly log: (event: Record<string, unknown>) => void;
   /** retrievals per document id (for re-indexing the most retrieved first) */
   readonly retrievals = new Map<string, number>();
@@ -117,6 +128,9 @@ export class SearchService {
     this.#queries = encoders.queries;
     this.#documents = encoders.documents;
     this.#recorded = recorded;
+    this.#served = new Map(Object.entries(recorded?.models ?? {}));
+    this.#served.set(state.version, state.spec.dir);
+    this.#previous = recorded?.previous ?? null;
     this.log = opts.log ?? defaultLog;
   }
 
@@ -158,7 +172,14 @@ export class SearchService {
       ? queries
       : new ProcessEncoder({ threads: 1, nice: 10, name: "re-index encoder" });
     try {
-      const state = await SearchService.#load(opts, queries, { ...SearchService.#spec(opts, dir), mode }, recorded);
+      // models served here before are found by id without a root (rows they re-indexed, a rollback)
+      const known = Object.values(recorded?.models ?? {});
+      const state = await SearchService.#load(
+        opts,
+        queries,
+        { ...SearchService.#spec(opts, dir, known), mode },
+        recorded,
+      );
       const service = new SearchService(opts, state, { queries, documents }, recorded);
       await service.#record();
       return service;
@@ -169,8 +190,14 @@ export class SearchService {
     }
   }
 
-  static #spec(opts: ServiceOptions, dir: string): Omit<ModelSpec, "mode"> {
-    return { dir: resolve(dir), roots: modelRoots(opts.modelRoots), device: opts.device, maxLength: opts.maxLength };
+  static #spec(opts: ServiceOptions, dir: string, known: Iterable<string> = []): Omit<ModelSpec, "mode"> {
+    return {
+      dir: resolve(dir),
+      roots: modelRoots(opts.modelRoots),
+      known: [...known],
+      device: opts.device,
+      maxLength: opts.maxLength,
+    };
   }
 
   static async #load(
@@ -432,6 +459,8 @@ export class SearchService {
     await this.store.writeState({
       model: this.#state.version,
       modelDir: this.#state.spec.dir,
+      ...(this.#previous ? { previous: this.#previous } : {}),
+      models: Object.fromEntries([...this.#served].slice(-16)),
       compensation: this.#state.spec.mode,
       reindex: reindex ?? prev,
       updatedAt: new Date().toISOString(),
@@ -446,8 +475,11 @@ export class SearchService {
   /** Loads `ref` (a directory, or an id under the model roots; reaching every version in the store) and switches to it. */
   upgrade(ref: string, compensate?: Compensation): Promise<{ previous: string; current: string }> {
     return this.#exclusive(async () => {
-      const dir = SearchService.locate(ref, modelRoots(this.#opts.modelRoots));
-      const spec = { ...SearchService.#spec(this.#opts, dir), mode: compensate ?? this.#state.spec.mode };
+      const dir = SearchService.locate(ref, modelRoots(this.#opts.modelRoots), this.#served.get(ref));
+      const spec = {
+        ...SearchService.#spec(this.#opts, dir, this.#served.values()),
+        mode: compensate ?? this.#state.spec.mode,
+      };
       this.invalidate();
       const next = await SearchService.#load(this.#opts, this.#queries, spec, null);
       const prev = this.#state;
@@ -456,10 +488,30 @@ export class SearchService {
       if (prev.version !== next.version) {
         prev.retired = true;
         if (prev.refs === 0) this.#unload(prev);
+        this.#previous = prev.version;
+        this.#served.delete(next.version);
+        this.#served.set(next.version, next.spec.dir);
       }
       await this.#record();
       return { previous: prev.version, current: next.version };
     });
+  }
+
+  /** The model a rollback would return to (the one served before the current one), if any. */
+  get previous(): string | null {
+    return this.#previous;
+  }
+
+  /**
+   * Switches back to the model served before the current one, without re-embedding: rows the newer
+   * model already re-indexed are reached through the maps back of its compensators (inverse or
+   * reverse fit), so it is refused only when one is missing. A re-index in progress turns around to
+   * the restored model.
+   */
+  async rollback(compensate?: Compensation): Promise<{ previous: string; current: string }> {
+    const to = this.#previous;
+    if (!to) throw new NothingToRollBack();
+    return this.upgrade(to, compensate);
   }
 
   async close(): Promise<void> {

@@ -48,6 +48,10 @@ export interface StoreState {
   model: string;
   /** where that model's directory was when it was recorded (a hint: found by id when moved) */
   modelDir?: string;
+  /** the model served before it (what a rollback returns to) */
+  previous?: string;
+  /** models served on this store, id → directory (hints for finding them again) */
+  models?: Record<string, string>;
   /** how rows of older versions are reached ("mean", "procrustes", …) */
   compensation?: string;
   /** the background re-index, as the service last saw it */
