@@ -103,7 +103,7 @@ describe("HTTP errors", () => {
       await req("POST", "/admin/upgrade", { model: modelDir, force: true }, auth),
       400,
       "bad_request",
-      "body has unknown field 'force' (allowed: model)",
+      "body has unknown field 'force' (allowed: model, minOverlap)",
     );
     expectError(
       await req("POST", "/admin/reindex", { action: "start", batch: 8 }, auth),

@@ -453,6 +453,79 @@ store
   });
 
 program
+  .command("upgrade")
+  .description("what a model upgrade of a store will do")
+  .command("check")
+  .description(
+    "before the switch: overlap@10 of the candidate's compensated results with the current ones; with --qrels, nDCG@10 of both, and of the candidate on a re-embedded sub-corpus",
+  )
+  .requiredOption("--store <uri>", "store URI")
+  .requiredOption("--model <ref>", "the candidate: a model directory or an id")
+  .option("--current <ref>", "the model serving the store (default: the one the store records)")
+  .option(
+    "--queries <file>",
+    "queries (.txt or .jsonl; with _id for --qrels), e.g. a query log; default: pseudo-queries of sampled stored documents",
+  )
+  .option("--qrels <file>", "relevance judgments for --queries: BEIR .tsv or TREC")
+  .option("--sample <n>", "pseudo-queries drawn without --queries", positiveInt("--sample"), 200)
+  .option(
+    "--sub-corpus <n>",
+    "documents re-embedded with the candidate (with --qrels)",
+    positiveInt("--sub-corpus"),
+    2000,
+  )
+  .addOption(
+    new Option("--compensate <mode>", "how older rows are reached (default: as recorded, else mean)").choices(
+      FIT_METHODS,
+    ),
+  )
+  .option("--models <dirs...>", MODELS_HELP)
+  .option("--json <file>", "also write the numbers as JSON")
+  .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
+  .action(async (opts) => {
+    const { writeFileSync } = await import("node:fs");
+    const { openStore } = await import("../store/open.js");
+    const { modelRoots } = await import("../lineage/index.js");
+    const { SearchService } = await import("../server/service.js");
+    const { InlineEncoder } = await import("../server/encoder.js");
+    const { checkUpgrade, describeCheck } = await import("../server/upgrade-check.js");
+    const { readAllIdTexts } = await import("../data/texts.js");
+    const { readQrels } = await import("../data/beir.js");
+    if (opts.qrels && !opts.queries) throw new Error("upgrade check: --qrels needs the --queries it judges");
+    const s = await openStore(opts.store);
+    const encoder = new InlineEncoder();
+    try {
+      const recorded = await s.readState();
+      const roots = modelRoots(opts.models);
+      const ref = opts.current ?? recorded?.model;
+      if (!ref) throw new Error(`${opts.store} records no served model: give the one that serves it (--current)`);
+      const current = SearchService.locate(ref, roots, opts.current ? undefined : recorded?.modelDir);
+      const candidate = SearchService.locate(opts.model, roots);
+      const mode = opts.compensate ?? recorded?.compensation ?? "mean";
+      const targets = Object.keys(await s.versions());
+      const known = [...Object.values(recorded?.models ?? {}), current];
+      const spec = (dir: string) => ({ dir, mode, roots, known, device: opts.device });
+      const cur = await encoder.load(spec(current), targets);
+      const cand = await encoder.load(spec(candidate), targets);
+      const r = await checkUpgrade({
+        store: s,
+        encoder,
+        current: cur.version,
+        candidate: cand.version,
+        queries: opts.queries ? await readAllIdTexts(opts.queries, { requireIds: Boolean(opts.qrels) }) : undefined,
+        qrels: opts.qrels ? await readQrels(opts.qrels) : undefined,
+        sample: opts.sample,
+        subCorpus: opts.subCorpus,
+      });
+      console.log(`${cur.version} → ${cand.version}: ${describeCheck(r)} (${r.seconds.toFixed(1)} s)`);
+      if (opts.json) writeFileSync(opts.json, `${JSON.stringify(r, null, 2)}\n`);
+    } finally {
+      await encoder.close();
+      await s.close();
+    }
+  });
+
+program
   .command("migrate")
   .description(
     "rewrite what earlier releases wrote with model paths: lineage records under --models to parent ids, stores' rows and state to model ids",
@@ -520,12 +593,21 @@ program
   .option("--encoder-threads <n>", "libtorch threads of the query encoder process", positiveInt("--encoder-threads"), 1)
   .option("--max-batch <n>", "most query texts in one batched forward pass", positiveInt("--max-batch"), 64)
   .option("--ef <n>", "HNSW candidate list per search (LanceDB ef, pgvector hnsw.ef_search)", positiveInt("--ef"))
+  .option(
+    "--upgrade-min-overlap <x>",
+    "refuse an upgrade whose compensated results keep less than this share of the current top-10 (0–1)",
+    number("--upgrade-min-overlap"),
+  )
+  .option("--upgrade-queries <file>", "queries that check uses (default: pseudo-queries of 200 stored documents)")
   .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
   .action(async (opts) => {
     const { openStore } = await import("../store/open.js");
     const { SearchService } = await import("../server/service.js");
     const { Reindexer } = await import("../server/reindex.js");
     const { buildApp } = await import("../server/http.js");
+    const min = opts.upgradeMinOverlap;
+    if (min !== undefined && !(min >= 0 && min <= 1))
+      throw new Error(`--upgrade-min-overlap must be a share from 0 to 1, got ${min}`);
     opts.store ??= opts.index;
     if (!opts.store) throw new Error("serve: give --store (or --index)");
     const s = await openStore(opts.store, undefined, { ef: opts.ef });
@@ -534,6 +616,12 @@ program
       modelDir: opts.model,
       modelRoots: opts.models,
       device: opts.device,
+      upgradeCheck: {
+        minOverlap: opts.upgradeMinOverlap,
+        queries: opts.upgradeQueries
+          ? await (await import("../data/texts.js")).readAllIdTexts(opts.upgradeQueries, { requireIds: false })
+          : undefined,
+      },
       compensate: opts.compensate,
       encoder: opts.encoder,
       encoderThreads: opts.encoderThreads,

@@ -2,3 +2,4 @@
 export * from "./hit.js";
 export * from "./router.js";
 export * from "./rows.js";
+export * from "./store-search.js";

@@ -458,7 +458,7 @@ export function buildApp(service: SearchService, reindexer: Reindexer, opts: Htt
       schema: {
         body: {
           type: "object",
-          description: "a JSON object {model}",
+          description: "a JSON object {model, minOverlap?}",
           required: ["model"],
           additionalProperties: false,
           properties: {
@@ -467,15 +467,35 @@ export function buildApp(service: SearchService, reindexer: Reindexer, opts: Htt
               minLength: 1,
               description: "a model directory on the server, or a model id found under the service's model roots",
             },
+            minOverlap: {
+              type: "number",
+              minimum: 0,
+              maximum: 1,
+              description:
+                "the least overlap@10 with the current results the candidate must keep (checked before the switch)",
+            },
           },
         },
       },
     },
     async (req) => {
-      const ref = (req.body as { model: string }).model;
+      const { model: ref, minOverlap } = req.body as { model: string; minOverlap?: number };
       try {
-        const r = await service.upgrade(ref);
-        return { previous: name(r.previous), current: name(r.current) };
+        const r = await service.upgrade(ref, undefined, { minOverlap });
+        return {
+          previous: name(r.previous),
+          current: name(r.current),
+          ...(r.check
+            ? {
+                check: {
+                  queries: r.check.queries,
+                  source: r.check.source,
+                  overlap: r.check.overlap,
+                  seconds: r.check.seconds,
+                },
+              }
+            : {}),
+        };
       } catch (e) {
         const message = (e as Error).message;
         service.log({ level: "warn", event: "upgrade-refused", model: isModelId(ref) ? ref : resolve(ref), message });

@@ -16,7 +16,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { type CompensationMode, findModel, isModelId, modelId, modelRoots } from "../lineage/index.js";
-import { mergeHits } from "../retrieval/hit.js";
+import { searchVersions } from "../retrieval/store-search.js";
 import type { Filter, StoreHit, StoreState, VectorStore } from "../store/store.js";
 import {
   type Encoder,
@@ -27,6 +27,7 @@ import {
   type QueryJob,
   type QueryVectors,
 } from "./encoder.js";
+import { checkUpgrade, describeCheck, type UpgradeCheck } from "./upgrade-check.js";
 
 export type Compensation = Exclude<CompensationMode, "none">;
 
@@ -61,6 +62,12 @@ export interface ServiceOptions {
   maxBatch?: number;
   /** structured events (errors, unreachable versions); default: JSON lines on stderr */
   log?: (event: Record<string, unknown>) => void;
+  /**
+   * what an upgrade must keep before it switches (`checkUpgrade` on the store as it is): the least
+   * overlap@10 with the current model's results, on these queries or on pseudo-queries of `sample`
+   * stored documents (default 200); an upgrade request can set its own minimum
+   */
+  upgradeCheck?: { minOverlap?: number; queries?: { id: string; text: string }[]; sample?: number };
 }
 
 class ModelState {
@@ -352,23 +359,11 @@ export class SearchService {
       const { vectors, embedMs, compensateMs, batch } = await this.#embed(s, { texts, targets });
       const t1 = performance.now();
       // one call per version with all the request's query vectors; with a single version in the
-      // store the version filter is left out (a row of a version that appeared meanwhile is dropped)
-      const single = targets.length === 1 && Object.keys(counts).length === 1;
-      const perVersion = await Promise.all(
-        targets.map(async (v) => {
-          const hits = await this.store.searchMany(vectors.rows[v] as Float32Array[], k, {
-            filter,
-            version: single ? undefined : v,
-          });
-          return single ? hits.map((h) => h.filter((x) => x.version === v)) : hits;
-        }),
-      );
-      const results = texts.map((_, i) =>
-        mergeHits(
-          perVersion.map((hits) => hits[i] as StoreHit[]),
-          k,
-        ),
-      );
+      // store the version filter is left out
+      const results = await searchVersions(this.store, vectors.rows, k, {
+        filter,
+        single: Object.keys(counts).length === 1,
+      });
       for (const top of results) for (const h of top) this.retrievals.set(h.id, (this.retrievals.get(h.id) ?? 0) + 1);
       const storeMs = performance.now() - t1;
       return {
@@ -472,8 +467,16 @@ export class SearchService {
     return this.#record(status);
   }
 
-  /** Loads `ref` (a directory, or an id under the model roots; reaching every version in the store) and switches to it. */
-  upgrade(ref: string, compensate?: Compensation): Promise<{ previous: string; current: string }> {
+  /**
+   * Loads `ref` (a directory, or an id under the model roots; reaching every version in the store)
+   * and switches to it; with a minimum overlap (`check`, else the service's `upgradeCheck`), only
+   * once `checkUpgrade` finds the candidate keeping at least that much of the current results.
+   */
+  upgrade(
+    ref: string,
+    compensate?: Compensation,
+    check: { minOverlap?: number } = {},
+  ): Promise<{ previous: string; current: string; check?: UpgradeCheck }> {
     return this.#exclusive(async () => {
       const dir = SearchService.locate(ref, modelRoots(this.#opts.modelRoots), this.#served.get(ref));
       const spec = {
@@ -483,6 +486,25 @@ export class SearchService {
       this.invalidate();
       const next = await SearchService.#load(this.#opts, this.#queries, spec, null);
       const prev = this.#state;
+      const min = check.minOverlap ?? this.#opts.upgradeCheck?.minOverlap;
+      let report: UpgradeCheck | undefined;
+      if (min !== undefined && prev.version !== next.version) {
+        report = await checkUpgrade({
+          store: this.store,
+          encoder: this.#queries,
+          current: prev.version,
+          candidate: next.version,
+          queries: this.#opts.upgradeCheck?.queries,
+          sample: this.#opts.upgradeCheck?.sample,
+        });
+        this.log({ level: "info", event: "upgrade-check", model: next.version, ...report });
+        if (report.overlap < min) {
+          await this.#queries.unload(next.version);
+          throw new Error(
+            `${next.version} keeps too little of the current results: ${describeCheck(report)}, below the minimum overlap ${min}`,
+          );
+        }
+      }
       this.#state = next; // one assignment: requests after it use the new model, earlier ones keep theirs
       this.#unreachable.clear();
       if (prev.version !== next.version) {
@@ -493,7 +515,7 @@ export class SearchService {
         this.#served.set(next.version, next.spec.dir);
       }
       await this.#record();
-      return { previous: prev.version, current: next.version };
+      return { previous: prev.version, current: next.version, ...(report ? { check: report } : {}) };
     });
   }
 
