@@ -179,8 +179,53 @@ describe("estimators recover known transforms", () => {
     back.dispose();
   });
 
+  it("maps between spaces of different dimensions: procrustes, affine, mlp and local recover a 32 → 48-d map", () => {
+    // an unrelated model of another size: old = new·M + shift, M a 32×48 semi-orthogonal map
+    const M = tidy(() => svd(randn([32, 48], { seed: 51 })).U.matmul(svd(randn([32, 48], { seed: 51 })).Vh));
+    const f = (x: Tensor) => x.matmul(M).add(randn([48], { seed: 52 }).mul(0.05));
+    const make = (n: number, seed: number) =>
+      tidy(() => {
+        const newE = normalize(randn([n, 32], { seed }));
+        return { newE, oldE: f(newE).add(randn([n, 48], { seed: seed + 1 }).mul(0.005)) };
+      });
+    const train = make(1500, 53);
+    const test = make(300, 55);
+    for (const m of ["procrustes", "affine", "mlp", "local"] as const) {
+      const c = fitCompensator(m, train.oldE, train.newE, { mlpEpochs: 100, centre: true });
+      const out = c.apply(test.newE);
+      assert.deepEqual(out.shape, [300, 48]);
+      const a = alignment(c, test.oldE, test.newE);
+      assert.ok(a > 0.97, `${m}: held-out alignment ${a}`);
+      out.dispose();
+      c.dispose();
+    }
+    const auto = fitAuto(train.oldE, train.newE, { mlpEpochs: 50 });
+    assert.deepEqual(Object.keys(auto.scores).sort(), ["affine", "local", "mlp", "procrustes"]);
+    // the maps back of the invertible ones: 48 → 32 through the pseudo-inverse
+    const back = invert(fitCompensator("affine", train.oldE, train.newE))!;
+    const round = alignment(back, test.newE, test.oldE);
+    assert.ok(round > 0.97, `affine back: ${round}`);
+  });
+
+  it("local adapters follow drift that differs between regions, where one global map cannot", () => {
+    const train = pairs(transforms.nonlinear!, 3000, 61);
+    const test = pairs(transforms.nonlinear!, 400, 63);
+    const local = fitCompensator("local", train.oldE, train.newE, { clusters: 8 });
+    const global = fitCompensator("affine", train.oldE, train.newE);
+    const [l, g] = [alignment(local, test.oldE, test.newE), alignment(global, test.oldE, test.newE)];
+    assert.ok(l > g && l > 0.98, `local ${l} vs one affine map ${g}`);
+    assert.equal(local.state().tensors.W!.shape.join(), "8,32,32");
+  });
+
   it("rejects mismatched pairs", () => {
-    assert.throws(() => fitCompensator("mean", randn([4, 8]), randn([4, 9])), /same shape/);
+    assert.throws(
+      () => fitCompensator("mean", randn([4, 8]), randn([5, 8])),
+      /one row per pair, got \[4,8\] and \[5,8\]/,
+    );
+    assert.throws(
+      () => fitCompensator("mean", randn([4, 8]), randn([4, 9])),
+      /mean maps within one embedding space, but the models embed in 9 \(new\) and 8 \(old\) dimensions: use procrustes, affine, mlp, local/,
+    );
   });
 });
 
@@ -259,7 +304,7 @@ describe("qdc drift fit", () => {
       scores: Record<string, number>;
     };
     assert.equal(picked.criterion, "retrieval");
-    assert.deepEqual(Object.keys(picked.scores).sort(), ["affine", "identity", "kernel", "mean", "mlp", "procrustes"]);
+    assert.deepEqual(Object.keys(picked.scores).sort(), ["affine", "identity", "kernel", "local", "mean", "mlp", "procrustes"]);
     for (const v of Object.values(picked.scores)) assert.ok(v >= 0 && v <= 1);
     const half = spawnSync("node", [...base, "--method", "auto", "--qrels", join(dir, "qrels.tsv"), "--out", autoOut], {
       encoding: "utf8",

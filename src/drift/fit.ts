@@ -4,9 +4,20 @@
  * relevant documents from the old model's index when relevance is known) is refitted on all pairs.
  */
 import { existsSync } from "node:fs";
+import { type CompensatorMethod, CROSS_DIMENSION } from "../lineage/methods.js";
 import { cosineSimilarity, noGrad, type Tensor, tidy } from "../tensor/index.js";
 import { type Compensator, METHODS, type Method, readCompensator } from "./compensator.js";
-import { fitAffine, fitIdentity, fitKernel, fitMean, fitMlp, fitProcrustes, invert, restore } from "./estimators.js";
+import {
+  fitAffine,
+  fitIdentity,
+  fitKernel,
+  fitLocal,
+  fitMean,
+  fitMlp,
+  fitProcrustes,
+  invert,
+  restore,
+} from "./estimators.js";
 
 export interface FitOptions {
   sigma?: number;
@@ -14,15 +25,21 @@ export interface FitOptions {
   rank?: number;
   centre?: boolean;
   mlpEpochs?: number;
+  /** clusters of the local adapters (default: one per 250 pairs, 1–16) */
+  clusters?: number;
   seed?: number;
 }
 
 export function fitCompensator(method: Method, oldE: Tensor, newE: Tensor, opts: FitOptions = {}): Compensator {
-  if (oldE.shape.join() !== newE.shape.join() || oldE.ndim !== 2) {
+  if (oldE.ndim !== 2 || newE.ndim !== 2 || oldE.size(0) !== newE.size(0)) {
     throw new Error(
-      `drift pairs must be two [N, D] tensors of the same shape, got [${oldE.shape}] and [${newE.shape}]`,
+      `drift pairs must be two [N, D] tensors with one row per pair, got [${oldE.shape}] and [${newE.shape}]`,
     );
   }
+  if (oldE.size(1) !== newE.size(1) && !CROSS_DIMENSION.includes(method as CompensatorMethod))
+    throw new Error(
+      `${method} maps within one embedding space, but the models embed in ${newE.size(1)} (new) and ${oldE.size(1)} (old) dimensions: use ${CROSS_DIMENSION.join(", ")} (or auto)`,
+    );
   if (oldE.size(0) < 2) throw new Error("drift needs at least 2 pairs");
   switch (method) {
     case "identity":
@@ -37,6 +54,8 @@ export function fitCompensator(method: Method, oldE: Tensor, newE: Tensor, opts:
       return fitAffine(oldE, newE, { ridge: opts.ridge, rank: opts.rank });
     case "mlp":
       return fitMlp(oldE, newE, { epochs: opts.mlpEpochs, seed: opts.seed });
+    case "local":
+      return fitLocal(oldE, newE, { clusters: opts.clusters, seed: opts.seed });
   }
 }
 
@@ -109,7 +128,9 @@ export function fitAuto(
   const cut = Math.min(n - 1, Math.max(2, Math.floor(n * 0.8)));
   const held = { start: cut, count: n - cut };
   const scores: Record<string, number> = {};
-  for (const m of opts.methods ?? METHODS) {
+  const across = oldE.size(1) !== newE.size(1);
+  const candidates = opts.methods ?? (across ? (CROSS_DIMENSION as Method[]) : METHODS);
+  for (const m of candidates) {
     const c = fitCompensator(m, oldE.narrow(0, 0, cut), newE.narrow(0, 0, cut), opts);
     scores[m] = opts.retrieval
       ? opts.retrieval(c, held, newE)

@@ -4,8 +4,14 @@
  * imports), so the drift estimators below the lineage can name their methods from here too.
  */
 
-/** The fitted compensators: mean drift (QDC), kernel, Procrustes, low-rank affine, residual MLP. */
-export const COMPENSATORS = ["mean", "kernel", "procrustes", "affine", "mlp"] as const;
+/**
+ * The fitted compensators: mean drift (QDC), kernel, Procrustes, low-rank affine, residual MLP,
+ * and local adapters (an affine map per cluster of the new space, queries routed softly).
+ * Procrustes, affine, MLP and local also map between models of different dimensions.
+ */
+export const COMPENSATORS = ["mean", "kernel", "procrustes", "affine", "mlp", "local"] as const;
+/** The compensators that map between embedding spaces of different dimensions. */
+export const CROSS_DIMENSION: readonly CompensatorMethod[] = ["procrustes", "affine", "mlp", "local"];
 export type CompensatorMethod = (typeof COMPENSATORS)[number];
 
 /** What a fit may ask for: one compensator, or `auto` (each fitted, the best on held-out pairs kept). */
