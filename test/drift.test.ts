@@ -304,7 +304,15 @@ describe("qdc drift fit", () => {
       scores: Record<string, number>;
     };
     assert.equal(picked.criterion, "retrieval");
-    assert.deepEqual(Object.keys(picked.scores).sort(), ["affine", "identity", "kernel", "local", "mean", "mlp", "procrustes"]);
+    assert.deepEqual(Object.keys(picked.scores).sort(), [
+      "affine",
+      "identity",
+      "kernel",
+      "local",
+      "mean",
+      "mlp",
+      "procrustes",
+    ]);
     for (const v of Object.values(picked.scores)) assert.ok(v >= 0 && v <= 1);
     const half = spawnSync("node", [...base, "--method", "auto", "--qrels", join(dir, "qrels.tsv"), "--out", autoOut], {
       encoding: "utf8",
