@@ -129,6 +129,96 @@ describe("compensation along the lineage tree", () => {
   });
 });
 
+describe("any-to-any: a model of another size over a store it did not build", () => {
+  it("serves through a fitted map into the store's space (drift fit --old A --new B), refuses to re-index there", async () => {
+    const dir = tmp();
+    const a = baseModel(join(dir, "a"));
+    // an unrelated model, 96-d, one layer, its own random weights (the same tokenizer)
+    const b = join(dir, "b");
+    const { EmbeddingModel, bertConfig, Tokenizer } = await import("../src/index.js");
+    const created = EmbeddingModel.create(
+      bertConfig({
+        vocabSize: 4096,
+        hiddenSize: 96,
+        numLayers: 1,
+        numHeads: 2,
+        intermediateSize: 128,
+        maxPositions: 64,
+      }),
+      Tokenizer.fromDir(a),
+      { seed: 11 },
+    );
+    created.save(b);
+    created.dispose();
+    const storeDir = join(dir, "store");
+    const store = await LanceStore.open(storeDir, { dim: 64, fields: {} });
+    await loadCorpus(store, a, corpus(dir, 40));
+    await store.close();
+    // without a map, the upgrade is refused with the command that fits one
+    await assert.rejects(
+      SearchService.create({
+        store: await LanceStore.open(storeDir),
+        modelDir: b,
+        modelRoots: [dir],
+        encoder: "inline",
+        compensate: "affine",
+      }),
+      /no path of affine compensators leads there: .*`qdc drift fit --old .*\/a --new .*\/b --queries … --method affine`/,
+    );
+    const queries = join(dir, "fit.txt");
+    writeFileSync(
+      queries,
+      `${Array.from({ length: 300 }, (_, i) => `about the ${WORDS[i % 12]} and ${WORDS[(i * 7) % 12]} ${i}`).join("\n")}\n`,
+    );
+    const fit = spawnSync(
+      "node",
+      [cli, "drift", "fit", "--old", a, "--new", b, "--queries", queries, "--method", "affine"],
+      {
+        encoding: "utf8",
+      },
+    );
+    assert.equal(fit.status, 0, fit.stderr);
+    const edge = join(b, "drift", `to-${modelId(a)}`, "affine.safetensors");
+    assert.match(fit.stderr, new RegExp(`→ ${edge.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
+    const service = await SearchService.create({
+      store: await LanceStore.open(storeDir),
+      modelDir: b,
+      encoder: "inline",
+      compensate: "affine",
+      log: () => {},
+    });
+    try {
+      const r = await service.search(["the river and the garden"], 5);
+      assert.deepEqual(r.versions, { [modelId(a)]: { rows: 40, compensation: "affine" } });
+      // the same as the map applied by hand and an exact search of the stored vectors
+      const m = EmbeddingModel.load(b);
+      const q = loadCompensator(edge).compensator.apply(m.encode(["the river and the garden"], { kind: "query" }));
+      const rows = await service.store.get(Array.from({ length: 40 }, (_, i) => `doc${i}`));
+      const qv = q.toArray();
+      const want = rows
+        .map((row) => ({ id: row.id, s: Array.from(row.vector).reduce((acc, x, i) => acc + x * (qv[i] as number), 0) }))
+        .sort((x, y) => y.s - x.s)
+        .slice(0, 5)
+        .map((x) => x.id);
+      assert.deepEqual(
+        r.results[0]?.map((h) => h.id),
+        want,
+      );
+      m.dispose();
+      // its own 96-d vectors cannot go into a 64-d store
+      const reindexer = new Reindexer(service);
+      const st = reindexer.start();
+      assert.equal(st.state, "failed");
+      assert.match(
+        String(st.error),
+        /embeds 96-d vectors and the store holds 64-d ones: .*re-indexes into a new store/,
+      );
+    } finally {
+      await service.close();
+    }
+  });
+});
+
 describe("a run folder moved to another machine", () => {
   it("serves, searches, upgrades by id and re-indexes from its new place", async () => {
     const dir = tmp();

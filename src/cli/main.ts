@@ -150,7 +150,10 @@ withEncoding(
     .addOption(new Option("--method <m>", "estimator").choices(FIT_METHODS).default("mean"))
     .option("--qrels <file>", "with --corpus: auto ranks estimators by held-out retrieval (queries need ids)")
     .option("--corpus <file>", "documents for held-out retrieval: .jsonl with _id, text (and title)")
-    .requiredOption("--out <file>", "compensator .safetensors"),
+    .option(
+      "--out <file>",
+      "compensator .safetensors (default: <new>/drift/<method>.safetensors when --old is its parent, else <new>/drift/to-<old id>/<method>.safetensors, where searches and upgrades find it)",
+    ),
   "query prompt",
 ).action(async (opts) => {
   const { basename } = await import("node:path");
@@ -178,8 +181,13 @@ withEncoding(
       throw new Error(`${opts.qrels}: no query of ${opts.queries} has a relevant document in ${opts.corpus}`);
     relevance = { documents: corpus.map((d) => d.text), relevant };
   }
-  if (!basename(opts.out).endsWith(".safetensors")) throw new Error(`--out ${opts.out}: give a .safetensors file`);
   const method = opts.method as "auto";
+  if (opts.out === undefined) {
+    const { compensatorPath, edgePath, lineageOf, modelId } = await import("../lineage/index.js");
+    const oldId = modelId(opts.old);
+    opts.out = lineageOf(opts.new)[1]?.id === oldId ? compensatorPath(opts.new, method) : edgePath(opts.new, oldId, method);
+  }
+  if (!basename(opts.out).endsWith(".safetensors")) throw new Error(`--out ${opts.out}: give a .safetensors file`);
   const r = fitBetweenModels({
     oldDir: opts.old,
     newDir: opts.new,
@@ -320,13 +328,19 @@ withEncoding(
   const { writeRun } = await import("../eval/trec.js");
   const idx = ExactIndex.open(opts.index);
   const model = EmbeddingModel.load(opts.model, { device: opts.device });
-  if (model.dimension !== idx.manifest.dim) {
-    throw new Error(`the model embeds ${model.dimension}-d vectors, the index holds ${idx.manifest.dim}-d ones`);
-  }
-  // every version in the index must be reachable before any work is done
+  // every version in the index must be reachable before any work is done, with queries of the
+  // index's dimension (a model of another size reaches it through a map into its space)
   const { modelRoots } = await import("../lineage/index.js");
   const router = new QueryRouter(opts.model, opts.compensate, modelRoots(opts.models));
   router.check(idx.versions);
+  const { tidy } = await import("../tensor/index.js");
+  for (const v of idx.versions) {
+    const width = tidy(() => router.chain(v)(model.encode(["x"], { kind: "query" })).size(1));
+    if (width !== idx.manifest.dim)
+      throw new Error(
+        `the model's queries reach rows of ${v} as ${width}-d vectors (the model embeds ${model.dimension}-d ones), the index holds ${idx.manifest.dim}-d ones${opts.compensate === "none" ? ": compensate with a map into its space (--compensate procrustes|affine|mlp|local)" : ""}`,
+      );
+  }
   const queries = await readAllIdTexts(opts.queries);
   const prefix = prefixOf(opts);
   const emb = model.encode(

@@ -8,7 +8,7 @@
  * (after a rollback) or of a sibling are reached down the tree through the maps back of the
  * descendants' compensators (`loadReverse`).
  */
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Compensator } from "../drift/compensator.js";
 import { loadCompensator, loadReverse } from "../drift/fit.js";
@@ -85,13 +85,50 @@ export function compensatorPath(modelDir: string, method: CompensatorMethod | Fi
 }
 
 /**
+ * Where a compensator from the model in `modelDir` into the space of `targetId`, a model outside its
+ * lineage (another family, another dimension), lives: `drift/to-<id>/<method>.safetensors`.
+ */
+export function edgePath(modelDir: string, targetId: string, method: CompensatorMethod | FitMethod): string {
+  return join(modelDir, "drift", `to-${targetId}`, `${method}.safetensors`);
+}
+
+/** A fitted map of queries from one version's space into another's. */
+interface Edge {
+  from: string;
+  to: string;
+  file: string;
+  /** the map back of `file` (the file maps `to` → `from`) */
+  reverse: boolean;
+}
+
+/** The compensators that live in `dir` (of model `id`): to its parent and to models outside its lineage. */
+function edgesOf(id: string, dir: string, parent: string | undefined, mode: string): Edge[] {
+  const out: Edge[] = [];
+  const own = join(dir, "drift", `${mode}.safetensors`);
+  if (parent && existsSync(own)) out.push({ from: id, to: parent, file: own, reverse: false });
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(join(dir, "drift"));
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    const m = /^to-([0-9a-f]{16})$/.exec(e);
+    const file = join(dir, "drift", e, `${mode}.safetensors`);
+    if (m && existsSync(file)) out.push({ from: id, to: m[1] as string, file, reverse: false });
+  }
+  return out;
+}
+
+/**
  * A function mapping queries of the model in `modelDir` into the space of `target` (a version a
- * store or index holds), or an error that says what to do. The path goes up the query model's
- * lineage to the nearest ancestor it shares with the target, applying each model's compensator
- * (child → parent), then down the target's lineage applying the maps back (parent → child: the
- * inverse, or the reverse fit, of the child's compensator) — a rollback searches rows a newer model
- * re-indexed this way. The target's directory is needed only when it is not an ancestor: it is one
- * this process remembers or one under `roots`.
+ * store or index holds), or an error that says what to do. Versions are the nodes of a graph whose
+ * edges are fitted compensators: each model's map into its parent's space (`drift/<mode>`), its
+ * maps into unrelated models' spaces (`drift/to-<id>/<mode>`: another family or dimension), and
+ * the maps back of all of them (the inverse, or the reverse fit) — so a rollback reaches rows a
+ * newer model re-indexed, and a sibling its sibling's. The fewest maps are composed, forward ones
+ * preferred. Models are found along the lineages, among those this process remembers, and under
+ * `roots`.
  */
 export function compensationChain(
   modelDir: string,
@@ -100,59 +137,102 @@ export function compensationChain(
   roots: string[] = modelRoots(),
 ): (q: Tensor) => Tensor {
   const chain = lineageOf(modelDir, roots);
+  const start = (chain[0] as LineageEntry).id;
   const id = versionId(target);
-  let up = chain.findIndex((e) => e.id === target || e.id === id);
-  let down: LineageEntry[] = [];
-  if (up < 0) {
-    const targetDir = id === null ? null : findModel(id, roots);
-    const theirs = targetDir ? lineageOf(targetDir, roots) : [];
-    const j = theirs.findIndex((e) => chain.some((c) => c.id === e.id));
-    if (j < 0) {
-      const last = chain[chain.length - 1] as LineageEntry;
-      const beyond =
-        last.dir === null
-          ? `; the lineage goes on beyond ${last.id}, whose directory was not found: pass --models ROOT (or set QDC_MODELS) to search for it`
-          : "";
-      const where =
-        targetDir === null && id !== null && !chain.some((e) => e.dir === null)
-          ? ` (nor is ${id} a descendant of one found here: its directory is not under the model roots)`
-          : "";
-      throw new Error(
-        `the index holds vectors of ${target}, which is not in the lineage of ${modelDir} (${chain.map(describeEntry).join(" → ")})${where}${beyond}: ` +
-          "search with a model descended from it, or re-index with this model",
-      );
+  if (id === start || mode === "none") return (q) => q;
+  // the models known: the query model's lineage, the target's, and those its maps lead to
+  const dirs = new Map<string, string | null>();
+  const parents = new Map<string, string>();
+  const add = (entries: LineageEntry[]) =>
+    entries.forEach((e, i) => {
+      if (!dirs.get(e.id)) dirs.set(e.id, e.dir);
+      const p = entries[i + 1];
+      if (p && e.dir) parents.set(e.id, p.id);
+    });
+  add(chain);
+  const targetDir = id === null || dirs.has(id) ? null : findModel(id, roots);
+  if (targetDir) add(lineageOf(targetDir, roots));
+  const edges: Edge[] = [];
+  const expanded = new Set<string>();
+  for (let grew = true; grew && dirs.size < 256; ) {
+    grew = false;
+    for (const [node, dir] of [...dirs]) {
+      if (!dir || expanded.has(node)) continue;
+      expanded.add(node);
+      for (const e of edgesOf(node, dir, parents.get(node), mode)) {
+        edges.push(e, { from: e.to, to: e.from, file: e.file, reverse: true });
+        if (!dirs.has(e.to)) {
+          const found = findModel(e.to, roots);
+          add(found ? lineageOf(found, roots) : [{ id: e.to, dir: null }]);
+          grew = true;
+        }
+      }
     }
-    up = chain.findIndex((c) => c.id === (theirs[j] as LineageEntry).id);
-    down = theirs.slice(0, j + 1).reverse(); // [common ancestor, …, target]
   }
-  if ((up === 0 && down.length === 0) || mode === "none") return (q) => q;
+  // breadth first from the query model, forward maps before maps back at each step
+  const via = new Map<string, Edge | null>([[start, null]]);
+  for (let frontier = [start]; frontier.length && id !== null && !via.has(id); ) {
+    const next: string[] = [];
+    for (const reverse of [false, true])
+      for (const node of frontier)
+        for (const e of edges)
+          if (e.from === node && e.reverse === reverse && !via.has(e.to)) {
+            via.set(e.to, e);
+            next.push(e.to);
+          }
+    frontier = next;
+  }
+  if (id === null || !via.has(id)) throw noPath(modelDir, target, id, mode, chain, targetDir);
+  const path: Edge[] = [];
+  for (let at = id; at !== start; ) {
+    const e = via.get(at) as Edge;
+    path.unshift(e);
+    at = e.from;
+  }
   const steps: Compensator[] = [];
   try {
-    for (let i = 0; i < up; i++) {
-      const e = chain[i] as LineageEntry;
-      const parent = chain[i + 1] as LineageEntry;
-      const path = compensatorPath(e.dir as string, mode);
-      if (!existsSync(path)) {
-        throw new Error(
-          `no ${mode} compensator for ${describeEntry(e)} → ${describeEntry(parent)}: fit one with \`qdc drift fit --old ${parent.dir ?? parent.id} --new ${e.dir} --queries … --method ${mode} --out ${path}\``,
-        );
-      }
-      steps.push(loadCompensator(path).compensator);
-    }
-    for (let i = 1; i < down.length; i++) {
-      const parent = down[i - 1] as LineageEntry;
-      const child = down[i] as LineageEntry;
-      const path = compensatorPath(child.dir as string, mode);
-      if (!existsSync(path)) {
-        throw new Error(
-          `no ${mode} compensator for ${describeEntry(child)} → ${describeEntry(parent)} to turn around (${describeEntry(parent)}'s queries to ${describeEntry(child)}'s rows): fit one with \`qdc drift fit --old ${parent.dir ?? parent.id} --new ${child.dir} --queries … --method ${mode} --out ${path}\``,
-        );
-      }
-      steps.push(loadReverse(path));
-    }
+    for (const e of path) steps.push(e.reverse ? loadReverse(e.file) : loadCompensator(e.file).compensator);
   } catch (e) {
     for (const c of steps) c.dispose();
     throw e;
   }
   return (q) => tidy(() => steps.reduce((x, c) => c.apply(x), q));
+}
+
+/** Why `target` cannot be reached from `modelDir`, with the command that would fit the missing map. */
+function noPath(
+  modelDir: string,
+  target: string,
+  id: string | null,
+  mode: CompensationMode,
+  chain: LineageEntry[],
+  targetDir: string | null,
+): Error {
+  const at = chain.findIndex((e) => e.id === id);
+  if (at > 0) {
+    // an ancestor: the first compensator missing along the lineage
+    for (let i = 0; i < at; i++) {
+      const e = chain[i] as LineageEntry;
+      const parent = chain[i + 1] as LineageEntry;
+      const path = compensatorPath(e.dir as string, mode as FitMethod);
+      if (!existsSync(path))
+        return new Error(
+          `no ${mode} compensator for ${describeEntry(e)} → ${describeEntry(parent)}: fit one with \`qdc drift fit --old ${parent.dir ?? parent.id} --new ${e.dir} --queries … --method ${mode} --out ${path}\``,
+        );
+    }
+  }
+  const last = chain[chain.length - 1] as LineageEntry;
+  const beyond =
+    last.dir === null
+      ? `; the lineage goes on beyond ${last.id}, whose directory was not found: pass --models ROOT (or set QDC_MODELS) to search for it`
+      : "";
+  const where =
+    targetDir === null && id !== null && !chain.some((e) => e.dir === null) && at < 0
+      ? ` (nor is ${id} reached by a fitted map from a model found here: its directory is not under the model roots)`
+      : "";
+  const fit = `qdc drift fit --old ${targetDir ?? id ?? target} --new ${modelDir} --queries … --method ${mode === "auto" ? "auto" : mode}`;
+  return new Error(
+    `the index holds vectors of ${target}, which is not in the lineage of ${modelDir} (${chain.map(describeEntry).join(" → ")})${where}${beyond}, and no path of ${mode} compensators leads there: ` +
+      `search with a model descended from it, re-index with this model, or fit a map into its space (\`${fit}\`)`,
+  );
 }

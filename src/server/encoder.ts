@@ -30,6 +30,25 @@ export interface ModelSpec {
 export interface ModelInfo {
   version: string;
   dimension: number;
+  /** per target version asked for, the dimension of the queries that reach it */
+  reached: Record<string, number>;
+}
+
+/** The dimension of `router`'s queries for each target (a probe embedding routed there). */
+function reachedDims(model: EmbeddingModel, router: QueryRouter, targets: string[], maxLength?: number) {
+  const reached: Record<string, number> = {};
+  if (!targets.length) return reached;
+  const probe = model.encode([CANARY[0] as string], { kind: "query", maxLength });
+  try {
+    for (const t of targets) {
+      const r = router.chain(t)(probe);
+      reached[t] = r.size(1);
+      if (r !== probe) r.dispose();
+    }
+  } finally {
+    probe.dispose();
+  }
+  return reached;
 }
 
 /** One request's texts and the store versions its queries must reach. */
@@ -85,7 +104,11 @@ export class EncoderCore {
     const have = this.#models.get(version);
     if (have && have.router.mode === spec.mode) {
       have.router.check(targets);
-      return { version, dimension: have.model.dimension };
+      return {
+        version,
+        dimension: have.model.dimension,
+        reached: reachedDims(have.model, have.router, targets, have.maxLength),
+      };
     }
     const model = EmbeddingModel.load(dir, { device: spec.device });
     try {
@@ -104,9 +127,10 @@ export class EncoderCore {
         });
       }
       router.check(targets);
+      const reached = reachedDims(model, router, targets, spec.maxLength);
       have?.model.dispose();
       this.#models.set(version, { model, router, maxLength: spec.maxLength });
-      return { version, dimension: model.dimension };
+      return { version, dimension: model.dimension, reached };
     } catch (e) {
       model.dispose();
       throw e;

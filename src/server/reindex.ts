@@ -113,6 +113,16 @@ export class Reindexer {
   start(): ReindexStatus {
     if (this.#status.state === "running") return this.status;
     const target = this.service.model.version;
+    const { dimension } = this.service.model;
+    const dim = this.service.store.schema.dim;
+    if (dimension !== dim) {
+      this.#set({
+        state: "failed",
+        target,
+        error: `${target} embeds ${dimension}-d vectors and the store holds ${dim}-d ones: it serves this store through its maps into the stored versions' space, and re-indexes into a new store (qdc store load --store NEW --model …)`,
+      });
+      return this.status;
+    }
     if (this.#status.target !== target)
       this.#status = { ...this.#status, target, done: 0, startedAt: new Date().toISOString() };
     return this.#go();
@@ -197,6 +207,15 @@ export class Reindexer {
     while (this.#status.state === "running" && generation === this.#generation) {
       const m = this.service.acquire();
       try {
+        if (m.version !== this.#status.target && this.service.model.dimension !== this.service.store.schema.dim) {
+          // upgraded meanwhile to a model of another dimension: nothing of it can be written here
+          this.#set({
+            state: "failed",
+            target: m.version,
+            error: `${m.version} embeds ${this.service.model.dimension}-d vectors and the store holds ${this.service.store.schema.dim}-d ones: re-index into a new store`,
+          });
+          return;
+        }
         if (m.version !== this.#status.target) {
           // the service was upgraded meanwhile: re-index to the newest model
           this.#status = { ...this.#status, target: m.version, done: 0, startedAt: new Date().toISOString() };

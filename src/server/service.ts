@@ -225,17 +225,28 @@ export class SearchService {
           : "";
       throw new Error(`${(e as Error).message}${hint}`);
     }
-    if (info.dimension !== opts.store.schema.dim) {
+    // a model of another dimension may serve through maps into the stored versions' space (and
+    // cannot re-index into this store); an empty store takes the model's own vectors
+    const dim = opts.store.schema.dim;
+    const wrong = Object.entries(info.reached ?? {}).find(([, d]) => d !== dim);
+    if (wrong || (info.dimension !== dim && !targets.length)) {
       await encoder.unload(info.version);
       throw new Error(
-        `${info.version} embeds ${info.dimension}-d vectors, the store holds ${opts.store.schema.dim}-d ones`,
+        wrong
+          ? `${info.version} reaches rows of ${wrong[0]} with ${wrong[1]}-d queries, the store holds ${dim}-d vectors`
+          : `${info.version} embeds ${info.dimension}-d vectors, the store holds ${dim}-d ones`,
       );
     }
     return new ModelState(spec, info.version, info.dimension, new Set(targets));
   }
 
-  get model(): { version: string; dir: string; compensation: string } {
-    return { version: this.#state.version, dir: this.#state.spec.dir, compensation: this.#state.spec.mode };
+  get model(): { version: string; dir: string; compensation: string; dimension: number } {
+    return {
+      version: this.#state.version,
+      dir: this.#state.spec.dir,
+      compensation: this.#state.spec.mode,
+      dimension: this.#state.dimension,
+    };
   }
 
   /** The re-index state recorded in the store when the service started (for resuming it). */
