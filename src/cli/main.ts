@@ -185,7 +185,8 @@ withEncoding(
   if (opts.out === undefined) {
     const { compensatorPath, edgePath, lineageOf, modelId } = await import("../lineage/index.js");
     const oldId = modelId(opts.old);
-    opts.out = lineageOf(opts.new)[1]?.id === oldId ? compensatorPath(opts.new, method) : edgePath(opts.new, oldId, method);
+    opts.out =
+      lineageOf(opts.new)[1]?.id === oldId ? compensatorPath(opts.new, method) : edgePath(opts.new, oldId, method);
   }
   if (!basename(opts.out).endsWith(".safetensors")) throw new Error(`--out ${opts.out}: give a .safetensors file`);
   const r = fitBetweenModels({
@@ -335,7 +336,11 @@ withEncoding(
   router.check(idx.versions);
   const { tidy } = await import("../tensor/index.js");
   for (const v of idx.versions) {
-    const width = tidy(() => router.chain(v)(model.encode(["x"], { kind: "query" })).size(1));
+    const width = tidy(() =>
+      router
+        .chain(v)(model.encode(["x"], { kind: "query" }))
+        .size(1),
+    );
     if (width !== idx.manifest.dim)
       throw new Error(
         `the model's queries reach rows of ${v} as ${width}-d vectors (the model embeds ${model.dimension}-d ones), the index holds ${idx.manifest.dim}-d ones${opts.compensate === "none" ? ": compensate with a map into its space (--compensate procrustes|affine|mlp|local)" : ""}`,
