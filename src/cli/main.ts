@@ -815,6 +815,22 @@ benchCommand(
   async (o) => (await import("../bench/drift.js")).runDriftBench(o),
 );
 bench
+  .command("adapters")
+  .description(
+    "any-to-any upgrades: the share of an independently trained, wider model's re-indexed nDCG@10 each cross-dimension adapter recovers over the old model's index, per task and pooled, with µs/query",
+  )
+  .option("--config <name|file>", "benchmark config whose offline tasks and base model are used", "tiny")
+  .option("--hidden <n>", "model B's width (default 1.5 × A's)", positiveInt("--hidden"))
+  .option(
+    "--pairs <n>",
+    "training queries and training documents per task fitted on, with its corpus (default 2000)",
+    positiveInt("--pairs"),
+  )
+  .addOption(new Option("--device <device>", "cpu or cuda").default("cpu"))
+  .option("--out <file>", "write the results as JSON here")
+  .option("--quick", "fewer pairs and shorter timing (for smoke runs)")
+  .action(async (o) => (await import("../bench/adapters.js")).runAdapterBench({ ...o, peer: false, python: "" }));
+bench
   .command("serve")
   .description(
     "the search service under load: QPS and latency before, during and after an upgrade with re-index; exact vs ANN recall",

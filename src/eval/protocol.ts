@@ -145,7 +145,8 @@ function stageTotals(events: string, current: StageTime[]): StageTime[] {
   return current.map((c) => totals.get(c.stage) ?? c);
 }
 
-async function prepareData(c: BenchmarkConfig, log: (m: string) => void): Promise<TaskData[]> {
+/** The benchmark's tasks: BEIR folders as given, or the offline data built (once) from Debian packages. */
+export async function prepareData(c: BenchmarkConfig, log: (m: string) => void): Promise<TaskData[]> {
   if (c.data.kind === "beir") {
     for (const t of c.data.tasks) {
       for (const f of t.train) if (!existsSync(f)) throw new Error(`task ${t.name}: training file ${f} is missing`);
@@ -179,7 +180,8 @@ async function prepareData(c: BenchmarkConfig, log: (m: string) => void): Promis
 
 const DONE = "done.json";
 
-async function prepareBase(c: BenchmarkConfig, tasks: TaskData[], opts: RunOptions): Promise<string> {
+/** The base model: `base.init`, or one pre-trained (once, resumably) on the general corpus into `<out>/base`. */
+export async function prepareBase(c: BenchmarkConfig, tasks: TaskData[], opts: RunOptions): Promise<string> {
   if ("init" in c.base) {
     if (!existsSync(join(c.base.init, "config.json")))
       throw new Error(`base.init ${c.base.init}: no config.json (not a model directory)`);
