@@ -1,6 +1,6 @@
 /** Test helpers: closeness assertions, a finite-difference gradient check in float64, fixture models. */
 import assert from "node:assert/strict";
-import { copyFileSync, mkdirSync } from "node:fs";
+import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { fitBetweenModels } from "../src/drift/between-models.js";
@@ -92,6 +92,31 @@ export function gradcheck(name: string, f: (xs: Tensor[]) => Tensor, inputs: Gra
     }
     assertClose(analytic[k] as number[], numeric, tol, 1e-5, `${name}: d/dinput${k}`);
   });
+}
+
+/** The words the tests' small corpora are made of. */
+export const WORDS = "river mountain compiler network kernel garden music library protocol engine ocean planet".split(
+  " ",
+);
+
+/**
+ * `n` short documents `doc0 … doc{n-1}` in `dir/corpus.jsonl`, each about two of WORDS: the
+ * i-th's first word is WORDS[i % 12], its second WORDS[(i·stride + offset) % 12].
+ */
+export function wordCorpus(
+  dir: string,
+  n: number,
+  mix: { stride: number; offset: number } = { stride: 5, offset: 3 },
+): string {
+  const file = join(dir, "corpus.jsonl");
+  const rows = Array.from({ length: n }, (_, i) =>
+    JSON.stringify({
+      _id: `doc${i}`,
+      text: `notes ${i} on the ${WORDS[i % 12]} and the ${WORDS[(i * mix.stride + mix.offset) % 12]}`,
+    }),
+  );
+  writeFileSync(file, `${rows.join("\n")}\n`);
+  return file;
 }
 
 /** The reference fixtures (computed with PyTorch + transformers; test/fixtures/README.md), in the repository. */

@@ -28,20 +28,10 @@ import { loadCorpus } from "../src/server/load.js";
 import { Reindexer } from "../src/server/reindex.js";
 import { SearchService } from "../src/server/service.js";
 import { LanceStore } from "../src/store/lancedb.js";
-import { assertClose, derivedModel, FIXTURES } from "./helpers.js";
+import { assertClose, derivedModel, FIXTURES, WORDS, wordCorpus } from "./helpers.js";
 
 const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
 const tmp = () => mkdtempSync(join(tmpdir(), "qdc-lineage-"));
-const WORDS = "river mountain compiler network kernel garden music library protocol engine ocean planet".split(" ");
-
-function corpus(dir: string, n: number): string {
-  const file = join(dir, "corpus.jsonl");
-  const rows = Array.from({ length: n }, (_, i) =>
-    JSON.stringify({ _id: `doc${i}`, text: `notes ${i} on the ${WORDS[i % 12]} and the ${WORDS[(i * 7 + 2) % 12]}` }),
-  );
-  writeFileSync(file, `${rows.join("\n")}\n`);
-  return file;
-}
 
 /** A copy of the bert-tiny fixture's model files (not its test tensors) in `dir`. */
 function baseModel(dir: string): string {
@@ -152,7 +142,7 @@ describe("any-to-any: a model of another size over a store it did not build", ()
     created.dispose();
     const storeDir = join(dir, "store");
     const store = await LanceStore.open(storeDir, { dim: 64, fields: {} });
-    await loadCorpus(store, a, corpus(dir, 40));
+    await loadCorpus(store, a, wordCorpus(dir, 40, { stride: 7, offset: 2 }));
     await store.close();
     // without a map, the upgrade is refused with the command that fits one
     await assert.rejects(
@@ -232,7 +222,7 @@ describe("a run folder moved to another machine", () => {
     const N = 30;
     const storeDir = join(a, "store");
     const store = await LanceStore.open(storeDir, { dim: 64, fields: {} });
-    await loadCorpus(store, t1, corpus(dir, N));
+    await loadCorpus(store, t1, wordCorpus(dir, N));
     const first = await SearchService.create({ store, modelDir: t1, encoder: "inline", log: () => {} });
     await first.close();
 
@@ -280,7 +270,7 @@ describe("a run folder moved to another machine", () => {
     const base = baseModel(join(dir, "a", "base"));
     const child = derivedModel(base, join(dir, "a"), "child", { seed: 5 });
     const store = await LanceStore.open(join(dir, "a", "store"), { dim: 64, fields: {} });
-    await loadCorpus(store, base, corpus(dir, 20));
+    await loadCorpus(store, base, wordCorpus(dir, 20, { stride: 7, offset: 2 }));
     await store.close();
     // only the child and the store travel; the parent stays behind (removed here)
     mkdirSync(join(dir, "b"));
@@ -307,7 +297,7 @@ describe("a run folder moved to another machine", () => {
     const dir = tmp();
     const base = baseModel(join(dir, "base"));
     const store = await LanceStore.open(join(dir, "store"), { dim: 64, fields: {} });
-    await loadCorpus(store, base, corpus(dir, 10));
+    await loadCorpus(store, base, wordCorpus(dir, 10, { stride: 7, offset: 2 }));
     await (await SearchService.create({ store, modelDir: base, encoder: "inline", log: () => {} })).close();
     const id = modelId(base);
     rmSync(base, { recursive: true });
@@ -331,7 +321,7 @@ describe("path versions of earlier releases", () => {
     const storeDir = join(a, "store");
     const store = await LanceStore.open(storeDir, { dim: 64, fields: {} });
     const other = await LanceStore.open(join(dir, "scratch"), { dim: 64, fields: {} });
-    await loadCorpus(other, base, corpus(dir, 12));
+    await loadCorpus(other, base, wordCorpus(dir, 12, { stride: 7, offset: 2 }));
     const rows = await other.get(Array.from({ length: 12 }, (_, i) => `doc${i}`));
     await other.close();
     await store.upsert(rows.map((r) => ({ ...r, version: base })));

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -24,7 +24,7 @@ import { SearchService } from "../src/server/service.js";
 import { LanceStore } from "../src/store/lancedb.js";
 import { openStore } from "../src/store/open.js";
 import type { VectorStore } from "../src/store/store.js";
-import { derivedModel, FIXTURES, startService, trainedBertTiny } from "./helpers.js";
+import { derivedModel, FIXTURES, startService, trainedBertTiny, WORDS, wordCorpus } from "./helpers.js";
 
 /** The trained bert-tiny descendant with its lineage and a mean compensator to bert-tiny. */
 function childOfBertTiny(dir: string): string {
@@ -39,17 +39,7 @@ function childOfBertTiny(dir: string): string {
 }
 
 const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
-const WORDS = "river mountain compiler network kernel garden music library protocol engine ocean planet".split(" ");
 const TOKEN = "t0ken";
-
-function corpus(dir: string, n: number): string {
-  const file = join(dir, "corpus.jsonl");
-  const rows = Array.from({ length: n }, (_, i) =>
-    JSON.stringify({ _id: `doc${i}`, text: `notes ${i} on the ${WORDS[i % 12]} and the ${WORDS[(i * 5 + 3) % 12]}` }),
-  );
-  writeFileSync(file, `${rows.join("\n")}\n`);
-  return file;
-}
 
 const post = async (base: string, path: string, body: unknown, token?: string) => {
   const r = await fetch(base + path, {
@@ -104,7 +94,7 @@ for (const { kind, uri } of stores)
       const [oldId, newId] = [hashModel(oldDir), hashModel(newDir)];
       const N = 200;
       const store = await openStore(uri(dir), { dim: 64, fields: {} });
-      await loadCorpus(store, oldDir, corpus(dir, N));
+      await loadCorpus(store, oldDir, wordCorpus(dir, N));
       const { service, reindexer, app, base } = await startService(store, oldDir, { token: TOKEN, batchSize: 16 });
       try {
         const none = await post(base, "/admin/rollback", {}, TOKEN);
@@ -169,7 +159,7 @@ for (const { kind, uri } of stores)
 
     before(async () => {
       const store = await openStore(storeUri, { dim: 64, fields: {} });
-      await loadCorpus(store, oldDir, corpus(dir, N));
+      await loadCorpus(store, oldDir, wordCorpus(dir, N));
       ({ service, reindexer, app, base } = await startService(store, oldDir, {
         token: TOKEN,
         log: (e) => events.push(e),
@@ -256,7 +246,7 @@ describe("5xx responses", () => {
     const dir = mkdtempSync(join(tmpdir(), "qdc-5xx-"));
     const oldDir = resolve(FIXTURES, "bert-tiny");
     const inner = await LanceStore.open(join(dir, "store"), { dim: 64, fields: {} });
-    await loadCorpus(inner, oldDir, corpus(dir, 20));
+    await loadCorpus(inner, oldDir, wordCorpus(dir, 20));
     let failNext = 1;
     // the store's search fails once, as a database that dropped a query would
     const store = new Proxy(inner, {
@@ -317,7 +307,7 @@ for (const { kind, uri } of stores)
       const storeDir = uri(dir);
       const N = 400;
       const store = await openStore(storeDir, { dim: 64, fields: {} });
-      await loadCorpus(store, oldDir, corpus(dir, N));
+      await loadCorpus(store, oldDir, wordCorpus(dir, N));
       await store.close();
 
       const first = await serve([
@@ -379,7 +369,7 @@ describe("rows another process writes", () => {
     const oldDir = resolve(FIXTURES, "bert-tiny");
     const storeDir = join(dir, "store");
     const store = await LanceStore.open(storeDir, { dim: 64, fields: {} });
-    await loadCorpus(store, oldDir, corpus(dir, 30));
+    await loadCorpus(store, oldDir, wordCorpus(dir, 30));
     const service = await SearchService.create({ store, modelDir: oldDir, encoder: "inline" });
     const other = await LanceStore.open(storeDir);
     const m = EmbeddingModel.load(oldDir);
@@ -404,7 +394,7 @@ describe("service on PostgreSQL whose connections are killed", { skip: PG ? fals
     const dir = mkdtempSync(join(tmpdir(), "qdc-pgkill-"));
     const oldDir = resolve(FIXTURES, "bert-tiny");
     const store = await openStore(`${PG}#qdc_pgkill_${process.pid}`, { dim: 64, fields: {} });
-    await loadCorpus(store, oldDir, corpus(dir, 200));
+    await loadCorpus(store, oldDir, wordCorpus(dir, 200));
     const service = await SearchService.create({ store, modelDir: oldDir, log: () => {} });
     const app = buildApp(service, new Reindexer(service), { onServerError: () => {} });
     const base = await app.listen({ port: 0, host: "127.0.0.1" });

@@ -15,10 +15,9 @@ import { InlineEncoder } from "../src/server/encoder.js";
 import { loadCorpus } from "../src/server/load.js";
 import { checkUpgrade, overlapAt, pseudoQuery } from "../src/server/upgrade-check.js";
 import { LanceStore } from "../src/store/lancedb.js";
-import { derivedModel, FIXTURES, startService, trainedBertTiny } from "./helpers.js";
+import { derivedModel, FIXTURES, startService, trainedBertTiny, WORDS, wordCorpus } from "./helpers.js";
 
 const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
-const WORDS = "river mountain compiler network kernel garden music library protocol engine ocean planet".split(" ");
 const TOKEN = "t0ken";
 
 describe("overlap@k", () => {
@@ -46,12 +45,7 @@ describe("upgrade check", () => {
   const light = derivedModel(old, dir, "light", { seed: 2, scale: 0.05 });
   const heavy = derivedModel(old, dir, "heavy", { seed: 3, scale: 30 });
   const N = 240;
-  const corpus = join(dir, "corpus.jsonl");
-  const docText = (i: number) => `notes ${i} on the ${WORDS[i % 12]} and the ${WORDS[(i * 5 + 3) % 12]}`;
-  writeFileSync(
-    corpus,
-    `${Array.from({ length: N }, (_, i) => JSON.stringify({ _id: `doc${i}`, text: docText(i) })).join("\n")}\n`,
-  );
+  const corpus = wordCorpus(dir, N);
   // a query per word; judged for the first six words: relevant, the documents that name it first
   const queries = join(dir, "queries.jsonl");
   writeFileSync(queries, `${WORDS.map((w) => JSON.stringify({ _id: `q-${w}`, text: `about the ${w}` })).join("\n")}\n`);
