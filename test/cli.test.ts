@@ -4,7 +4,10 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { gzipSync } from "node:zlib";
+import { readLines } from "../src/data/lines.js";
 import { lineageOf } from "../src/lineage/index.js";
+import { FIXTURES } from "./helpers.js";
 
 const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
@@ -71,6 +74,37 @@ describe("qdc command", () => {
       (e: Error) =>
         e.message.startsWith(`${join(child, "lineage.json")}: not a readable lineage record (`) &&
         e.message.endsWith(`it holds the model's id and parent as {"id": ID, "parent": {"id": ID, "path": DIR}}`),
+    );
+  });
+  it("input files that are missing, directories, not gzip or cut short are named, with what is wrong", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qdc-inputs-"));
+    const read = async (file: string) => {
+      for await (const _ of readLines(file));
+    };
+    await assert.rejects(read(join(dir, "nope.txt")), { message: `${join(dir, "nope.txt")}: no such file` });
+    await assert.rejects(read(join(dir, "nope.jsonl.gz")), { message: `${join(dir, "nope.jsonl.gz")}: no such file` });
+    await assert.rejects(read(dir), { message: `${dir}: a directory, not a file` });
+    writeFileSync(join(dir, "plain.jsonl.gz"), '{"text": "not gzipped"}\n');
+    await assert.rejects(read(join(dir, "plain.jsonl.gz")), {
+      message: `${join(dir, "plain.jsonl.gz")}: not a gzip file (incorrect header check); a plain text file must not end in .gz`,
+    });
+    const whole = gzipSync(Array.from({ length: 3000 }, (_, i) => `{"text": "line ${i} of some length"}`).join("\n"));
+    writeFileSync(join(dir, "cut.jsonl.gz"), whole.subarray(0, Math.floor(whole.length / 2)));
+    await assert.rejects(read(join(dir, "cut.jsonl.gz")), (e: Error) =>
+      new RegExp(
+        `^${join(dir, "cut.jsonl.gz")}: the gzip data ends early, after line \\d+ \\(a truncated file: unexpected end of file\\)$`,
+      ).test(e.message),
+    );
+    // through the CLI: the same message, no stack
+    const r = spawnSync(
+      "node",
+      [cli, "tokenize", "--model", join(FIXTURES, "bert-tiny"), "--input", join(dir, "plain.jsonl.gz")],
+      { encoding: "utf8" },
+    );
+    assert.notEqual(r.status, 0);
+    assert.equal(
+      r.stderr.trim(),
+      `qdc: ${join(dir, "plain.jsonl.gz")}: not a gzip file (incorrect header check); a plain text file must not end in .gz`,
     );
   });
 });

@@ -81,13 +81,19 @@ const memo = new Map<string, { stamps: string; id: string }>();
 
 /**
  * The id of the model in `dir`: from memory or from the id `recorded` with its file stamps when
- * every hashed file is unchanged, else hashed anew.
+ * every hashed file is unchanged, else hashed anew (always with `fresh`: files just written may
+ * keep their size and, within a millisecond, their stamp).
  */
-export function contentId(dir: string, recorded?: { id?: unknown; files?: unknown }): string {
+export function contentId(dir: string, recorded?: { id?: unknown; files?: unknown }, fresh = false): string {
   const abs = resolve(dir);
   const files = identityFiles(abs);
   const stamps = stampsOf(abs, files);
   const key = JSON.stringify(stamps);
+  if (fresh) {
+    const id = hashModel(abs);
+    memo.set(abs, { stamps: key, id });
+    return id;
+  }
   const m = memo.get(abs);
   if (m && m.stamps === key) return m.id;
   let id: string | undefined;

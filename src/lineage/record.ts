@@ -54,7 +54,7 @@ export function writeLineage(dir: string, parent: string | null, extra: Record<s
   const files = identityFiles(abs);
   const record: LineageRecord = {
     ...extra,
-    id: contentId(abs),
+    id: contentId(abs, undefined, true),
     files: stampsOf(abs, files),
     parent: parent === null ? null : { id: modelId(parent), path: relative(abs, resolve(parent)) || "." },
   };
