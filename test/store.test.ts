@@ -108,6 +108,10 @@ function storeSuite(
         /filter field 'year' is a number/,
       );
       await assert.rejects(store.upsert([{ ...rows[0]!, vector: [1, 2] }]), /2 dimensions, the store holds 16/);
+      await assert.rejects(
+        store.upsert([rows[0]!, { ...rows[0]!, text: "again" }]),
+        new RegExp(`row '${rows[0]!.id}' appears twice in one write: give each id once`),
+      );
     });
 
     it("searches several vectors at once exactly as one at a time", async () => {

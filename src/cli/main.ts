@@ -408,21 +408,26 @@ store
   .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
   .action(async (opts) => {
     const { openStore } = await import("../store/open.js");
-    const { loadCorpus, parseFields } = await import("../server/load.js");
+    const { checkCorpus, loadCorpus, parseFields } = await import("../server/load.js");
     const { readConfig } = await import("../models/config.js");
     const { join } = await import("node:path");
     const dim = readConfig(join(opts.model, "config.json")).hiddenSize;
-    const s = await openStore(
-      opts.store,
-      { dim, fields: parseFields(opts.fields) },
-      { annThreshold: opts.annThreshold },
-    );
+    const schema = { dim, fields: parseFields(opts.fields) };
+    // the whole corpus is checked before the store is created or written
+    const rows = await checkCorpus(opts.corpus, schema);
+    const s = await openStore(opts.store, schema, { annThreshold: opts.annThreshold });
     try {
       const n = await loadCorpus(s, opts.model, opts.corpus, {
+        checkedRows: rows,
         batchSize: opts.batchSize,
         maxLength: opts.maxLength,
         device: opts.device,
         onProgress: (done, secs) => console.error(`loaded ${done} documents (${(done / secs).toFixed(1)} docs/s)`),
+        onResume: (rows) =>
+          console.error(`${opts.store}: an earlier load of this corpus wrote ${rows} rows; going on after them`),
+        crashAfterWrites: process.env.QDC_TEST_CRASH_AFTER_WRITES
+          ? Number(process.env.QDC_TEST_CRASH_AFTER_WRITES)
+          : undefined,
       });
       console.error(
         `${opts.store}: ${n} documents with ${opts.model}; ${await s.count()} rows, ANN index: ${s.indexed}`,
@@ -618,6 +623,7 @@ program
     number("--upgrade-min-overlap"),
   )
   .option("--upgrade-queries <file>", "queries that check uses (default: pseudo-queries of 200 stored documents)")
+  .option("--allow-incomplete", "serve a store whose last `qdc store load` did not finish")
   .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
   .action(async (opts) => {
     const { openStore } = await import("../store/open.js");
@@ -634,6 +640,7 @@ program
       store: s,
       modelDir: opts.model,
       modelRoots: opts.models,
+      allowIncomplete: opts.allowIncomplete,
       device: opts.device,
       upgradeCheck: {
         minOverlap: opts.upgradeMinOverlap,

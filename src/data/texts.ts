@@ -46,9 +46,9 @@ export interface IdTextOptions {
 export async function* readIdTexts(
   file: string,
   opts: IdTextOptions = {},
-): AsyncGenerator<{ id: string; text: string; row?: Record<string, unknown> }> {
+): AsyncGenerator<{ id: string; text: string; row?: Record<string, unknown>; line: number }> {
   if (!isJsonl(file)) {
-    for await (const [line, n] of readLines(file)) yield { id: String(n), text: line };
+    for await (const [line, n] of readLines(file)) yield { id: String(n), text: line, line: n };
     return;
   }
   for await (const [value, n] of readJsonl(file)) {
@@ -59,7 +59,7 @@ export async function* readIdTexts(
     }
     const text = rowField(file, n, row, "text");
     const title = typeof row.title === "string" ? row.title.trim() : "";
-    yield { id: id === undefined ? String(n) : String(id), text: title ? `${title} ${text}` : text, row };
+    yield { id: id === undefined ? String(n) : String(id), text: title ? `${title} ${text}` : text, row, line: n };
   }
 }
 

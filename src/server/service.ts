@@ -27,6 +27,7 @@ import {
   type QueryJob,
   type QueryVectors,
 } from "./encoder.js";
+import { unfinishedLoad } from "./load.js";
 import { checkUpgrade, describeCheck, type UpgradeCheck } from "./upgrade-check.js";
 
 export type Compensation = Exclude<CompensationMode, "none">;
@@ -47,6 +48,8 @@ export interface ServiceOptions {
   modelDir?: string;
   /** where models are found by id (a recorded model, an upgrade by id, ancestors); default QDC_MODELS */
   modelRoots?: string[];
+  /** serve a store whose last `qdc store load` did not finish (refused by default) */
+  allowIncomplete?: boolean;
   /** how rows of older versions are reached (default: as recorded, else mean) */
   compensate?: Compensation;
   device?: string;
@@ -163,6 +166,11 @@ export class SearchService {
 
   static async create(opts: ServiceOptions): Promise<SearchService> {
     const recorded = await opts.store.readState();
+    const unfinished = unfinishedLoad(recorded);
+    if (unfinished && !opts.allowIncomplete)
+      throw new Error(
+        `${unfinished}: rerun that \`qdc store load\` to finish it (it goes on where it stopped), or serve the store as it is with --allow-incomplete`,
+      );
     const roots = modelRoots(opts.modelRoots);
     const ref = opts.modelDir ?? recorded?.model;
     if (!ref)
@@ -466,6 +474,7 @@ export class SearchService {
       model: this.#state.version,
       modelDir: this.#state.spec.dir,
       ...(this.#previous ? { previous: this.#previous } : {}),
+      ...(this.#recorded?.load ? { load: this.#recorded.load } : {}),
       models: Object.fromEntries([...this.#served].slice(-16)),
       compensation: this.#state.spec.mode,
       reindex: reindex ?? prev,

@@ -56,7 +56,21 @@ export interface StoreState {
   compensation?: string;
   /** the background re-index, as the service last saw it */
   reindex?: Record<string, unknown>;
+  /** the last `qdc store load`: what it loads and how far it got (`complete` once every row is in) */
+  load?: LoadState;
   updatedAt?: string;
+}
+
+export interface LoadState {
+  /** the corpus file (absolute) and its size:mtime when the load began */
+  corpus: string;
+  stamp: string;
+  /** the model version embedding it */
+  model: string;
+  rows: number;
+  done: number;
+  complete: boolean;
+  updatedAt: string;
 }
 
 export interface VectorStore {
@@ -130,9 +144,13 @@ export function checkFilter(schema: StoreSchema, filter: Filter | undefined): vo
 
 /** Checks rows against the schema before writing. */
 export function checkRows(schema: StoreSchema, rows: StoreRow[]): void {
+  const ids = new Set<string>();
   for (const r of rows) {
     if (typeof r.id !== "string" || r.id === "")
       throw new Error(`a row needs a non-empty string id, got ${JSON.stringify(r.id)}`);
+    // one upsert writes an id once (LanceDB would store both rows, and refuse every later merge)
+    if (ids.has(r.id)) throw new Error(`row '${r.id}' appears twice in one write: give each id once`);
+    ids.add(r.id);
     if (r.vector.length !== schema.dim)
       throw new Error(`row '${r.id}': vector has ${r.vector.length} dimensions, the store holds ${schema.dim}`);
     for (const x of r.vector) if (!Number.isFinite(x)) throw new Error(`row '${r.id}': vector has a non-finite value`);
