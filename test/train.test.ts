@@ -1,7 +1,7 @@
 /** Training: parity with the PyTorch train-step fixture through the CLI, resume, readers, losses, schedule. */
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { describe, it } from "node:test";
@@ -115,6 +115,74 @@ describe("resume", () => {
     await assert.rejects(
       train({ ...base, lr: 5e-4, out: broken, resume: true }),
       /checkpoint was made with other options/,
+    );
+  });
+
+  it("a checkpoint is never passed over: without --resume it is named, torn it is refused, half-replaced it is recovered", async () => {
+    const base = {
+      data: [join(fixture, "train.jsonl")],
+      init: join(FIXTURES, "bert-tiny"),
+      batchSize: 2,
+      negatives: 1,
+      lr: 1e-3,
+      warmup: 1,
+      steps: 4,
+      maxLength: 32,
+      checkpointEvery: 1,
+    };
+    const out = tmp();
+    await assert.rejects(train({ ...base, out, crashAfter: 2 }), /simulated crash/);
+    const ckpt = join(out, "checkpoint");
+    await assert.rejects(train({ ...base, out }), {
+      message: `${out} holds a checkpoint of step 2: pass --resume to go on from it, or remove ${ckpt} to train from step 0`,
+    });
+    // a crash between the two renames of a checkpoint replacement: only the one set aside is left
+    renameSync(ckpt, `${ckpt}.old-12345`);
+    writeFileSync(join(out, "stray"), "");
+    const r = await train({ ...base, out, resume: true, steps: 4 });
+    assert.equal(r.resumedFrom, 2);
+    // a checkpoint missing a file
+    const torn = tmp();
+    await assert.rejects(train({ ...base, out: torn, crashAfter: 1 }), /simulated crash/);
+    rmSync(join(torn, "checkpoint", "optimizer.safetensors"));
+    await assert.rejects(train({ ...base, out: torn, resume: true }), {
+      message: `${join(torn, "checkpoint")}: the checkpoint has no optimizer.safetensors (a copy cut short?): restore it, or remove ${join(torn, "checkpoint")} to train from step 0`,
+    });
+  });
+
+  it("--negatives defaults to the fewest hard negatives any row carries", () => {
+    const out = tmp();
+    const dir = tmp();
+    const rows = [
+      { query: "a", document: "b", negatives: ["x", "y", "z"] },
+      { query: "c", document: "d", negatives: ["x", "y"] },
+      { query: "e", document: "f", negatives: ["x", "y", "w"] },
+    ];
+    writeFileSync(join(dir, "rows.jsonl"), `${rows.map((r) => JSON.stringify(r)).join("\n")}\n`);
+    const r = spawnSync(
+      "node",
+      [
+        cli,
+        "train",
+        "--data",
+        join(dir, "rows.jsonl"),
+        "--init",
+        join(FIXTURES, "bert-tiny"),
+        "--out",
+        out,
+        "--steps",
+        "1",
+        "--batch-size",
+        "3",
+        "--max-length",
+        "16",
+      ],
+      { encoding: "utf8" },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /train: 2 hard negative\(s\) per query \(the fewest any row carries; --negatives to choose\)/,
     );
   });
 });

@@ -705,7 +705,11 @@ program
   .option("--init <dir>", "starting model directory")
   .option("--out <dir>", "trained model directory (with train.log.jsonl and checkpoint/)")
   .option("--batch-size <n>", "queries per step", positiveInt("--batch-size"), 32)
-  .option("--negatives <k>", "hard negatives per query", nonNegativeInt("--negatives"), 7)
+  .option(
+    "--negatives <k>",
+    "hard negatives per query (default: the fewest any training row carries)",
+    nonNegativeInt("--negatives"),
+  )
   .option("--lr <x>", "peak learning rate", number("--lr"), 2e-5)
   .option("--warmup <n>", "warm-up steps", nonNegativeInt("--warmup"), 0)
   .option("--steps <n>", "optimiser steps", positiveInt("--steps"))
@@ -753,8 +757,16 @@ program
     if (missing.length)
       throw new Error(`train: give --config, or the flags ${missing.map((m) => `--${m}`).join(", ")}`);
     const { train } = await import("../train/trainer.js");
+    const data = opts.beir ? { beir: opts.beir, split: opts.split } : opts.data;
+    if (opts.negatives === undefined) {
+      const { RowStream } = await import("../data/pairs.js");
+      opts.negatives = await new RowStream(data).negativesCarried();
+      console.error(
+        `train: ${opts.negatives} hard negative(s) per query (the fewest any row carries; --negatives to choose)`,
+      );
+    }
     const r = await train({
-      data: opts.beir ? { beir: opts.beir, split: opts.split } : opts.data,
+      data,
       init: opts.init,
       out: opts.out,
       batchSize: opts.batchSize,

@@ -105,6 +105,16 @@ export class RowStream {
     return n;
   }
 
+  /** The fewest hard negatives any row carries (0 for no rows): what every query can be given. */
+  async negativesCarried(): Promise<number> {
+    let least = Number.POSITIVE_INFINITY;
+    for await (const r of this.#rows()) {
+      least = Math.min(least, r.negatives.length);
+      if (least === 0) return 0;
+    }
+    return Number.isFinite(least) ? least : 0;
+  }
+
   async *#epoch(epoch: number): AsyncGenerator<TrainingRow> {
     const rows = this.#rows();
     if (!this.#shuffle) {

@@ -6,8 +6,8 @@
  * every N steps; `resume` continues from the last one and, on CPU in float32, ends with the same
  * weights as an uninterrupted run. Every step is logged to `<out>/train.log.jsonl`.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import cliProgress from "cli-progress";
 import { type RowSource, RowStream, type StreamPosition, type TrainingRow } from "../data/pairs.js";
 import { Rng } from "../data/rng.js";
@@ -185,6 +185,24 @@ function checkOptions(o: TrainOptions): void {
 }
 
 /** The options that must match for a checkpoint to be resumed. */
+/**
+ * A checkpoint is replaced in two renames (the current one aside as `.old-PID`, the new one from
+ * `.tmp-PID` into place); a crash between them leaves no checkpoint but both of those. The new
+ * one, when whole, is put in place, else the old one.
+ */
+export function recoverCheckpoint(ckptDir: string): void {
+  if (existsSync(ckptDir)) return;
+  const parent = dirname(ckptDir);
+  if (!existsSync(parent)) return;
+  const name = basename(ckptDir);
+  const whole = (d: string) =>
+    ["state.json", "model.safetensors", "optimizer.safetensors"].every((f) => existsSync(join(parent, d, f)));
+  const entries = readdirSync(parent);
+  const pick =
+    entries.find((e) => e.startsWith(`${name}.tmp-`) && whole(e)) ?? entries.find((e) => e.startsWith(`${name}.old-`));
+  if (pick) renameSync(join(parent, pick), ckptDir);
+}
+
 function identity(o: TrainOptions): Record<string, unknown> {
   return {
     data: o.data,
@@ -241,6 +259,20 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
   const negRng = new Rng(seed + 1);
 
   let start = 0;
+  recoverCheckpoint(ckptDir);
+  if (!o.resume && existsSync(join(ckptDir, "state.json"))) {
+    const at = (JSON.parse(readFileSync(join(ckptDir, "state.json"), "utf8")) as CheckpointState).step;
+    throw new Error(
+      `${o.out} holds a checkpoint of step ${at}: pass --resume to go on from it, or remove ${ckptDir} to train from step 0`,
+    );
+  }
+  if (o.resume && existsSync(ckptDir)) {
+    for (const f of ["state.json", "model.safetensors", "optimizer.safetensors"])
+      if (!existsSync(join(ckptDir, f)))
+        throw new Error(
+          `${ckptDir}: the checkpoint has no ${f} (a copy cut short?): restore it, or remove ${ckptDir} to train from step 0`,
+        );
+  }
   if (o.resume && existsSync(join(ckptDir, "state.json"))) {
     const state = JSON.parse(readFileSync(join(ckptDir, "state.json"), "utf8")) as CheckpointState;
     if (JSON.stringify(state.options) !== JSON.stringify(identity(o))) {
