@@ -170,6 +170,44 @@ describe("any-to-any: a model of another size over a store it did not build", ()
     assert.equal(fit.status, 0, fit.stderr);
     const edge = join(b, "drift", `to-${modelId(a)}`, "affine.safetensors");
     assert.match(fit.stderr, new RegExp(`→ ${edge.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`));
+    // the same over an exact index (qdc search): the map is found, the other methods named
+    const corpusFile = wordCorpus(dir, 40, { stride: 7, offset: 2 });
+    const idx = join(dir, "idx");
+    const built = spawnSync("node", [cli, "index", "build", "--model", a, "--corpus", corpusFile, "--out", idx], {
+      encoding: "utf8",
+    });
+    assert.equal(built.status, 0, built.stderr);
+    const search = (mode: string) =>
+      spawnSync(
+        "node",
+        [
+          cli,
+          "search",
+          "--index",
+          idx,
+          "--model",
+          b,
+          "--compensate",
+          mode,
+          "--queries",
+          queries,
+          "-k",
+          "3",
+          "--output",
+          join(dir, `${mode}.trec`),
+        ],
+        { encoding: "utf8" },
+      );
+    const mapped = search("affine");
+    assert.equal(mapped.status, 0, mapped.stderr);
+    assert.match(mapped.stderr, /searched 300 queries \(compensation: affine\)/);
+    const unmapped = search("mean");
+    assert.notEqual(unmapped.status, 0);
+    assert.match(unmapped.stderr, /maps into its space are fitted with affine: search with --compensate affine/);
+    assert.match(
+      unmapped.stderr,
+      /`qdc drift fit --old .*\/a --new .*\/b --queries … --method affine`, then search with --compensate affine\)/,
+    );
     const service = await SearchService.create({
       store: await LanceStore.open(storeDir),
       modelDir: b,

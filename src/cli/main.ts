@@ -143,8 +143,12 @@ withEncoding(
   drift
     .command("fit")
     .description("fit a compensator mapping the new model's queries into the old model's space")
-    .requiredOption("--old <dir>", "the older model (the one the index was built with)")
-    .requiredOption("--new <dir>", "the newer model")
+    .requiredOption(
+      "--old <ref>",
+      "the older model (the one the index was built with): a directory, or an id under --models",
+    )
+    .requiredOption("--new <ref>", "the newer model: a directory, or an id under --models")
+    .option("--models <dirs...>", MODELS_HELP)
     .requiredOption("--queries <file>", "training queries: .txt or .jsonl with 'text' (.gz accepted)")
     .option("--documents <file>", "also fit on these documents")
     .addOption(new Option("--method <m>", "estimator").choices(FIT_METHODS).default("mean"))
@@ -181,6 +185,12 @@ withEncoding(
       throw new Error(`${opts.qrels}: no query of ${opts.queries} has a relevant document in ${opts.corpus}`);
     relevance = { documents: corpus.map((d) => d.text), relevant };
   }
+  {
+    const { locateModel, modelRoots } = await import("../lineage/index.js");
+    const roots = modelRoots(opts.models);
+    opts.old = locateModel(opts.old, roots);
+    opts.new = locateModel(opts.new, roots);
+  }
   const method = opts.method as "auto";
   if (opts.out === undefined) {
     const { compensatorPath, edgePath, lineageOf, modelId } = await import("../lineage/index.js");
@@ -215,7 +225,7 @@ withEncoding(
   index
     .command("build")
     .description("embed a corpus once into a new index (safetensors shards + manifest)")
-    .requiredOption("--model <dir>", "model directory (its path is the index's model version)")
+    .requiredOption("--model <dir>", "model directory (its content id is the index's model version)")
     .requiredOption("--corpus <file>", "documents: .jsonl with _id, text (and title), or .txt (ids = line numbers)")
     .requiredOption("--out <dir>", "new index directory")
     .option("--shard-size <n>", "documents per shard", positiveInt("--shard-size"), 100000),
@@ -331,7 +341,16 @@ withEncoding(
   const model = EmbeddingModel.load(opts.model, { device: opts.device });
   // every version in the index must be reachable before any work is done, with queries of the
   // index's dimension (a model of another size reaches it through a map into its space)
-  const { modelRoots } = await import("../lineage/index.js");
+  const { modelRoots, rememberModel } = await import("../lineage/index.js");
+  // the shards' models, where they still are, are found without a root
+  const { existsSync } = await import("node:fs");
+  for (const s of idx.manifest.shards)
+    if (s.modelDir && existsSync(s.modelDir))
+      try {
+        rememberModel(s.modelDir);
+      } catch {
+        // not a model directory any more
+      }
   const router = new QueryRouter(opts.model, opts.compensate, modelRoots(opts.models));
   router.check(idx.versions);
   const { tidy } = await import("../tensor/index.js");
@@ -360,7 +379,8 @@ withEncoding(
     hits,
     opts.runName,
   );
-  console.error(`searched ${queries.length} queries (compensation: ${opts.compensate}) → ${opts.output}`);
+  const how = [...new Set(idx.versions.map((v) => router.compensation(v)))].join(", ");
+  console.error(`searched ${queries.length} queries (compensation: ${how}) → ${opts.output}`);
 });
 
 program
@@ -509,8 +529,7 @@ program
   .action(async (opts) => {
     const { writeFileSync } = await import("node:fs");
     const { openStore } = await import("../store/open.js");
-    const { modelRoots } = await import("../lineage/index.js");
-    const { SearchService } = await import("../server/service.js");
+    const { locateModel, modelRoots } = await import("../lineage/index.js");
     const { InlineEncoder } = await import("../server/encoder.js");
     const { checkUpgrade, describeCheck } = await import("../server/upgrade-check.js");
     const { readAllIdTexts } = await import("../data/texts.js");
@@ -523,8 +542,8 @@ program
       const roots = modelRoots(opts.models);
       const ref = opts.current ?? recorded?.model;
       if (!ref) throw new Error(`${opts.store} records no served model: give the one that serves it (--current)`);
-      const current = SearchService.locate(ref, roots, opts.current ? undefined : recorded?.modelDir);
-      const candidate = SearchService.locate(opts.model, roots);
+      const current = locateModel(ref, roots, opts.current ? undefined : recorded?.modelDir);
+      const candidate = locateModel(opts.model, roots);
       const mode = opts.compensate ?? recorded?.compensation ?? "mean";
       const targets = Object.keys(await s.versions());
       const known = [...Object.values(recorded?.models ?? {}), current];

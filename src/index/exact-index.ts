@@ -195,9 +195,10 @@ export class ExactIndex {
   }
 
   /**
-   * Exact top-k for queries [M, dim]. `transform(version)` returns the queries to use against that
-   * version's shards (e.g. compensated), or null to skip them. Scores are dot products (cosine for
-   * normalised vectors). Ties keep index order (shard, then row).
+   * Exact top-k for queries [M, D]. `transform(version)` returns the queries to use against that
+   * version's shards (e.g. compensated; from a model of another dimension, mapped into the index's),
+   * or null to skip them; the queries each shard is searched with must be of the index's dimension.
+   * Scores are dot products (cosine for normalised vectors). Ties keep index order (shard, then row).
    */
   search(
     queries: Tensor,
@@ -205,9 +206,14 @@ export class ExactIndex {
     opts: { transform?: (version: string) => Tensor | null; chunkRows?: number; device?: string } = {},
   ): Hit[][] {
     if (!Number.isInteger(k) || k < 1) throw new RangeError(`k must be a positive integer, got ${k}`);
-    if (queries.ndim !== 2 || queries.size(1) !== this.manifest.dim) {
-      throw new Error(`queries have shape [${queries.shape}], the index holds ${this.manifest.dim}-d vectors`);
-    }
+    const width = (q: Tensor, v: string | null) => {
+      if (q.ndim !== 2 || q.size(1) !== this.manifest.dim)
+        throw new Error(
+          `queries${v ? ` for the shards of ${v}` : ""} have shape [${q.shape}], the index holds ${this.manifest.dim}-d vectors`,
+        );
+    };
+    if (queries.ndim !== 2) width(queries, null);
+    if (!opts.transform) width(queries, null);
     const device = opts.device ?? "cpu";
     const chunkRows = opts.chunkRows ?? 65536;
     const M = queries.size(0);
@@ -219,6 +225,7 @@ export class ExactIndex {
       for (const s of this.manifest.shards) {
         if (!qByVersion.has(s.modelVersion)) {
           const q = opts.transform ? opts.transform(s.modelVersion) : queries;
+          if (q) width(q, opts.transform ? s.modelVersion : null);
           qByVersion.set(s.modelVersion, q ? keep(q.to({ dtype: "float32", device })) : null);
         }
         const q = qByVersion.get(s.modelVersion);

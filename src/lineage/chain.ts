@@ -8,7 +8,7 @@
  * (after a rollback) or of a sibling are reached down the tree through the maps back of the
  * descendants' compensators (`loadReverse`).
  */
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Compensator } from "../drift/compensator.js";
 import { loadCompensator, loadReverse } from "../drift/fit.js";
@@ -230,9 +230,35 @@ function noPath(
     targetDir === null && id !== null && !chain.some((e) => e.dir === null) && at < 0
       ? ` (nor is ${id} reached by a fitted map from a model found here: its directory is not under the model roots)`
       : "";
-  const fit = `qdc drift fit --old ${targetDir ?? id ?? target} --new ${modelDir} --queries … --method ${mode === "auto" ? "auto" : mode}`;
+  // a mean or kernel map needs one dimension on both sides
+  const dimOf = (d: string | null) => {
+    try {
+      return d
+        ? (JSON.parse(readFileSync(join(d, "config.json"), "utf8")) as { hidden_size?: number }).hidden_size
+        : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const across = targetDir !== null && dimOf(targetDir) !== undefined && dimOf(targetDir) !== dimOf(modelDir);
+  const method = across && (mode === "mean" || mode === "kernel") ? "affine" : mode;
+  const fit = `qdc drift fit --old ${targetDir ?? `${id ?? target} --models ROOT`} --new ${modelDir} --queries … --method ${method}`;
+  const then = method !== mode ? `, then search with --compensate ${method}` : "";
+  // maps into its space fitted with other methods
+  const others: string[] = [];
+  try {
+    if (id)
+      for (const f of readdirSync(join(modelDir, "drift", `to-${id}`)))
+        if (f.endsWith(".safetensors") && !f.endsWith(".reverse.safetensors"))
+          others.push(f.replace(/\.safetensors$/, ""));
+  } catch {
+    // none fitted
+  }
+  const fitted = others.length
+    ? `; maps into its space are fitted with ${others.join(", ")}: search with --compensate ${others[0]}`
+    : "";
   return new Error(
-    `the index holds vectors of ${target}, which is not in the lineage of ${modelDir} (${chain.map(describeEntry).join(" → ")})${where}${beyond}, and no path of ${mode} compensators leads there: ` +
-      `search with a model descended from it, re-index with this model, or fit a map into its space (\`${fit}\`)`,
+    `the index holds vectors of ${target}, which is not in the lineage of ${modelDir} (${chain.map(describeEntry).join(" → ")})${where}${beyond}, and no path of ${mode} compensators leads there${fitted}: ` +
+      `search with a model descended from it, re-index with this model, or fit a map into its space (\`${fit}\`${then})`,
   );
 }

@@ -6,6 +6,7 @@
  */
 import { existsSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { isModelId } from "./identity.js";
 import { modelId } from "./record.js";
 
 /** Directories never searched for models (caches, dependencies, training checkpoints). */
@@ -85,4 +86,25 @@ export function findModel(id: string, roots: string[]): string | null {
     if (dir) return dir;
   }
   return null;
+}
+
+/**
+ * The directory of a model named by `ref`: a directory as it is; an id at the `hint` path when that
+ * holds it, else found (remembered, or under `roots`); an error saying where it was looked for
+ * otherwise.
+ */
+export function locateModel(ref: string, roots: string[], hint?: string): string {
+  if (!isModelId(ref)) return resolve(ref);
+  if (hint && existsSync(hint)) {
+    try {
+      if (modelId(hint) === ref) return resolve(hint);
+    } catch {
+      // not a model any more: looked for by id below
+    }
+  }
+  const found = findModel(ref, roots);
+  if (found) return found;
+  throw new Error(
+    `model ${ref} not found${hint ? ` (it was at ${hint})` : ""} ${roots.length ? `under ${roots.join(", ")}` : "and no model roots are given"}: pass --models ROOT (or set QDC_MODELS) to the folder that holds it, or give its directory`,
+  );
 }

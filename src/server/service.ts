@@ -13,9 +13,8 @@
  * written after the switch. The served model and the re-index state are recorded in the store, so
  * a restart (`qdc serve --store S`) resumes both.
  */
-import { existsSync } from "node:fs";
 import { resolve } from "node:path";
-import { type CompensationMode, findModel, isModelId, modelId, modelRoots } from "../lineage/index.js";
+import { type CompensationMode, locateModel, modelRoots } from "../lineage/index.js";
 import { searchVersions } from "../retrieval/store-search.js";
 import type { Filter, StoreHit, StoreState, VectorStore } from "../store/store.js";
 import {
@@ -144,26 +143,6 @@ export class SearchService {
     this.log = opts.log ?? defaultLog;
   }
 
-  /**
-   * The directory of a model named by `ref`: a directory as it is; an id at the `hint` path when
-   * that holds it, else under the model roots; an error saying where it was looked for otherwise.
-   */
-  static locate(ref: string, roots: string[], hint?: string): string {
-    if (!isModelId(ref)) return resolve(ref);
-    if (hint && existsSync(hint)) {
-      try {
-        if (modelId(hint) === ref) return resolve(hint);
-      } catch {
-        // not a model any more: looked for by id below
-      }
-    }
-    const found = findModel(ref, roots);
-    if (found) return found;
-    throw new Error(
-      `model ${ref} not found${hint ? ` (it was at ${hint})` : ""} ${roots.length ? `under ${roots.join(", ")}` : "and no model roots are given"}: pass --models ROOT (or set QDC_MODELS) to the folder that holds it, or --model DIR`,
-    );
-  }
-
   static async create(opts: ServiceOptions): Promise<SearchService> {
     const recorded = await opts.store.readState();
     const unfinished = unfinishedLoad(recorded);
@@ -177,7 +156,7 @@ export class SearchService {
       throw new Error(
         "no model given and the store records none (it was never served): pass the model that embedded it (--model DIR)",
       );
-    const dir = SearchService.locate(ref, roots, opts.modelDir ? undefined : recorded?.modelDir);
+    const dir = locateModel(ref, roots, opts.modelDir ? undefined : recorded?.modelDir);
     const mode = opts.compensate ?? (recorded?.compensation as Compensation | undefined) ?? "mean";
     const inline = opts.encoder === "inline";
     const queries: Encoder = inline
@@ -498,7 +477,7 @@ export class SearchService {
     check: { minOverlap?: number } = {},
   ): Promise<{ previous: string; current: string; check?: UpgradeCheck }> {
     return this.#exclusive(async () => {
-      const dir = SearchService.locate(ref, modelRoots(this.#opts.modelRoots), this.#served.get(ref));
+      const dir = locateModel(ref, modelRoots(this.#opts.modelRoots), this.#served.get(ref));
       const spec = {
         ...SearchService.#spec(this.#opts, dir, this.#served.values()),
         mode: compensate ?? this.#state.spec.mode,
