@@ -1,0 +1,91 @@
+/** `qdc store load / reindex`: vector stores for the service. */
+import type { Command } from "commander";
+import { MODELS_HELP, number, positiveInt } from "../options.js";
+
+export function register(program: Command): void {
+  const store = program
+    .command("store")
+    .description("vector stores (LanceDB directory, or postgres://…#table) for the search service");
+  store
+    .command("load")
+    .description("embed a corpus into a store (created with the model's dimension and --fields)")
+    .requiredOption("--store <uri>", "a directory (LanceDB) or postgres://user@host/db#table (pgvector)")
+    .requiredOption("--model <dir>", "model directory (its content id is the rows' version)")
+    .requiredOption("--corpus <file>", "documents: .jsonl with _id, text (and title, and the --fields)")
+    .option("--fields <list>", "filterable fields taken from the corpus rows: name:string,name:number")
+    .option("--batch-size <n>", "texts per forward pass", positiveInt("--batch-size"), 32)
+    .option("--max-length <n>", "tokens per text", positiveInt("--max-length"))
+    .option("--ann-threshold <n>", "rows from which the ANN index is built", positiveInt("--ann-threshold"), 100000)
+    .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
+    .action(async (opts) => {
+      const { openStore } = await import("../../store/open.js");
+      const { checkCorpus, loadCorpus, parseFields } = await import("../../server/load.js");
+      const { readConfig } = await import("../../models/config.js");
+      const { join } = await import("node:path");
+      const dim = readConfig(join(opts.model, "config.json")).hiddenSize;
+      const schema = { dim, fields: parseFields(opts.fields) };
+      // the whole corpus is checked before the store is created or written
+      const rows = await checkCorpus(opts.corpus, schema);
+      const s = await openStore(opts.store, schema, { annThreshold: opts.annThreshold });
+      try {
+        const n = await loadCorpus(s, opts.model, opts.corpus, {
+          checkedRows: rows,
+          batchSize: opts.batchSize,
+          maxLength: opts.maxLength,
+          device: opts.device,
+          onProgress: (done, secs) => console.error(`loaded ${done} documents (${(done / secs).toFixed(1)} docs/s)`),
+          onResume: (rows) =>
+            console.error(`${opts.store}: an earlier load of this corpus wrote ${rows} rows; going on after them`),
+          crashAfterWrites: process.env.QDC_TEST_CRASH_AFTER_WRITES
+            ? Number(process.env.QDC_TEST_CRASH_AFTER_WRITES)
+            : undefined,
+        });
+        console.error(
+          `${opts.store}: ${n} documents with ${opts.model}; ${await s.count()} rows, ANN index: ${s.indexed}`,
+        );
+      } finally {
+        await s.close();
+      }
+    });
+
+  store
+    .command("reindex")
+    .description(
+      "re-embed every row of older versions with --model, resumably (what the service does in the background)",
+    )
+    .requiredOption("--store <uri>", "store URI")
+    .option("--model <dir>", "the model to re-embed with: a directory or an id (default: the model the store records)")
+    .option("--models <dirs...>", MODELS_HELP)
+    .option("--batch-size <n>", "documents per forward pass", positiveInt("--batch-size"), 64)
+    .option("--write-rows <n>", "documents per store write", positiveInt("--write-rows"), 1024)
+    .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
+    .action(async (opts) => {
+      const { openStore } = await import("../../store/open.js");
+      const { SearchService } = await import("../../server/service.js");
+      const { Reindexer } = await import("../../server/reindex.js");
+      const s = await openStore(opts.store);
+      // one process does the work here: no encoder processes
+      const service = await SearchService.create({
+        store: s,
+        modelDir: opts.model,
+        modelRoots: opts.models,
+        device: opts.device,
+        encoder: "inline",
+      });
+      const crash = process.env.QDC_TEST_CRASH_AFTER_WRITES;
+      const r = new Reindexer(service, {
+        batchSize: opts.batchSize,
+        writeRows: opts.writeRows,
+        resume: false,
+        log: (st) =>
+          console.error(
+            `reindex ${st.state}: ${st.done} done, ${st.remaining ?? "?"} left (${st.docsPerSecond.toFixed(1)} docs/s)`,
+          ),
+        crashAfterWrites: crash ? Number(crash) : undefined,
+      });
+      if (r.status.state !== "running") r.start();
+      const st = await r.settled();
+      await service.close();
+      if (st.state === "failed") throw new Error(`re-index failed: ${st.error}`);
+    });
+}
