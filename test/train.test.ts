@@ -84,21 +84,25 @@ describe("train-step parity (CLI flag form)", () => {
 });
 
 describe("resume", () => {
+  /** a few steps of bert-tiny on the fixture rows, a checkpoint after each */
+  const small = {
+    data: [join(fixture, "train.jsonl")],
+    init: join(FIXTURES, "bert-tiny"),
+    batchSize: 2,
+    negatives: 1,
+    lr: 1e-3,
+    warmup: 1,
+    maxLength: 32,
+    checkpointEvery: 1,
+  };
   it("a run interrupted after k steps and resumed ends with the same weights as one run", async () => {
     const base = {
-      data: [join(fixture, "train.jsonl")],
-      init: join(FIXTURES, "bert-tiny"),
-      batchSize: 2,
-      negatives: 1,
-      lr: 1e-3,
-      warmup: 1,
+      ...small,
       steps: 5,
       kdQuery: 1,
       kdDoc: 0.5,
       shuffle: true,
       seed: 7,
-      maxLength: 32,
-      checkpointEvery: 1,
     };
     const whole = tmp();
     await train({ ...base, out: whole });
@@ -119,17 +123,7 @@ describe("resume", () => {
   });
 
   it("a checkpoint is never passed over: without --resume it is named, torn it is refused, half-replaced it is recovered", async () => {
-    const base = {
-      data: [join(fixture, "train.jsonl")],
-      init: join(FIXTURES, "bert-tiny"),
-      batchSize: 2,
-      negatives: 1,
-      lr: 1e-3,
-      warmup: 1,
-      steps: 4,
-      maxLength: 32,
-      checkpointEvery: 1,
-    };
+    const base = { ...small, steps: 4 };
     const out = tmp();
     await assert.rejects(train({ ...base, out, crashAfter: 2 }), /simulated crash/);
     const ckpt = join(out, "checkpoint");
