@@ -1,7 +1,7 @@
 /** `qdc drift fit`: a compensator between two model versions. */
 import { type Command, Option } from "commander";
 import { FIT_METHODS } from "../../lineage/methods.js";
-import { MODELS_HELP, number, prefixOf, withEncoding } from "../options.js";
+import { MODELS_HELP, prefixOf, withEncoding } from "../options.js";
 
 export function register(program: Command): void {
   const drift = program.command("drift").description("query drift compensation between two model versions");

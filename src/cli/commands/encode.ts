@@ -1,6 +1,6 @@
 /** `qdc tokenize` and `qdc encode`: token ids and embeddings of a text file. */
 import { type Command, Option } from "commander";
-import { number, positiveInt, prefixOf, withEncoding } from "../options.js";
+import { positiveInt, prefixOf, withEncoding } from "../options.js";
 
 export function register(program: Command): void {
   program

@@ -1,6 +1,6 @@
 /** `qdc store load / reindex`: vector stores for the service. */
 import type { Command } from "commander";
-import { MODELS_HELP, number, positiveInt } from "../options.js";
+import { MODELS_HELP, positiveInt } from "../options.js";
 
 export function register(program: Command): void {
   const store = program
