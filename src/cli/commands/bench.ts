@@ -46,6 +46,8 @@ export function register(program: Command): void {
     )
     .option("--config <name|file>", "benchmark config whose offline tasks and base model are used", "tiny")
     .option("--hidden <n>", "model B's width (default 1.5 × A's)", positiveInt("--hidden"))
+    .option("--old <dir>", "measure this model (A, whose index is searched) instead of the pre-trained one")
+    .option("--new <dir>", "and this one (B, mapped into A's space)")
     .option(
       "--pairs <n>",
       "training queries and training documents per task fitted on, with its corpus (default 2000)",
