@@ -15,9 +15,8 @@ import { readQrels } from "../data/beir.js";
 import { readAllIdTexts, readTexts } from "../data/texts.js";
 import { alignment, fitCompensator } from "../drift/fit.js";
 import { readBenchmarkConfig } from "../eval/config.js";
-import { evaluate, parseMeasures } from "../eval/metrics.js";
 import { prepareBase, prepareData } from "../eval/protocol.js";
-import { runFromHits } from "../eval/trec.js";
+import { meanOfHits } from "../eval/trec.js";
 import { CROSS_DIMENSION } from "../lineage/methods.js";
 import { EmbeddingModel } from "../models/embedding-model.js";
 import { cat, type Tensor, tidy } from "../tensor/index.js";
@@ -52,7 +51,7 @@ function ndcgAt10(
       score: val[i * 10 + r] as number,
     })),
   );
-  return evaluate(qrels, runFromHits(queryIds, hits), parseMeasures("ndcg_cut.10")).mean.ndcg_cut_10 as number;
+  return meanOfHits(qrels, queryIds, hits, "ndcg_cut.10");
 }
 
 export async function runAdapterBench(o: AdapterBenchOptions): Promise<void> {

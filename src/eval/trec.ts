@@ -10,7 +10,7 @@ import { InputError, readLines } from "../data/lines.js";
 import { assertTrecId, trecColumns, whitespaceIdHint } from "../data/trec-format.js";
 import type { Hit } from "../retrieval/hit.js";
 import { writeAtomically } from "../tensor/index.js";
-import type { Run } from "./metrics.js";
+import { evaluate, type Measure, measureLabel, parseMeasures, type Qrels, type Run } from "./metrics.js";
 
 export async function readRun(file: string): Promise<Run> {
   const run: Run = new Map();
@@ -57,6 +57,12 @@ export function writeRun(file: string, queryIds: string[], hits: RankedHit[][], 
       writeSync(fd, h.map((x, r) => `${qid} Q0 ${x.id} ${r + 1} ${x.score.toFixed(6)} ${tag}\n`).join(""));
     });
   });
+}
+
+/** The mean of one measure (e.g. "ndcg_cut.10"), as trec_eval computes it, over search hits. */
+export function meanOfHits(qrels: Qrels, queryIds: string[], hits: RankedHit[][], measure: string): number {
+  const e = evaluate(qrels, runFromHits(queryIds, hits), parseMeasures(measure));
+  return e.mean[measureLabel(e.measures[0] as Measure)] as number;
 }
 
 /** In-memory run from search hits, with the scores as a run file would round them. */

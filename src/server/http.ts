@@ -234,14 +234,13 @@ export function buildApp(service: SearchService, reindexer: Reindexer, opts: Htt
     }
     return n;
   };
-  /** the model versions a message may mention: the lineage served, the store's, the re-index target */
+  /**
+   * the versions a message may mention by path (a content id is its own public name, so only the
+   * path versions of earlier releases are replaced): the store's and the re-index target
+   */
   const knownVersions = async () => {
     const target = reindexer.status.target;
-    return [
-      ...lineageOf(service.model.dir).map((e) => e.id),
-      ...Object.keys(await service.versions()),
-      ...(target ? [target] : []),
-    ];
+    return [...Object.keys(await service.versions()), ...(target ? [target] : [])];
   };
   const publicStatus = async (s: ReindexStatus) => ({
     ...s,

@@ -10,8 +10,8 @@
  *   what compensation leaves on the table is measured without re-indexing the store.
  */
 import { Rng } from "../data/rng.js";
-import { evaluate, parseMeasures, type Qrels } from "../eval/metrics.js";
-import { runFromHits } from "../eval/trec.js";
+import type { Qrels } from "../eval/metrics.js";
+import { meanOfHits } from "../eval/trec.js";
 import type { Hit } from "../retrieval/hit.js";
 import { searchVersions } from "../retrieval/store-search.js";
 import type { StoreRow, VectorStore } from "../store/store.js";
@@ -109,8 +109,7 @@ export function overlapAt(a: Hit[][], b: Hit[][], k: number): number {
   return a.length ? sum / a.length : 0;
 }
 
-const ndcg10 = (qrels: Qrels, ids: string[], hits: Hit[][]) =>
-  evaluate(qrels, runFromHits(ids, hits), parseMeasures("ndcg_cut.10")).mean.ndcg_cut_10 as number;
+const ndcg10 = (qrels: Qrels, ids: string[], hits: Hit[][]) => meanOfHits(qrels, ids, hits, "ndcg_cut.10");
 
 export async function checkUpgrade(o: UpgradeCheckOptions): Promise<UpgradeCheck> {
   const t0 = performance.now();
