@@ -364,7 +364,7 @@ describe("HTTP errors", () => {
       refused,
       400,
       "upgrade_refused",
-      `cannot upgrade: the index holds vectors of ${name}, which is not in the lineage of …/nomic-tiny (${nomic} (…/nomic-tiny)), and no path of mean compensators leads there: search with a model descended from it, re-index with this model, or fit a map into its space (\`qdc drift fit --old …/bert-tiny --new …/nomic-tiny --queries … --method affine\`, then search with --compensate affine)`,
+      `cannot upgrade: the index holds vectors of ${name}, which is not in the lineage of …/nomic-tiny (${nomic} (…/nomic-tiny)), and no path of mean compensators leads there: search with a model descended from it, re-index with this model, or fit a map into its space (\`qdc drift fit --old …/bert-tiny --new …/nomic-tiny --queries … --method mean\`)`,
     );
     // the operator's log keeps the paths
     const entry = logged.find((e) => e.event === "upgrade-refused");

@@ -8,10 +8,11 @@
  * (after a rollback) or of a sibling are reached down the tree through the maps back of the
  * descendants' compensators (`loadReverse`).
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Compensator } from "../drift/compensator.js";
 import { loadCompensator, loadReverse } from "../drift/fit.js";
+import { readConfig } from "../models/config.js";
 import { type Tensor, tidy } from "../tensor/index.js";
 import { isModelId } from "./identity.js";
 import type { CompensationMode, CompensatorMethod, FitMethod } from "./methods.js";
@@ -231,16 +232,15 @@ function noPath(
       ? ` (nor is ${id} reached by a fitted map from a model found here: its directory is not under the model roots)`
       : "";
   // a mean or kernel map needs one dimension on both sides
-  const dimOf = (d: string | null) => {
+  const dimOf = (d: string) => {
     try {
-      return d
-        ? (JSON.parse(readFileSync(join(d, "config.json"), "utf8")) as { hidden_size?: number }).hidden_size
-        : undefined;
+      return readConfig(join(d, "config.json")).hiddenSize;
     } catch {
       return undefined;
     }
   };
-  const across = targetDir !== null && dimOf(targetDir) !== undefined && dimOf(targetDir) !== dimOf(modelDir);
+  const targetDim = targetDir === null ? undefined : dimOf(targetDir);
+  const across = targetDim !== undefined && targetDim !== dimOf(modelDir);
   const method = across && (mode === "mean" || mode === "kernel") ? "affine" : mode;
   const fit = `qdc drift fit --old ${targetDir ?? `${id ?? target} --models ROOT`} --new ${modelDir} --queries … --method ${method}`;
   const then = method !== mode ? `, then search with --compensate ${method}` : "";
