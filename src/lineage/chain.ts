@@ -17,7 +17,7 @@ import { type Tensor, tidy } from "../tensor/index.js";
 import { isModelId } from "./identity.js";
 import type { CompensationMode, CompensatorMethod, FitMethod } from "./methods.js";
 import { modelId, readLineage } from "./record.js";
-import { findModel, modelRoots } from "./registry.js";
+import { findModel, holdsModel, modelRoots } from "./registry.js";
 
 export interface LineageEntry {
   /** the model's content id */
@@ -51,7 +51,7 @@ export function lineageOf(dir: string, roots: string[] = modelRoots()): LineageE
     if (typeof parent !== "object" || typeof parent.id !== "string")
       throw new Error(`${join(cur, "lineage.json")}: "parent" must be {"id": ID, "path": DIR} or null`);
     const at = typeof parent.path === "string" ? resolve(cur, parent.path) : null;
-    const found = at && existsSync(at) && safeId(at) === parent.id ? at : findModel(parent.id, roots);
+    const found = at && holdsModel(at, parent.id) ? at : findModel(parent.id, roots);
     if (!found) {
       chain.push({ id: parent.id, dir: null });
       break;

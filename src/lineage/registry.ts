@@ -67,19 +67,23 @@ function scan(root: string): Map<string, string> {
   return ids;
 }
 
+/** `dir` still holds model `id` (false when it is gone, changed, or no model any more). */
+export function holdsModel(dir: string | undefined, id: string): dir is string {
+  if (!dir || !existsSync(dir)) return false;
+  try {
+    return modelId(dir) === id;
+  } catch {
+    return false;
+  }
+}
+
 /** The directory of model `id`: one this process remembers, or one under `roots`; else null. */
 export function findModel(id: string, roots: string[]): string | null {
   const known = remembered.get(id);
-  if (known && existsSync(known)) {
-    try {
-      if (modelId(known) === id) return known;
-    } catch {
-      // gone or changed: looked for under the roots
-    }
-  }
+  if (holdsModel(known, id)) return known;
   for (const root of roots) {
     const dir = scanned.get(root)?.get(id);
-    if (dir && existsSync(dir) && modelId(dir) === id) return dir;
+    if (holdsModel(dir, id)) return dir;
   }
   for (const root of roots) {
     const dir = scan(root).get(id);
@@ -95,13 +99,7 @@ export function findModel(id: string, roots: string[]): string | null {
  */
 export function locateModel(ref: string, roots: string[], hint?: string): string {
   if (!isModelId(ref)) return resolve(ref);
-  if (hint && existsSync(hint)) {
-    try {
-      if (modelId(hint) === ref) return resolve(hint);
-    } catch {
-      // not a model any more: looked for by id below
-    }
-  }
+  if (holdsModel(hint, ref)) return resolve(hint);
   const found = findModel(ref, roots);
   if (found) return found;
   throw new Error(
