@@ -14,4 +14,5 @@ export {
   loadReverse,
   reversePath,
 } from "./fit.js";
+export * from "./predicted-drift.js";
 export * from "./task-drift.js";

@@ -70,7 +70,18 @@ export const BenchmarkConfig = z
     name: z.string().regex(/^[A-Za-z0-9._-]+$/),
     out: z.string(),
     device: z.string().default("cpu"),
+    /** the data's seed (its split and samples), and the models' where `seeds` is not given */
     seed: z.number().int().nonnegative().default(0),
+    /**
+     * training seeds: the stages in `per_seed` run once per seed (in <out>/seed-<s>), the rest once
+     * (with the first seed); results are reported as mean ± std over seeds with paired comparisons
+     */
+    seeds: z.array(z.number().int().nonnegative()).nonempty().optional(),
+    /** what is repeated per seed: the fine-tuning chains and their evaluation always, base and joint if listed */
+    per_seed: z
+      .array(z.enum(["base", "train", "joint"]))
+      .default(["base", "train", "joint"])
+      .refine((l) => l.includes("train"), { message: "per_seed must include train (the chains the seeds compare)" }),
     /** tokens per text everywhere (training, indexing, queries) */
     max_length: z.number().int().positive().default(128),
     /** texts per forward pass when embedding */
@@ -84,6 +95,31 @@ export const BenchmarkConfig = z
     joint: z.enum(["every", "final", "none"]).default("final"),
     /** training queries per step to fit drift compensators on */
     drift_queries: z.number().int().positive().default(2000),
+    /**
+     * re-index curves after the last task: nDCG of each old task with a fraction of its corpus
+     * re-embedded by the final model (the rest compensated), for three orders; `traffic` training
+     * queries simulate the service's retrieval counts, `sample` documents estimate drift
+     */
+    reindex_curves: z
+      .union([
+        z
+          .object({
+            fractions: z
+              .array(z.number().min(0).max(1))
+              .default([0, 0.05, 0.1, 0.25, 0.5, 1])
+              .refine(
+                (f) => f[0] === 0 && f[f.length - 1] === 1 && f.every((v, i) => i === 0 || v > (f[i - 1] as number)),
+                {
+                  message: "fractions must rise from 0 to 1 (no re-embedding … a full re-index)",
+                },
+              ),
+            traffic: z.number().int().positive().default(1000),
+            sample: z.number().int().positive().default(1000),
+          })
+          .strict(),
+        z.literal(false),
+      ])
+      .default({ fractions: [0, 0.05, 0.1, 0.25, 0.5, 1], traffic: 1000, sample: 1000 }),
     eval: z
       .object({
         measure: z.string().default("ndcg_cut.10"),

@@ -8,10 +8,16 @@
  *   ft_reindex       fine-tuned chain, corpus re-embedded with f_T (the costly ideal)
  *   ft_no_reindex    fine-tuned chain, f_T queries against f_j's index, no compensation
  *   ft_qdc           … with the mean drift compensated along f_T → … → f_j
+ *   kd_reindex       fine-tuned with embedding distillation, corpus re-embedded with f_T
  *   kd_no_reindex    fine-tuned with embedding distillation, f_j's index, no compensation
  *   kd_qdc           … with mean drift compensation
  *   kd_auto          … with the compensator `auto` picked per step (held-out retrieval)
  *   joint            trained on tasks 1..T together, re-indexed (upper bound)
+ *
+ * With `seeds`, the chains (and base and joint models where `per_seed` says so) are trained and
+ * evaluated once per seed, in <out>/seed-<s>; the report gives mean ± std over seeds and paired
+ * comparisons over the old tasks' queries (src/eval/stats.ts). After the last task, each old task is
+ * also searched with a growing fraction of its corpus re-embedded (src/eval/reindex-curves.ts).
  *
  * Every stage is resumable: trained models, indexes and evaluated cells are kept under the run
  * folder and reused; each stage's wall time and device are recorded. Texts get the models' own
@@ -37,7 +43,8 @@ import { getNumThreads, type Tensor, tidy } from "../tensor/index.js";
 import { runContinual } from "../train/continual.js";
 import { type TrainOptions, train } from "../train/trainer.js";
 import type { BenchmarkConfig } from "./config.js";
-import { evaluate, measureLabel, parseMeasures, type Qrels } from "./metrics.js";
+import { evaluate, type Measure, measureLabel, parseMeasures, type Qrels } from "./metrics.js";
+import { type CurveRecord, REINDEX_ORDERS, taskCurves } from "./reindex-curves.js";
 import { type BenchmarkReport, SETTINGS, type SettingKey, summarise, writeReport } from "./report.js";
 import { runFromHits } from "./trec.js";
 
@@ -49,6 +56,8 @@ export interface TaskData {
 }
 
 export interface Cell {
+  /** the training seed */
+  seed: number;
   setting: SettingKey;
   /** after training on task T (1-based) */
   T: number;
@@ -58,6 +67,8 @@ export interface Cell {
   queryModel: string;
   indexModel: string;
   compensation: string;
+  /** after the last task: the primary measure per test query (for paired comparisons) */
+  perQuery?: Record<string, number>;
 }
 
 interface StageTime {
@@ -91,22 +102,63 @@ export async function runBenchmark(c: BenchmarkConfig, opts: RunOptions = {}): P
     return r;
   };
 
-  // 1. data
+  // 1. data (one split for every seed)
   const tasks = await stage("data", () => prepareData(c, log));
-  // 2. base model
-  const base = await stage("base model", () => prepareBase(c, tasks, opts));
-  // 3. hard negatives mined with the base model
-  const trainFiles = await stage("mine negatives", () => mineNegatives(c, tasks, base));
-  const withTrain = tasks.map((t, i) => ({ ...t, train: trainFiles[i] as string[] }));
-  // 4. fine-tuning chains, with their drift compensators
-  const ft = await stage("train FT", () => trainChain(c, withTrain, base, "ft", false, ["mean"], opts));
-  const kd = await stage("train FT+KD", () => trainChain(c, withTrain, base, "kd", true, ["mean", "auto"], opts));
-  // 5. joint training (upper bound)
-  const joint = await stage("train joint", () => trainJoint(c, withTrain, base, opts));
-  // 6. indexes and evaluation
-  const cells = await stage("index + evaluate", () =>
-    evaluateAll(c, withTrain, { base, ft, kd, joint }, { log, progress: opts.progress === true, events }),
-  );
+  const seeds = c.seeds ?? [c.seed];
+  const multi = seeds.length > 1;
+  const perSeed = new Set(c.per_seed);
+  const first = seeds[0] as number;
+  /** a stage's configuration for seed `s`: its own seed and folder where the stage is per seed */
+  const scoped = (s: number, scope: "base" | "train" | "joint") => {
+    const own = perSeed.has(scope);
+    return {
+      c: { ...c, seed: own ? s : first, out: multi && own ? join(c.out, `seed-${s}`) : c.out },
+      tag: multi && own ? ` (seed ${s})` : "",
+      runs: own || s === first,
+    };
+  };
+  const bases = new Map<string, { base: string; train: string[][] }>();
+  const cells: Cell[] = [];
+  const curves: CurveRecord[] = [];
+  for (const s of seeds) {
+    // 2. base model, 3. hard negatives mined with it
+    const b = scoped(s, "base");
+    let prepared = bases.get(b.c.out);
+    if (!prepared) {
+      const base = await stage(`base model${b.tag}`, () => prepareBase(b.c, tasks, opts));
+      const train = await stage(`mine negatives${b.tag}`, () => mineNegatives(b.c, tasks, base));
+      prepared = { base, train };
+      bases.set(b.c.out, prepared);
+    }
+    const { base } = prepared;
+    const withTrain = tasks.map((t, i) => ({ ...t, train: prepared.train[i] as string[] }));
+    // 4. fine-tuning chains, with their drift compensators
+    const t = scoped(s, "train");
+    const ft = await stage(`train FT${t.tag}`, () => trainChain(t.c, withTrain, base, "ft", false, ["mean"], opts));
+    const kd = await stage(`train FT+KD${t.tag}`, () =>
+      trainChain(t.c, withTrain, base, "kd", true, ["mean", "auto"], opts),
+    );
+    // 5. joint training (upper bound): per seed, or with the first seed only
+    const jc = scoped(s, "joint");
+    const joint = jc.runs
+      ? await stage(`train joint${jc.tag}`, () => trainJoint(jc.c, withTrain, base, opts))
+      : new Map<number, string>();
+    // 6. indexes and evaluation, 7. re-index curves of the old tasks
+    const bench = await Workbench.open(t.c, withTrain, events);
+    try {
+      const models = { base, ft, kd, joint };
+      cells.push(
+        ...(await stage(`index + evaluate${t.tag}`, () =>
+          bench.cells(models, s, { log, progress: opts.progress === true }),
+        )),
+      );
+      const rc = c.reindex_curves;
+      if (rc && tasks.length > 1)
+        curves.push(...(await stage(`re-index curves${t.tag}`, () => bench.curves(models, s, rc, log))));
+    } finally {
+      bench.close();
+    }
+  }
   const report = summarise({
     name: c.name,
     device: c.device,
@@ -114,7 +166,9 @@ export async function runBenchmark(c: BenchmarkConfig, opts: RunOptions = {}): P
     machine: machineName(c.device),
     tasks: tasks.map((t) => t.name),
     measure: measureLabel(parseMeasures(c.eval.measure)[0] as ReturnType<typeof parseMeasures>[number]),
+    seeds,
     cells,
+    curves,
     stages: stageTotals(events, stages),
   });
   writeReport(c.out, report);
@@ -403,6 +457,8 @@ function plan(setting: SettingKey, T: number, j: number, m: Models): [string, st
       return [ft(T), ft(j), "none"];
     case "ft_qdc":
       return [ft(T), ft(j), "mean"];
+    case "kd_reindex":
+      return [kd(T), kd(T), "none"];
     case "kd_no_reindex":
       return [kd(T), kd(j), "none"];
     case "kd_qdc":
@@ -416,73 +472,97 @@ function plan(setting: SettingKey, T: number, j: number, m: Models): [string, st
   }
 }
 
-/**
- * Indexes and evaluates every cell not yet in cells.jsonl. Each evaluated cell goes to cells.jsonl
- * and, with its task names and time, to the JSONL event log; the terminal shows a progress bar
- * (or, without one, a line per task T).
- */
-async function evaluateAll(
-  c: BenchmarkConfig,
-  tasks: TaskData[],
-  models: Models,
-  out: { log: (m: string) => void; progress: boolean; events: string },
-): Promise<Cell[]> {
-  const { log, events } = out;
-  const cellsFile = join(c.out, "cells.jsonl");
-  const done = new Map<string, Cell>();
-  if (existsSync(cellsFile)) {
-    for (const line of readFileSync(cellsFile, "utf8").split("\n")) {
-      if (!line.trim()) continue;
-      try {
-        const cell = JSON.parse(line) as Cell;
-        done.set(`${cell.setting}/${cell.T}/${cell.j}`, cell);
-      } catch {
-        // a line cut short by a crash: that cell is evaluated again
-      }
+/** Reads a JSONL file of records, skipping a last line cut short by a crash (that record is computed again). */
+function readRecords<T>(file: string): T[] {
+  if (!existsSync(file)) return [];
+  const out: T[] = [];
+  for (const line of readFileSync(file, "utf8").split("\n")) {
+    if (!line.trim()) continue;
+    try {
+      out.push(JSON.parse(line) as T);
+    } catch {
+      // a line cut short by a crash
     }
   }
-  const measures = [c.eval.measure, ...c.eval.extra].flatMap(parseMeasures);
-  const evalTasks: EvalTask[] = [];
-  for (const t of tasks) {
-    const qrels = await readQrels(join(t.eval, "qrels", `${t.split}.tsv`));
-    evalTasks.push({
-      name: t.name,
-      corpus: await readAllIdTexts(join(t.eval, "corpus.jsonl")),
-      queries: (await readAllIdTexts(join(t.eval, "queries.jsonl"))).filter((q) => qrels.has(q.id)),
-      qrels,
-    });
+  return out;
+}
+
+/**
+ * One seed's evaluation: the tasks' test data, each model's query embeddings and each (model,
+ * task) index (built once, kept under the run folder), for the cells and the re-index curves.
+ */
+class Workbench {
+  readonly #queries = new Map<string, Tensor>();
+
+  private constructor(
+    private readonly c: BenchmarkConfig,
+    private readonly tasks: TaskData[],
+    private readonly evalTasks: EvalTask[],
+    private readonly events: string,
+  ) {}
+
+  static async open(c: BenchmarkConfig, tasks: TaskData[], events: string): Promise<Workbench> {
+    const evalTasks: EvalTask[] = [];
+    for (const t of tasks) {
+      const qrels = await readQrels(join(t.eval, "qrels", `${t.split}.tsv`));
+      evalTasks.push({
+        name: t.name,
+        corpus: await readAllIdTexts(join(t.eval, "corpus.jsonl")),
+        queries: (await readAllIdTexts(join(t.eval, "queries.jsonl"))).filter((q) => qrels.has(q.id)),
+        qrels,
+      });
+    }
+    mkdirSync(c.out, { recursive: true });
+    return new Workbench(c, tasks, evalTasks, events);
   }
-  const queryCache = new Map<string, Tensor>();
-  const embedQueries = (modelDir: string, j: number): Tensor => {
-    const key = `${modelDir}#${j}`;
-    let e = queryCache.get(key);
-    if (!e) {
-      const model = EmbeddingModel.load(modelDir, { device: c.device });
-      e = model.encode(
-        (evalTasks[j - 1] as EvalTask).queries.map((q) => q.text),
-        { kind: "query", batchSize: c.batch_size, maxLength: c.max_length, progress: false },
-      );
+
+  #task(j: number): EvalTask {
+    return this.evalTasks[j - 1] as EvalTask;
+  }
+
+  #encode(modelDir: string, texts: string[], kind: "query" | "document"): Tensor {
+    const model = EmbeddingModel.load(modelDir, { device: this.c.device });
+    try {
+      return model.encode(texts, { kind, batchSize: this.c.batch_size, maxLength: this.c.max_length, progress: false });
+    } finally {
       model.dispose();
-      queryCache.set(key, e);
+    }
+  }
+
+  /** Task j's test queries embedded by a model (kept until close). */
+  queries(modelDir: string, j: number): Tensor {
+    const key = `${modelDir}#${j}`;
+    let e = this.#queries.get(key);
+    if (!e) {
+      e = this.#encode(
+        modelDir,
+        this.#task(j).queries.map((q) => q.text),
+        "query",
+      );
+      this.#queries.set(key, e);
     }
     return e;
-  };
-  const indexOf = (modelDir: string, j: number): ExactIndex => {
-    const t = evalTasks[j - 1] as EvalTask;
+  }
+
+  /** Task j's corpus indexed by a model (built once under <out>/indexes). */
+  index(modelDir: string, j: number): ExactIndex {
+    const c = this.c;
+    const t = this.#task(j);
     const key =
       resolve(modelDir)
         .slice(resolve(c.out).length + 1)
         .replace(/[/\\]/g, "_") || "external";
-    const dir = join(c.out, "indexes", `${key}-${t.name}`);
+    const rel = resolve(modelDir).startsWith(`${resolve(c.out)}/`) ? key : `ext-${versionOf(modelDir)}`;
+    const dir = join(c.out, "indexes", `${rel}-${t.name}`);
     if (existsSync(join(dir, "manifest.json"))) return ExactIndex.open(dir);
     const tmp = `${dir}.tmp`;
     rmSync(tmp, { recursive: true, force: true });
-    const model = EmbeddingModel.load(modelDir, { device: c.device });
-    const emb = model.encode(
+    const emb = this.#encode(
+      modelDir,
       t.corpus.map((d) => d.text),
-      { kind: "document", batchSize: c.batch_size, maxLength: c.max_length, progress: false },
+      "document",
     );
-    const idx = ExactIndex.create(tmp, model.dimension);
+    const idx = ExactIndex.create(tmp, emb.size(1));
     idx.addShard(
       emb,
       t.corpus.map((d) => d.id),
@@ -490,72 +570,193 @@ async function evaluateAll(
       resolve(modelDir),
     );
     emb.dispose();
-    model.dispose();
     renameSync(tmp, dir);
     return ExactIndex.open(dir);
-  };
-  const cells: Cell[] = [];
-  const n = tasks.length;
-  let total = 0;
-  for (let T = 1; T <= n; T++)
-    for (let j = 1; j <= T; j++) for (const setting of SETTINGS) if (plan(setting, T, j, models)) total++;
-  const bar = out.progress
-    ? new cliProgress.SingleBar(
-        {
-          format: "evaluate {bar} {value}/{total} cells | ETA {eta_formatted} | {cell}",
-          stream: process.stderr,
-        },
-        cliProgress.Presets.shades_classic,
-      )
-    : null;
-  bar?.start(total, 0, { cell: "" });
-  try {
-    for (let T = 1; T <= n; T++) {
-      let evaluated = 0;
-      for (let j = 1; j <= T; j++) {
-        for (const setting of SETTINGS) {
-          const key = `${setting}/${T}/${j}`;
-          const prev = done.get(key);
-          if (prev) {
-            cells.push(prev);
-            bar?.increment(1, { cell: "" });
-            continue;
+  }
+
+  /**
+   * Indexes and evaluates every cell not yet in cells.jsonl. Each evaluated cell goes to cells.jsonl
+   * and, with its task names and time, to the JSONL event log; the terminal shows a progress bar
+   * (or, without one, a line per task T).
+   */
+  async cells(models: Models, seed: number, out: { log: (m: string) => void; progress: boolean }): Promise<Cell[]> {
+    const c = this.c;
+    const cellsFile = join(c.out, "cells.jsonl");
+    const n = this.tasks.length;
+    const done = new Map<string, Cell>();
+    for (const cell of readRecords<Cell>(cellsFile)) {
+      // cells of the last row recorded before per-query scores were kept are evaluated again
+      if (cell.T === n && !cell.perQuery) continue;
+      done.set(`${cell.setting}/${cell.T}/${cell.j}`, { ...cell, seed });
+    }
+    const measures = [c.eval.measure, ...c.eval.extra].flatMap(parseMeasures);
+    const primary = measureLabel(measures[0] as Measure);
+    const cells: Cell[] = [];
+    let total = 0;
+    for (let T = 1; T <= n; T++)
+      for (let j = 1; j <= T; j++) for (const setting of SETTINGS) if (plan(setting, T, j, models)) total++;
+    const bar = out.progress
+      ? new cliProgress.SingleBar(
+          {
+            format: "evaluate {bar} {value}/{total} cells | ETA {eta_formatted} | {cell}",
+            stream: process.stderr,
+          },
+          cliProgress.Presets.shades_classic,
+        )
+      : null;
+    bar?.start(total, 0, { cell: "" });
+    try {
+      for (let T = 1; T <= n; T++) {
+        let evaluated = 0;
+        for (let j = 1; j <= T; j++) {
+          for (const setting of SETTINGS) {
+            const prev = done.get(`${setting}/${T}/${j}`);
+            if (prev) {
+              cells.push(prev);
+              bar?.increment(1, { cell: "" });
+              continue;
+            }
+            const p = plan(setting, T, j, models);
+            if (!p) continue;
+            const [queryModel, indexModel, mode] = p;
+            const t = this.#task(j);
+            bar?.update({ cell: `${setting} after ${this.tasks[T - 1]?.name} on ${t.name}` });
+            const idx = this.index(indexModel, j);
+            const q = this.queries(queryModel, j);
+            // the index holds one version: the query model's own (native) or an ancestor (compensated)
+            const router = new QueryRouter(queryModel, mode);
+            const hits = idx.search(q, c.eval.k, { transform: (v) => router.chain(v)(q) });
+            idx.close();
+            const e = evaluate(
+              t.qrels,
+              runFromHits(
+                t.queries.map((x) => x.id),
+                hits,
+              ),
+              measures,
+            );
+            const cell: Cell = { seed, setting, T, j, scores: e.mean, queryModel, indexModel, compensation: mode };
+            if (T === n)
+              cell.perQuery = Object.fromEntries([...e.perQuery].map(([qid, row]) => [qid, row[primary] as number]));
+            appendFileSync(cellsFile, `${JSON.stringify(cell)}\n`);
+            appendFileSync(
+              this.events,
+              `${JSON.stringify({ event: "eval", seed, setting, after: this.tasks[T - 1]?.name, on: t.name, T, j, queries: e.queries, scores: e.mean, at: new Date().toISOString() })}\n`,
+            );
+            cells.push(cell);
+            evaluated++;
+            bar?.increment(1);
           }
-          const p = plan(setting, T, j, models);
-          if (!p) continue;
-          const [queryModel, indexModel, mode] = p;
-          const t = evalTasks[j - 1] as EvalTask;
-          bar?.update({ cell: `${setting} after ${tasks[T - 1]?.name} on ${t.name}` });
-          const idx = indexOf(indexModel, j);
-          const q = embedQueries(queryModel, j);
-          // the index holds one version: the query model's own (native) or an ancestor (compensated)
-          const router = new QueryRouter(queryModel, mode);
-          const hits = idx.search(q, c.eval.k, { transform: (v) => router.chain(v)(q) });
-          idx.close();
-          const e = evaluate(
-            t.qrels,
-            runFromHits(
-              t.queries.map((x) => x.id),
-              hits,
-            ),
-            measures,
+        }
+        if (!bar && evaluated)
+          out.log(`[${c.name}] evaluated ${evaluated} cells after ${this.tasks[T - 1]?.name} (${this.events})`);
+      }
+    } finally {
+      bar?.stop();
+    }
+    return cells;
+  }
+
+  /**
+   * After the last task, each old task j with a growing fraction of its corpus re-embedded by the
+   * final model of a chain, the rest reached through the chain's compensation (FT: mean, FT+KD:
+   * auto): three orders (src/eval/reindex-curves.ts). Traffic and the drift sample are the task's
+   * training queries and their documents (never its test queries). Kept in curves.jsonl.
+   */
+  async curves(
+    models: Models,
+    seed: number,
+    rc: { fractions: number[]; traffic: number; sample: number },
+    log: (m: string) => void,
+  ): Promise<CurveRecord[]> {
+    const c = this.c;
+    const file = join(c.out, "curves.jsonl");
+    const n = this.tasks.length;
+    const key = (r: { chain: string; j: number; order: string }) => `${r.chain}/${r.j}/${r.order}`;
+    const done = new Map<string, CurveRecord>();
+    for (const r of readRecords<CurveRecord>(file))
+      if (JSON.stringify(r.fractions) === JSON.stringify(rc.fractions)) done.set(key(r), { ...r, seed });
+    const measure = parseMeasures(c.eval.measure)[0] as Measure;
+    const out: CurveRecord[] = [];
+    for (const [chain, dirs, mode] of [
+      ["ft", models.ft, "mean"],
+      ["kd", models.kd, "auto"],
+    ] as const) {
+      const final = dirs[n - 1] as string;
+      for (let j = 1; j < n; j++) {
+        const have = REINDEX_ORDERS.map((order) => done.get(key({ chain, j, order })));
+        if (have.every((r) => r)) {
+          out.push(...(have as CurveRecord[]));
+          continue;
+        }
+        const t = this.#task(j);
+        const old = dirs[j - 1] as string;
+        const rows = await new RowStream(this.tasks[j - 1]?.train as string[], { shuffle: true, seed }).next(
+          Math.max(rc.traffic, rc.sample),
+        );
+        const docs = [...new Set(rows.slice(0, rc.sample).map((r) => r.document))];
+        const traffic = this.#encode(
+          final,
+          rows.slice(0, rc.traffic).map((r) => r.query),
+          "query",
+        );
+        const sampleOld = this.#encode(old, docs, "document");
+        const sampleNew = this.#encode(final, docs, "document");
+        const oldIndex = this.index(old, j);
+        const newIndex = this.index(final, j);
+        try {
+          const curves = taskCurves({
+            oldIndex,
+            newIndex,
+            oldVersion: versionOf(old),
+            router: new QueryRouter(final, mode),
+            queries: this.queries(final, j),
+            queryIds: t.queries.map((q) => q.id),
+            qrels: t.qrels,
+            measure,
+            k: c.eval.k,
+            fractions: rc.fractions,
+            traffic,
+            sampleOld,
+            sampleNew,
+            seed: seed * 1000 + j,
+          });
+          for (const order of REINDEX_ORDERS) {
+            const r: CurveRecord = {
+              seed,
+              chain,
+              compensation: mode,
+              j,
+              task: t.name,
+              order,
+              fractions: rc.fractions,
+              scores: curves[order],
+              queries: t.queries.length,
+            };
+            appendFileSync(file, `${JSON.stringify(r)}\n`);
+            appendFileSync(
+              this.events,
+              `${JSON.stringify({ event: "reindex-curve", ...r, at: new Date().toISOString() })}\n`,
+            );
+            out.push(r);
+          }
+          log(
+            `[${c.name}] re-index curves ${chain} on ${t.name}: ${REINDEX_ORDERS.map((o) => `${o} ${curves[o].map((v) => (100 * v).toFixed(1)).join("/")}`).join("; ")}`,
           );
-          const cell: Cell = { setting, T, j, scores: e.mean, queryModel, indexModel, compensation: mode };
-          appendFileSync(cellsFile, `${JSON.stringify(cell)}\n`);
-          appendFileSync(
-            events,
-            `${JSON.stringify({ event: "eval", setting, after: tasks[T - 1]?.name, on: t.name, T, j, queries: e.queries, scores: e.mean, at: new Date().toISOString() })}\n`,
-          );
-          cells.push(cell);
-          evaluated++;
-          bar?.increment(1);
+        } finally {
+          traffic.dispose();
+          sampleOld.dispose();
+          sampleNew.dispose();
+          oldIndex.close();
+          newIndex.close();
         }
       }
-      if (!bar && evaluated) log(`[${c.name}] evaluated ${evaluated} cells after ${tasks[T - 1]?.name} (${events})`);
     }
-  } finally {
-    bar?.stop();
+    return out;
   }
-  for (const e of queryCache.values()) e.dispose();
-  return cells;
+
+  close(): void {
+    for (const e of this.#queries.values()) e.dispose();
+    this.#queries.clear();
+  }
 }

@@ -1,16 +1,27 @@
 /**
  * The benchmark's results: the matrix R[T][j] (score on task j after training on task T) of every
- * setting, its average over tasks after the last one, backward transfer and forgetting, as JSON, a
- * markdown table and an SVG figure (heatmaps and a bar chart).
+ * setting, its average over tasks after the last one, backward transfer and forgetting — means and
+ * standard deviations over seeds —, paired comparisons of key settings over the old tasks' queries,
+ * and the re-index curves, as JSON, a markdown report and an SVG figure (heatmaps, a bar chart with
+ * error bars, the curves).
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import {
+  type CurveRecord,
+  fractionReaching,
+  ORDER_LABELS,
+  REINDEX_ORDERS,
+  type ReindexOrder,
+} from "./reindex-curves.js";
+import { meanStd, type PairedTest, pairedTest } from "./stats.js";
 
 export const SETTINGS = [
   "zero_shot",
   "ft_reindex",
   "ft_no_reindex",
   "ft_qdc",
+  "kd_reindex",
   "kd_no_reindex",
   "kd_qdc",
   "kd_auto",
@@ -23,6 +34,7 @@ export const SETTING_LABELS: Record<SettingKey, string> = {
   ft_reindex: "FT, re-indexed",
   ft_no_reindex: "FT, no re-index",
   ft_qdc: "FT + QDC (mean)",
+  kd_reindex: "FT+KD, re-indexed",
   kd_no_reindex: "FT+KD, no re-index",
   kd_qdc: "FT+KD + QDC (mean)",
   kd_auto: "FT+KD + auto compensator",
@@ -39,6 +51,44 @@ export interface SettingResult {
   backwardTransfer: number | null;
   /** mean over j < n of max_{j ≤ l < n} R[l][j] − R[n][j] */
   forgetting: number | null;
+  /** seeds the values above are the means of */
+  seeds: number;
+  /** sample standard deviations over seeds (null below two seeds) */
+  std: {
+    R: (number | null)[][];
+    average: number | null;
+    backwardTransfer: number | null;
+    forgetting: number | null;
+  };
+}
+
+/** Two settings compared on the same queries: every old task's test queries after the last task. */
+export interface Comparison {
+  key: string;
+  label: string;
+  a: string;
+  b: string;
+  /** a − b per query (averaged over seeds), its 95% bootstrap interval and randomisation p-value */
+  test: PairedTest;
+  /** a − b of the pooled means, per seed */
+  perSeed: { seed: number; delta: number }[];
+}
+
+/** One chain's re-index curves summarised over seeds, pooled over the old tasks' queries. */
+export interface CurveSummary {
+  chain: string;
+  label: string;
+  compensation: string;
+  fractions: number[];
+  pooled: Record<ReindexOrder, { mean: number[]; std: (number | null)[] }>;
+  perTask: Record<string, Record<ReindexOrder, number[]>>;
+  /** pooled gain of a full re-index over none (mean over seeds) */
+  gain: number;
+  /** the smallest fraction reaching 90% of that gain, per order (null: re-indexing does not gain) */
+  reach90: Record<ReindexOrder, number | null>;
+  reach90PerTask: Record<string, Record<ReindexOrder, number | null>>;
+  /** the order reaching 90% with the least re-embedded (ties: the larger area under the curve) */
+  best: ReindexOrder | null;
 }
 
 export interface BenchmarkReport {
@@ -48,49 +98,260 @@ export interface BenchmarkReport {
   threads: number;
   tasks: string[];
   measure: string;
+  seeds: number[];
   settings: Record<string, SettingResult>;
+  comparisons: Comparison[];
+  curves: CurveSummary[];
   stages: { stage: string; seconds: number; device: string }[];
   totalSeconds: number;
-  cells: { setting: string; T: number; j: number; scores: Record<string, number> }[];
+  cells: ReportCell[];
+}
+
+export interface ReportCell {
+  seed?: number;
+  setting: string;
+  T: number;
+  j: number;
+  scores: Record<string, number>;
+  perQuery?: Record<string, number>;
+}
+
+export interface ReportInput {
+  name: string;
+  machine: string;
+  device: string;
+  threads: number;
+  tasks: string[];
+  measure: string;
+  seeds?: number[];
+  cells: ReportCell[];
+  curves?: CurveRecord[];
+  stages: { stage: string; seconds: number; device: string }[];
 }
 
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
 
-export function summarise(input: Omit<BenchmarkReport, "settings" | "totalSeconds">): BenchmarkReport {
+interface SeedResult {
+  R: (number | null)[][];
+  average: number | null;
+  backwardTransfer: number | null;
+  forgetting: number | null;
+}
+
+/** One seed's matrix of a setting, with its average, BWT and forgetting; null if it has no cell. */
+function seedResult(cells: ReportCell[], setting: string, n: number, measure: string): SeedResult | null {
+  const R: (number | null)[][] = Array.from({ length: n }, () => Array.from({ length: n }, () => null));
+  let any = false;
+  for (const c of cells) {
+    if (c.setting !== setting) continue;
+    const v = c.scores[measure];
+    if (v === undefined) throw new Error(`cell ${setting} T=${c.T} j=${c.j} has no ${measure}`);
+    (R[c.T - 1] as (number | null)[])[c.j - 1] = v;
+    any = true;
+  }
+  if (!any) return null;
+  const last = R[n - 1] as (number | null)[];
+  const lastFull = last.every((v) => v !== null);
+  const bwt: number[] = [];
+  const forget: number[] = [];
+  for (let j = 0; j < n - 1; j++) {
+    const diag = R[j]?.[j];
+    const fin = last[j];
+    if (diag == null || fin == null) continue;
+    bwt.push(fin - diag);
+    const seen = R.slice(j, n - 1)
+      .map((row) => row[j])
+      .filter((v): v is number => v != null);
+    forget.push(Math.max(...seen) - fin);
+  }
+  return {
+    R,
+    average: lastFull ? mean(last as number[]) : null,
+    backwardTransfer: n > 1 && bwt.length === n - 1 ? mean(bwt) : null,
+    forgetting: n > 1 && forget.length === n - 1 ? mean(forget) : null,
+  };
+}
+
+/** The comparisons the report makes (a vs b); `best` is filled in with the best compensated setting. */
+const COMPARISONS: { key: string; label: string; a: string; b: string }[] = [
+  { key: "qdc_vs_no_reindex", label: "FT + QDC vs FT, no re-index", a: "ft_qdc", b: "ft_no_reindex" },
+  { key: "auto_vs_qdc", label: "FT+KD: auto vs QDC (mean)", a: "kd_auto", b: "kd_qdc" },
+  { key: "auto_vs_none", label: "FT+KD: auto vs no compensation", a: "kd_auto", b: "kd_no_reindex" },
+  { key: "kd_vs_ft", label: "no re-index: FT+KD vs FT", a: "kd_no_reindex", b: "ft_no_reindex" },
+  { key: "kd_reindex_vs_kept", label: "FT+KD: re-indexed vs old index kept", a: "kd_reindex", b: "kd_no_reindex" },
+];
+const COMPENSATED = ["ft_qdc", "kd_qdc", "kd_auto"];
+const REINDEXED_OF: Record<string, string> = { ft_qdc: "ft_reindex", kd_qdc: "kd_reindex", kd_auto: "kd_reindex" };
+
+/** Per (task, query) of the old tasks after the last task: a setting's score per seed. */
+function oldTaskScores(cells: ReportCell[], setting: string, n: number): Map<number, Map<string, number>> {
+  const bySeed = new Map<number, Map<string, number>>();
+  for (const c of cells) {
+    if (c.setting !== setting || c.T !== n || c.j >= n || !c.perQuery) continue;
+    const seed = c.seed ?? 0;
+    const m = bySeed.get(seed) ?? new Map<string, number>();
+    bySeed.set(seed, m);
+    for (const [q, v] of Object.entries(c.perQuery)) m.set(`${c.j}\t${q}`, v);
+  }
+  return bySeed;
+}
+
+function compare(
+  cells: ReportCell[],
+  n: number,
+  def: { key: string; label: string; a: string; b: string },
+): Comparison | null {
+  const A = oldTaskScores(cells, def.a, n);
+  const B = oldTaskScores(cells, def.b, n);
+  const seeds = [...A.keys()].filter((s) => B.has(s)).sort((x, y) => x - y);
+  if (!seeds.length) return null;
+  const units = [...(A.get(seeds[0] as number) as Map<string, number>).keys()].filter((u) =>
+    seeds.every((s) => A.get(s)?.has(u) && B.get(s)?.has(u)),
+  );
+  if (!units.length) return null;
+  const d = units.map(
+    (u) =>
+      seeds.reduce((acc, s) => acc + ((A.get(s)?.get(u) as number) - (B.get(s)?.get(u) as number)), 0) / seeds.length,
+  );
+  const perSeed = seeds.map((s) => ({
+    seed: s,
+    delta:
+      units.reduce((acc, u) => acc + ((A.get(s)?.get(u) as number) - (B.get(s)?.get(u) as number)), 0) / units.length,
+  }));
+  return { ...def, test: pairedTest(d, { seed: 1 }), perSeed };
+}
+
+const CHAIN_LABELS: Record<string, string> = { ft: "FT + QDC (mean)", kd: "FT+KD + auto compensator" };
+
+function summariseCurves(records: CurveRecord[], tasks: string[]): CurveSummary[] {
+  const out: CurveSummary[] = [];
+  for (const chain of [...new Set(records.map((r) => r.chain))]) {
+    const rs = records.filter((r) => r.chain === chain);
+    const fractions = rs[0]?.fractions as number[];
+    const seeds = [...new Set(rs.map((r) => r.seed))].sort((a, b) => a - b);
+    const oldTasks = [...new Set(rs.map((r) => r.j))].sort((a, b) => a - b);
+    const find = (seed: number, j: number, order: ReindexOrder) =>
+      rs.find((r) => r.seed === seed && r.j === j && r.order === order);
+    const pooled = {} as CurveSummary["pooled"];
+    const perTask: CurveSummary["perTask"] = {};
+    const reach90 = {} as CurveSummary["reach90"];
+    const reach90PerTask: CurveSummary["reach90PerTask"] = {};
+    for (const order of REINDEX_ORDERS) {
+      // per seed: the old tasks' scores pooled over their queries
+      const perSeed = seeds.map((seed) =>
+        fractions.map((_, i) => {
+          let sum = 0;
+          let q = 0;
+          for (const j of oldTasks) {
+            const r = find(seed, j, order);
+            if (!r) continue;
+            sum += (r.scores[i] as number) * r.queries;
+            q += r.queries;
+          }
+          return q ? sum / q : 0;
+        }),
+      );
+      const stats = fractions.map((_, i) => meanStd(perSeed.map((p) => p[i] as number)));
+      pooled[order] = { mean: stats.map((m) => m.mean as number), std: stats.map((m) => m.std) };
+      reach90[order] = fractionReaching(fractions, pooled[order].mean);
+      for (const j of oldTasks) {
+        const name = tasks[j - 1] as string;
+        const rows = seeds.map((seed) => find(seed, j, order)?.scores).filter((x): x is number[] => !!x);
+        const m = fractions.map((_, i) => meanStd(rows.map((r) => r[i] as number)).mean as number);
+        perTask[name] = { ...(perTask[name] ?? ({} as Record<ReindexOrder, number[]>)), [order]: m };
+        reach90PerTask[name] = {
+          ...(reach90PerTask[name] ?? ({} as Record<ReindexOrder, number | null>)),
+          [order]: fractionReaching(fractions, m),
+        };
+      }
+    }
+    const first = pooled.random.mean;
+    const gain = (first[first.length - 1] as number) - (first[0] as number);
+    const area = (o: ReindexOrder) => pooled[o].mean.reduce((a, v) => a + v, 0);
+    const reaching = REINDEX_ORDERS.filter((o) => reach90[o] != null);
+    const best = reaching.length
+      ? (reaching.sort(
+          (a, b) => (reach90[a] as number) - (reach90[b] as number) || area(b) - area(a),
+        )[0] as ReindexOrder)
+      : null;
+    out.push({
+      chain,
+      label: CHAIN_LABELS[chain] ?? chain,
+      compensation: rs[0]?.compensation as string,
+      fractions,
+      pooled,
+      perTask,
+      gain,
+      reach90,
+      reach90PerTask,
+      best,
+    });
+  }
+  return out;
+}
+
+export function summarise(input: ReportInput): BenchmarkReport {
   const n = input.tasks.length;
+  const seeds = input.seeds ?? [...new Set(input.cells.map((c) => c.seed ?? 0))].sort((a, b) => a - b);
   const settings: Record<string, SettingResult> = {};
+  const stat = (xs: (number | null)[]) => meanStd(xs.filter((v): v is number => v != null));
   for (const s of SETTINGS) {
-    const R: (number | null)[][] = Array.from({ length: n }, () => Array.from({ length: n }, () => null));
-    let any = false;
-    for (const c of input.cells) {
-      if (c.setting !== s) continue;
-      const v = c.scores[input.measure];
-      if (v === undefined) throw new Error(`cell ${s} T=${c.T} j=${c.j} has no ${input.measure}`);
-      (R[c.T - 1] as (number | null)[])[c.j - 1] = v;
-      any = true;
-    }
-    if (!any) continue;
-    const last = R[n - 1] as (number | null)[];
-    const lastFull = last.every((v) => v !== null);
-    const bwt: number[] = [];
-    const forget: number[] = [];
-    for (let j = 0; j < n - 1; j++) {
-      const diag = R[j]?.[j];
-      const fin = last[j];
-      if (diag == null || fin == null) continue;
-      bwt.push(fin - diag);
-      const seen = R.slice(j, n - 1)
-        .map((row) => row[j])
-        .filter((v): v is number => v != null);
-      forget.push(Math.max(...seen) - fin);
-    }
+    const per = seeds
+      .map((seed) =>
+        seedResult(
+          input.cells.filter((c) => (c.seed ?? seeds[0]) === seed),
+          s,
+          n,
+          input.measure,
+        ),
+      )
+      .filter((r): r is SeedResult => r !== null);
+    if (!per.length) continue;
+    const grid = (pick: (r: SeedResult) => number | null, field: "mean" | "std") => stat(per.map(pick))[field];
+    const R = Array.from({ length: n }, (_, T) =>
+      Array.from({ length: n }, (_, j) => grid((r) => r.R[T]?.[j] ?? null, "mean")),
+    );
+    const Rstd = Array.from({ length: n }, (_, T) =>
+      Array.from({ length: n }, (_, j) => grid((r) => r.R[T]?.[j] ?? null, "std")),
+    );
+    const all = <K extends "average" | "backwardTransfer" | "forgetting">(k: K) =>
+      per.every((r) => r[k] != null) ? stat(per.map((r) => r[k])) : { mean: null, std: null };
     settings[s] = {
       label: SETTING_LABELS[s],
       R,
-      average: lastFull ? mean(last as number[]) : null,
-      backwardTransfer: n > 1 && bwt.length === n - 1 ? mean(bwt) : null,
-      forgetting: n > 1 && forget.length === n - 1 ? mean(forget) : null,
+      average: all("average").mean,
+      backwardTransfer: all("backwardTransfer").mean,
+      forgetting: all("forgetting").mean,
+      seeds: per.length,
+      std: {
+        R: Rstd,
+        average: all("average").std,
+        backwardTransfer: all("backwardTransfer").std,
+        forgetting: all("forgetting").std,
+      },
     };
+  }
+  const comparisons: Comparison[] = [];
+  for (const def of COMPARISONS) {
+    const c = compare(input.cells, n, def);
+    if (c) comparisons.push(c);
+  }
+  // the best compensated setting (by its mean over the old tasks after the last task) vs re-indexed
+  const oldMean = (k: string) => {
+    const row = settings[k]?.R[n - 1]?.slice(0, n - 1) ?? [];
+    return row.length && row.every((v) => v != null) ? (mean(row as number[]) as number) : null;
+  };
+  const best = COMPENSATED.filter((k) => oldMean(k) != null).sort(
+    (a, b) => (oldMean(b) as number) - (oldMean(a) as number),
+  )[0];
+  if (best) {
+    const c = compare(input.cells, n, {
+      key: "best_compensated_vs_reindexed",
+      label: `best compensated (${SETTING_LABELS[best as SettingKey]}) vs its chain re-indexed`,
+      a: best,
+      b: REINDEXED_OF[best] as string,
+    });
+    if (c) comparisons.push(c);
   }
   return {
     name: input.name,
@@ -99,7 +360,10 @@ export function summarise(input: Omit<BenchmarkReport, "settings" | "totalSecond
     threads: input.threads,
     tasks: input.tasks,
     measure: input.measure,
+    seeds,
     settings,
+    comparisons,
+    curves: summariseCurves(input.curves ?? [], input.tasks),
     stages: input.stages,
     totalSeconds: input.stages.reduce((a, s) => a + s.seconds, 0),
     cells: input.cells,
@@ -109,18 +373,71 @@ export function summarise(input: Omit<BenchmarkReport, "settings" | "totalSecond
 const f = (v: number | null | undefined, signed = false) =>
   v == null ? "–" : `${signed && v > 0 ? "+" : ""}${(100 * v).toFixed(1)}`;
 
-/** Markdown: the last-task table, every setting's matrix, and the stage times. */
+/** A value × 100 with its standard deviation over seeds where there is one. */
+const fs = (v: number | null | undefined, sd: number | null | undefined, signed = false) =>
+  v == null ? "–" : sd == null ? f(v, signed) : `${f(v, signed)} ± ${(100 * sd).toFixed(1)}`;
+
+const pct = (v: number | null) => (v == null ? "never" : `${Math.round(100 * v)}%`);
+
+/** Markdown: the last-task table, comparisons, re-index curves, every setting's matrix, the stage times. */
 export function formatMarkdown(r: BenchmarkReport): string {
+  const n = r.tasks.length;
+  const multi = r.seeds.length > 1;
   const head = `| setting | ${r.tasks.join(" | ")} | average | BWT | forgetting |`;
   const sep = `|---|${r.tasks.map(() => "---:").join("|")}|---:|---:|---:|`;
   const rows = Object.values(r.settings).map(
     (s) =>
-      `| ${s.label} | ${(s.R[r.tasks.length - 1] ?? []).map((v) => f(v)).join(" | ")} | ${f(s.average)} | ${f(s.backwardTransfer, true)} | ${f(s.forgetting)} |`,
+      `| ${s.label}${multi && s.seeds < r.seeds.length ? ` (${s.seeds} seed${s.seeds > 1 ? "s" : ""})` : ""} | ${(s.R[n - 1] ?? []).map((v, j) => fs(v, s.std.R[n - 1]?.[j])).join(" | ")} | ${fs(s.average, s.std.average)} | ${fs(s.backwardTransfer, s.std.backwardTransfer, true)} | ${fs(s.forgetting, s.std.forgetting)} |`,
   );
+  const comparisons = r.comparisons.length
+    ? `## Paired comparisons after the last task (old tasks' queries pooled)
+
+Δ = a − b in ${r.measure} × 100 over the ${r.comparisons[0]?.test.n} test queries of the tasks before the last one${multi ? ` (per query the mean over ${r.seeds.length} seeds)` : ""}; 95% interval: percentile bootstrap over queries (10,000 resamples); p: two-sided randomisation (sign-flip) test.${multi ? " Per seed: Δ of that seed's means." : ""}
+
+| comparison (a vs b) | Δ | 95% interval | p |${multi ? " per seed |" : ""}
+|---|---:|---:|---:|${multi ? "---|" : ""}
+${r.comparisons
+  .map(
+    (c) =>
+      `| ${c.label} | ${f(c.test.delta, true)} | [${f(c.test.ci95[0], true)}, ${f(c.test.ci95[1], true)}] | ${c.test.p < 0.001 ? "< 0.001" : c.test.p.toFixed(3)} |${multi ? ` ${c.perSeed.map((p) => f(p.delta, true)).join(", ")} |` : ""}`,
+  )
+  .join("\n")}
+`
+    : "";
+  const curves = r.curves
+    .map((cv) => {
+      const fr = cv.fractions.map((x) => `${Math.round(100 * x)}%`);
+      const table = REINDEX_ORDERS.map(
+        (o) =>
+          `| ${ORDER_LABELS[o]} | ${cv.pooled[o].mean.map((v, i) => fs(v, cv.pooled[o].std[i])).join(" | ")} | ${pct(cv.reach90[o])} |`,
+      ).join("\n");
+      const tasks = Object.keys(cv.perTask);
+      const perTask = tasks
+        .map(
+          (t) =>
+            `| ${t} | ${f(cv.perTask[t]?.random[0])} | ${f(cv.perTask[t]?.random[cv.fractions.length - 1])} | ${REINDEX_ORDERS.map((o) => pct(cv.reach90PerTask[t]?.[o] ?? null)).join(" | ")} |`,
+        )
+        .join("\n");
+      return `### ${cv.label}: old tasks after the last task, the rest searched with ${cv.compensation}
+
+Pooled over the old tasks' queries${multi ? `, mean ± std over ${r.seeds.length} seeds` : ""}; full re-index gain ${f(cv.gain, true)}; best order: ${cv.best ? `${ORDER_LABELS[cv.best]} (90% of the gain at ${pct(cv.reach90[cv.best])})` : "none (re-indexing does not gain)"}.
+
+| order | ${fr.join(" | ")} | 90% of the gain at |
+|---|${fr.map(() => "---:").join("|")}|---:|
+${table}
+
+| task | none | full | ${REINDEX_ORDERS.map((o) => `90%: ${ORDER_LABELS[o]}`).join(" | ")} |
+|---|---:|---:|${REINDEX_ORDERS.map(() => "---:").join("|")}|
+${perTask}
+`;
+    })
+    .join("\n");
   const matrices = Object.values(r.settings)
     .map((s) => {
       const h = `| after \\ on | ${r.tasks.join(" | ")} |\n|---|${r.tasks.map(() => "---:").join("|")}|`;
-      const body = s.R.map((row, T) => `| ${r.tasks[T]} | ${row.map((v) => f(v)).join(" | ")} |`).join("\n");
+      const body = s.R.map(
+        (row, T) => `| ${r.tasks[T]} | ${row.map((v, j) => fs(v, s.std.R[T]?.[j])).join(" | ")} |`,
+      ).join("\n");
       return `**${s.label}**\n\n${h}\n${body}`;
     })
     .join("\n\n");
@@ -129,12 +446,13 @@ export function formatMarkdown(r: BenchmarkReport): string {
 
 ${r.measure} × 100 on each task after training on the last one (${r.tasks.join(" → ")}), the average over
 tasks, backward transfer (BWT: final − just-trained score, mean over earlier tasks) and forgetting
-(best earlier score − final, mean over earlier tasks). Machine: ${r.machine}; device ${r.device}, ${r.threads} threads.
+(best earlier score − final, mean over earlier tasks)${multi ? `; mean ± sample std over seeds ${r.seeds.join(", ")}` : `; seed ${r.seeds[0]}`}. Machine: ${r.machine}; device ${r.device}, ${r.threads} threads.
 
 ${head}
 ${sep}
 ${rows.join("\n")}
 
+${comparisons}${curves ? `\n## Re-index curves: ${r.measure} × 100 with a fraction of the corpus re-embedded\n\n${curves}` : ""}
 ## R[T][j]: ${r.measure} × 100 on task j (columns) after training on task T (rows)
 
 ${matrices}
@@ -351,7 +669,7 @@ export function renderSvg(r: BenchmarkReport): string {
   // bar chart geometry
   const barLabelW = Math.max(0, ...settings.map((s) => textWidth(s.label, FONT.bar)));
   const barX = Math.ceil(MARGIN + barLabelW + 8);
-  const valueW = textWidth("100.0", FONT.bar) + 6;
+  const valueW = textWidth("100.0 ± 10.0", FONT.bar) + 6;
   const missing = "not evaluated after every task";
 
   const width = Math.ceil(
@@ -431,9 +749,20 @@ export function renderSvg(r: BenchmarkReport): string {
       );
     } else {
       const w = frac(s.average) * barMax;
+      const sd = s.std.average;
+      const hi = sd == null ? w : frac(s.average + sd) * barMax;
       parts.push(
         `<rect class="bar" x="${barX}" y="${y}" width="${fmt(w)}" height="18" fill="${colour(s.average)}" stroke="#08306b" stroke-width="0.5"/>`,
-        `<text class="bar-value" x="${fmt(barX + w + 5)}" y="${y + 13}" font-size="${FONT.bar}">${(100 * s.average).toFixed(1)}</text>`,
+      );
+      if (sd != null) {
+        // ± one standard deviation over seeds
+        const lo = frac(s.average - sd) * barMax;
+        parts.push(
+          `<path class="error-bar" d="M${fmt(barX + lo)} ${y + 9}H${fmt(barX + hi)}M${fmt(barX + lo)} ${y + 5}V${y + 13}M${fmt(barX + hi)} ${y + 5}V${y + 13}" stroke="#000" stroke-width="1" fill="none"/>`,
+        );
+      }
+      parts.push(
+        `<text class="bar-value" x="${fmt(barX + Math.max(w, hi) + 5)}" y="${y + 13}" font-size="${FONT.bar}">${(100 * s.average).toFixed(1)}${sd == null ? "" : ` ± ${(100 * sd).toFixed(1)}`}</text>`,
       );
     }
     y += 24;
@@ -451,6 +780,77 @@ export function renderSvg(r: BenchmarkReport): string {
   parts.push(
     `<text class="axis-title" x="${fmt(barX + barMax / 2)}" y="${y}" font-size="${FONT.axis}" fill="#444" text-anchor="middle">${esc(`average ${r.measure} × 100`)}</text>`,
   );
+  // the re-index curves: pooled score against the fraction re-embedded, one line per order
+  for (const cv of r.curves) {
+    y += 28;
+    for (const line of wrapText(
+      `Re-index curves (${cv.label}): old tasks' ${r.measure} × 100 against the share of each corpus re-embedded`,
+      inner,
+      13,
+      true,
+    )) {
+      y += 13;
+      parts.push(
+        `<text class="chart-title" x="${MARGIN}" y="${y}" font-size="13" font-weight="bold">${esc(line)}</text>`,
+      );
+      y += 5;
+    }
+    y += 10;
+    const vals = REINDEX_ORDERS.flatMap((o) => cv.pooled[o].mean).map((v) => 100 * v);
+    const st = niceStep(Math.max(1e-6, Math.max(...vals) - Math.min(...vals)), 4);
+    const lo = Math.floor(Math.min(...vals) / st) * st;
+    const hi = Math.max(lo + st, Math.ceil(Math.max(...vals) / st) * st);
+    const ax = Math.ceil(
+      MARGIN + (TEXT_METRICS.ascent + TEXT_METRICS.descent) * FONT.axis + 6 + textWidth(fmt(hi), FONT.tick) + 6,
+    );
+    const legendW = Math.max(...REINDEX_ORDERS.map((o) => textWidth(ORDER_LABELS[o], FONT.legend))) + 30;
+    const cw = Math.max(160, Math.min(420, width - ax - MARGIN - legendW - 12));
+    const ch = 150;
+    const X = (fr: number) => ax + fr * cw;
+    const Y = (v: number) => y + ch - ((100 * v - lo) / (hi - lo)) * ch;
+    parts.push(`<g class="curves" data-chain="${esc(cv.chain)}">`);
+    parts.push(
+      `<rect x="${ax}" y="${y}" width="${fmt(cw)}" height="${ch}" fill="none" stroke="#444" stroke-width="0.5"/>`,
+    );
+    for (let v = lo; v <= hi + 1e-9; v += st) {
+      const yy = y + ch - ((v - lo) / (hi - lo)) * ch;
+      parts.push(
+        `<line x1="${ax - 4}" y1="${fmt(yy)}" x2="${ax}" y2="${fmt(yy)}" stroke="#444" stroke-width="0.5"/>`,
+        `<text class="axis-tick" x="${ax - 6}" y="${fmt(yy + 0.35 * FONT.tick)}" font-size="${FONT.tick}" text-anchor="end">${fmt(Number(v.toFixed(6)))}</text>`,
+      );
+    }
+    for (const fr of cv.fractions) {
+      parts.push(
+        `<line x1="${fmt(X(fr))}" y1="${y + ch}" x2="${fmt(X(fr))}" y2="${y + ch + 4}" stroke="#444" stroke-width="0.5"/>`,
+        `<text class="axis-tick" x="${fmt(X(fr))}" y="${y + ch + 4 + FONT.tick}" font-size="${FONT.tick}" text-anchor="middle">${Math.round(100 * fr)}</text>`,
+      );
+    }
+    const yTitle = y + ch / 2;
+    const xTitle = MARGIN + TEXT_METRICS.ascent * FONT.axis;
+    parts.push(
+      `<text class="axis-title" x="${fmt(xTitle)}" y="${fmt(yTitle)}" font-size="${FONT.axis}" fill="#444" text-anchor="middle" transform="rotate(-90 ${fmt(xTitle)} ${fmt(yTitle)})">${esc(`${r.measure} × 100`)}</text>`,
+      `<text class="axis-title" x="${fmt(ax + cw / 2)}" y="${y + ch + 4 + FONT.tick + 4 + FONT.axis}" font-size="${FONT.axis}" fill="#444" text-anchor="middle">% of the corpus re-embedded</text>`,
+    );
+    const colours: Record<ReindexOrder, string> = { random: "#7f7f7f", retrieved: "#1f77b4", drift: "#d62728" };
+    REINDEX_ORDERS.forEach((o, i) => {
+      const pts = cv.fractions.map((fr, k) => `${fmt(X(fr))},${fmt(Y(cv.pooled[o].mean[k] as number))}`);
+      parts.push(
+        `<polyline class="curve" data-order="${o}" points="${pts.join(" ")}" fill="none" stroke="${colours[o]}" stroke-width="1.5"/>`,
+      );
+      for (const p of pts) {
+        const [px, py] = p.split(",");
+        parts.push(`<circle cx="${px}" cy="${py}" r="2.5" fill="${colours[o]}"/>`);
+      }
+      const lx = ax + cw + 12;
+      const ly = y + 10 + i * 16;
+      parts.push(
+        `<line x1="${fmt(lx)}" y1="${ly}" x2="${fmt(lx + 18)}" y2="${ly}" stroke="${colours[o]}" stroke-width="2"/>`,
+        `<text class="legend-label" x="${fmt(lx + 22)}" y="${fmt(ly + 0.35 * FONT.legend)}" font-size="${FONT.legend}">${esc(ORDER_LABELS[o])}</text>`,
+      );
+    });
+    parts.push("</g>");
+    y += ch + 4 + FONT.tick + 4 + FONT.axis;
+  }
   const height = Math.ceil(y + FONT.axis * TEXT_METRICS.descent + MARGIN);
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">
 <defs><linearGradient id="scale" x1="0" x2="1" y1="0" y2="0"><stop offset="0" stop-color="${colour(0)}"/><stop offset="1" stop-color="${colour(scaleMax / 100)}"/></linearGradient></defs>

@@ -180,6 +180,21 @@ export class ExactIndex {
     return ids;
   }
 
+  /**
+   * Every row of one model version, in index order: its ids and a new [rows, dim] tensor (the
+   * caller disposes it). For analyses over a whole corpus, e.g. per-document drift estimates.
+   */
+  rowsOf(version: string): { ids: string[]; vectors: Tensor } {
+    const shards = this.manifest.shards.filter((s) => s.modelVersion === version);
+    if (!shards.length) throw new Error(`${this.dir}: no shard of model version ${version}`);
+    const ids = shards.flatMap((s) => this.shardIds(s));
+    const vectors = tidy(() => {
+      const parts = shards.map((s) => this.#rows(s, 0, s.rows, "cpu"));
+      return parts.length === 1 ? (parts[0] as Tensor).clone() : cat(parts, 0);
+    });
+    return { ids, vectors };
+  }
+
   /** Rows [start, start + len) of a shard: from the in-memory cache, or streamed from disk. */
   #rows(s: ShardInfo, start: number, len: number, device: string): Tensor {
     let t = this.#cache.get(s.file);

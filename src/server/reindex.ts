@@ -8,6 +8,7 @@
  * most the batch in flight and a restart simply continues. When every row is done the store is
  * optimised (compaction, ANN index brought up to date).
  */
+import { topByCount } from "../retrieval/reindex-order.js";
 import { asRows } from "../retrieval/rows.js";
 import type { StoreRow } from "../store/store.js";
 import type { SearchService } from "./service.js";
@@ -53,24 +54,6 @@ export interface ReindexOptions {
 }
 
 const STATES: ReindexState[] = ["idle", "running", "paused", "done", "failed"];
-
-/** The `n` entries with the highest counts, highest first (ties in the order given). */
-export function topByCount<T>(entries: [T, number][], n: number): [T, number][] {
-  if (entries.length <= n) return [...entries].sort((a, b) => b[1] - a[1]);
-  // the n-th largest count by a histogram of counts (counts are small integers), then one pass
-  const byCount = new Map<number, number>();
-  for (const [, c] of entries) byCount.set(c, (byCount.get(c) ?? 0) + 1);
-  let cut = 0;
-  let seen = 0;
-  for (const c of [...byCount.keys()].sort((a, b) => b - a)) {
-    seen += byCount.get(c) as number;
-    cut = c;
-    if (seen >= n) break;
-  }
-  const above = entries.filter(([, c]) => c > cut);
-  const at = entries.filter(([, c]) => c === cut).slice(0, n - above.length);
-  return [...above, ...at].sort((a, b) => b[1] - a[1]);
-}
 
 export class Reindexer {
   #status: ReindexStatus;

@@ -15,6 +15,7 @@
  */
 import { resolve } from "node:path";
 import { type CompensationMode, locateModel, modelRoots } from "../lineage/index.js";
+import { countRetrievals } from "../retrieval/reindex-order.js";
 import { searchVersions } from "../retrieval/store-search.js";
 import type { Filter, StoreHit, StoreState, VectorStore } from "../store/store.js";
 import {
@@ -362,7 +363,7 @@ export class SearchService {
         filter,
         single: Object.keys(counts).length === 1,
       });
-      for (const top of results) for (const h of top) this.retrievals.set(h.id, (this.retrievals.get(h.id) ?? 0) + 1);
+      countRetrievals(this.retrievals, results);
       const storeMs = performance.now() - t1;
       return {
         model: s.version,
