@@ -101,8 +101,53 @@ describe("continual retrieval benchmark (CI size)", () => {
     assert.equal((svg.match(/<rect class="cell" /g) ?? []).length, SETTINGS.length * 3);
     assert.deepEqual(
       r.stages.map((s: { stage: string }) => s.stage),
-      ["data", "base model", "mine negatives", "train FT", "train FT+KD", "train joint", "index + evaluate"],
+      [
+        "data",
+        "base model",
+        "mine negatives",
+        "train FT",
+        "train FT+KD",
+        "train joint",
+        "index + evaluate",
+        "re-index curves",
+      ],
     );
+    // FT+KD re-indexed: on the task just trained it is the same model on both sides as no re-index
+    assert.equal(R("kd_reindex")[1]![1], R("kd_no_reindex")[1]![1]);
+    // re-index curves of the old task: none re-embedded = the compensated cell, all = re-indexed
+    assert.equal(r.curves.length, 2);
+    for (const cv of r.curves as {
+      chain: string;
+      fractions: number[];
+      pooled: Record<string, { mean: number[] }>;
+      reach90: Record<string, number | null>;
+    }[]) {
+      const [comp, full] = cv.chain === "kd" ? ["kd_auto", "kd_reindex"] : ["ft_qdc", "ft_reindex"];
+      assert.deepEqual(cv.fractions, [0, 0.05, 0.1, 0.25, 0.5, 1]);
+      for (const order of ["random", "retrieved", "drift"]) {
+        const m = cv.pooled[order]!.mean;
+        assert.ok(Math.abs(m[0]! - R(comp!)[1]![0]!) < 1e-12, `${cv.chain} ${order} at 0%: ${m[0]} vs ${comp}`);
+        assert.ok(Math.abs(m[5]! - R(full!)[1]![0]!) < 1e-12, `${cv.chain} ${order} at 100%: ${m[5]} vs ${full}`);
+        const reach = cv.reach90[order];
+        assert.ok(reach === null ? m[5]! <= m[0]! : cv.fractions.includes(reach as number), `${order}: ${reach}`);
+      }
+    }
+    // paired comparisons over the 30 queries of the old task
+    const keys = r.comparisons.map((c: { key: string }) => c.key);
+    for (const k of ["qdc_vs_no_reindex", "auto_vs_qdc", "auto_vs_none", "kd_vs_ft", "kd_reindex_vs_kept"])
+      assert.ok(keys.includes(k), `comparison ${k}`);
+    for (const c of r.comparisons as {
+      a: string;
+      b: string;
+      test: { n: number; delta: number; ci95: number[]; p: number };
+    }[]) {
+      assert.equal(c.test.n, 30);
+      assert.ok(Math.abs(c.test.delta - (R(c.a)[1]![0]! - R(c.b)[1]![0]!)) < 1e-9, `${c.a} vs ${c.b}: Δ of the means`);
+      assert.ok(c.test.ci95[0]! <= c.test.delta + 1e-12 && c.test.delta <= c.test.ci95[1]! + 1e-12);
+      assert.ok(c.test.p > 0 && c.test.p <= 1);
+    }
+    assert.match(out, /## Paired comparisons/);
+    assert.match(out, /## Re-index curves/);
     // the evaluation's details are in the JSONL log, not on the terminal
     assert.doesNotMatch(first.stderr, /eval after/);
     const evals = readFileSync(join(dir, "run", "bench.log.jsonl"), "utf8")
@@ -114,9 +159,73 @@ describe("continual retrieval benchmark (CI size)", () => {
     assert.deepEqual(Object.keys(evals[0].scores), ["recip_rank_10", "recall_100", "ndcg_cut_10"]);
     // a rerun resumes: nothing is trained or evaluated again, the numbers are the same
     const before = readFileSync(join(dir, "run", "cells.jsonl"), "utf8");
+    const curvesBefore = readFileSync(join(dir, "run", "curves.jsonl"), "utf8");
     execFileSync("node", [cli, "bench", "run", "--config", join(dir, "ci.yaml")], { stdio: "pipe" });
     assert.equal(readFileSync(join(dir, "run", "cells.jsonl"), "utf8"), before);
+    assert.equal(readFileSync(join(dir, "run", "curves.jsonl"), "utf8"), curvesBefore);
     assert.deepEqual(JSON.parse(readFileSync(join(dir, "run", "results.json"), "utf8")).settings, r.settings);
+  });
+
+  it("with seeds: trains the chains per seed, shares what per_seed leaves out, reports mean ± std", () => {
+    const dir = mkdtempSync(join(tmpdir(), "qdc-bench-seeds-"));
+    const config = CONFIG.replace("seed: 0\n", "seed: 0\nseeds: [3, 4]\nper_seed: [train]\n").replace(
+      "joint: every",
+      "joint: final",
+    );
+    writeFileSync(join(dir, "ci.yaml"), config);
+    const run = spawnSync("node", [cli, "bench", "run", "--config", join(dir, "ci.yaml")], { encoding: "utf8" });
+    assert.equal(run.status, 0, run.stderr);
+    const r = JSON.parse(readFileSync(join(dir, "run", "results.json"), "utf8"));
+    assert.deepEqual(r.seeds, [3, 4]);
+    // one base model and one joint model (first seed), a chain per seed
+    assert.ok(existsSync(join(dir, "run", "base", "done.json")));
+    assert.ok(existsSync(join(dir, "run", "joint", "T2", "done.json")));
+    for (const s of [3, 4])
+      assert.ok(existsSync(join(dir, "run", `seed-${s}`, "kd", "wordnet", "drift", "auto.safetensors")));
+    assert.ok(!existsSync(join(dir, "run", "seed-3", "base")));
+    // the mean and sample std of the two seeds' cells, recomputed from the cells
+    const cell = (seed: number, setting: string) =>
+      r.cells.find(
+        (c: { seed: number; setting: string; T: number; j: number }) =>
+          c.seed === seed && c.setting === setting && c.T === 2 && c.j === 1,
+      ).scores.ndcg_cut_10 as number;
+    for (const setting of ["ft_no_reindex", "kd_auto", "kd_reindex"]) {
+      const [a, b] = [cell(3, setting), cell(4, setting)];
+      assert.ok(Math.abs(r.settings[setting].R[1][0] - (a + b) / 2) < 1e-12);
+      assert.ok(Math.abs(r.settings[setting].std.R[1][0] - Math.abs(a - b) / Math.SQRT2) < 1e-12);
+      assert.equal(r.settings[setting].seeds, 2);
+    }
+    assert.equal(r.settings.joint.seeds, 1);
+    assert.equal(r.settings.joint.std.average, null);
+    // per-seed deltas of a comparison are those of the seeds' means
+    const c = r.comparisons.find((x: { key: string }) => x.key === "kd_vs_ft");
+    assert.deepEqual(
+      c.perSeed.map((p: { seed: number }) => p.seed),
+      [3, 4],
+    );
+    for (const p of c.perSeed as { seed: number; delta: number }[])
+      assert.ok(Math.abs(p.delta - (cell(p.seed, "kd_no_reindex") - cell(p.seed, "ft_no_reindex"))) < 1e-9);
+    assert.match(run.stdout, /\| FT \+ QDC \(mean\) \| \d+\.\d ± \d+\.\d \|/);
+    assert.deepEqual(
+      r.stages.map((s: { stage: string }) => s.stage),
+      [
+        "data",
+        "base model",
+        "mine negatives",
+        "train FT (seed 3)",
+        "train FT+KD (seed 3)",
+        "train joint",
+        "index + evaluate (seed 3)",
+        "re-index curves (seed 3)",
+        "train FT (seed 4)",
+        "train FT+KD (seed 4)",
+        "index + evaluate (seed 4)",
+        "re-index curves (seed 4)",
+      ],
+    );
+    const svg = readFileSync(join(dir, "run", "figure.svg"), "utf8");
+    assert.ok((svg.match(/class="error-bar"/g) ?? []).length >= 8, "error bars on the averages");
+    assert.equal((svg.match(/<polyline class="curve"/g) ?? []).length, 6);
   });
 
   it("draws a figure whose text stays on the canvas, off the cells, with a legend and axis titles", () => {

@@ -44,7 +44,7 @@ import { runContinual } from "../train/continual.js";
 import { type TrainOptions, train } from "../train/trainer.js";
 import type { BenchmarkConfig } from "./config.js";
 import { evaluate, type Measure, measureLabel, parseMeasures, type Qrels } from "./metrics.js";
-import { type CurveRecord, REINDEX_ORDERS, taskCurves } from "./reindex-curves.js";
+import { type CurveRecord, MERGES, type Merge, REINDEX_ORDERS, taskCurves } from "./reindex-curves.js";
 import { type BenchmarkReport, SETTINGS, type SettingKey, summarise, writeReport } from "./report.js";
 import { runFromHits } from "./trec.js";
 
@@ -243,7 +243,7 @@ export async function prepareBase(c: BenchmarkConfig, tasks: TaskData[], opts: R
   }
   const p = c.base.pretrain;
   const dir = join(c.out, "base");
-  if (existsSync(join(dir, DONE))) return dir;
+  if (trained(dir, p.steps)) return dir;
   if (c.data.kind !== "offline")
     throw new Error("base.pretrain needs offline data (its general corpus); give base.init for BEIR data");
   const general = join(c.data.dir, "general", "train.jsonl");
@@ -392,7 +392,7 @@ async function trainJoint(
   for (const T of Ts) {
     const dir = join(c.out, "joint", `T${T}`);
     out.set(T, dir);
-    if (existsSync(join(dir, DONE))) continue;
+    if (trained(dir, c.train.steps * T)) continue;
     await trainOnce(c, opts, {
       data: tasks.slice(0, T).flatMap((t) => t.train),
       init: base,
@@ -406,6 +406,21 @@ async function trainJoint(
     });
   }
   return out;
+}
+
+/**
+ * Whether a model of the run folder is finished (done.json), for the steps asked: one finished with
+ * other steps (the config changed since) is an error rather than silently reused.
+ */
+function trained(dir: string, steps: number): boolean {
+  const file = join(dir, DONE);
+  if (!existsSync(file)) return false;
+  const done = JSON.parse(readFileSync(file, "utf8")) as { steps?: number };
+  if (done.steps !== undefined && done.steps !== steps)
+    throw new Error(
+      `${dir} was trained with ${done.steps} steps and the config now asks for ${steps}: give the run another --out (or delete ${dir})`,
+    );
+  return true;
 }
 
 /** One training run with the benchmark's shared settings (resumable), marked done when finished. */
@@ -672,7 +687,8 @@ class Workbench {
     const c = this.c;
     const file = join(c.out, "curves.jsonl");
     const n = this.tasks.length;
-    const key = (r: { chain: string; j: number; order: string }) => `${r.chain}/${r.j}/${r.order}`;
+    const key = (r: { chain: string; j: number; order: string; merge: string }) =>
+      `${r.chain}/${r.j}/${r.order}/${r.merge}`;
     const done = new Map<string, CurveRecord>();
     for (const r of readRecords<CurveRecord>(file))
       if (JSON.stringify(r.fractions) === JSON.stringify(rc.fractions)) done.set(key(r), { ...r, seed });
@@ -684,7 +700,9 @@ class Workbench {
     ] as const) {
       const final = dirs[n - 1] as string;
       for (let j = 1; j < n; j++) {
-        const have = REINDEX_ORDERS.map((order) => done.get(key({ chain, j, order })));
+        const have = MERGES.flatMap((merge) =>
+          REINDEX_ORDERS.map((order) => done.get(key({ chain, j, order, merge }))),
+        );
         if (have.every((r) => r)) {
           out.push(...(have as CurveRecord[]));
           continue;
@@ -721,28 +739,30 @@ class Workbench {
             sampleNew,
             seed: seed * 1000 + j,
           });
-          for (const order of REINDEX_ORDERS) {
-            const r: CurveRecord = {
-              seed,
-              chain,
-              compensation: mode,
-              j,
-              task: t.name,
-              order,
-              fractions: rc.fractions,
-              scores: curves[order],
-              queries: t.queries.length,
-            };
-            appendFileSync(file, `${JSON.stringify(r)}\n`);
-            appendFileSync(
-              this.events,
-              `${JSON.stringify({ event: "reindex-curve", ...r, at: new Date().toISOString() })}\n`,
-            );
-            out.push(r);
-          }
-          log(
-            `[${c.name}] re-index curves ${chain} on ${t.name}: ${REINDEX_ORDERS.map((o) => `${o} ${curves[o].map((v) => (100 * v).toFixed(1)).join("/")}`).join("; ")}`,
-          );
+          for (const merge of MERGES)
+            for (const order of REINDEX_ORDERS) {
+              const r: CurveRecord = {
+                seed,
+                chain,
+                compensation: mode,
+                j,
+                task: t.name,
+                order,
+                merge,
+                fractions: rc.fractions,
+                scores: curves[merge][order],
+                queries: t.queries.length,
+              };
+              appendFileSync(file, `${JSON.stringify(r)}\n`);
+              appendFileSync(
+                this.events,
+                `${JSON.stringify({ event: "reindex-curve", ...r, at: new Date().toISOString() })}\n`,
+              );
+              out.push(r);
+            }
+          const show = (m: Merge) =>
+            REINDEX_ORDERS.map((o) => `${o} ${curves[m][o].map((v) => (100 * v).toFixed(1)).join("/")}`).join("; ");
+          log(`[${c.name}] re-index curves ${chain} on ${t.name}: ${show("calibrated")} (raw scores: ${show("raw")})`);
         } finally {
           traffic.dispose();
           sampleOld.dispose();

@@ -4,20 +4,31 @@
  * for three orders — random; most retrieved first (the service's policy, with retrieval counts from
  * simulated traffic); predicted drift first (src/drift/predicted-drift.ts). The mixed search is the
  * service's: queries routed per version by QueryRouter, each version's top k among its own
- * documents, merged by mergeHits.
+ * documents, the older version's scores calibrated onto the current model's scale from a sample of
+ * its rows embedded by both (src/retrieval/calibration.ts), merged by mergeHits. The same merge on
+ * raw scores is measured beside it.
  */
 import { Rng } from "../data/rng.js";
 import { predictDrift, sampleResiduals } from "../drift/predicted-drift.js";
 import type { ExactIndex } from "../index/exact-index.js";
+import { type Calibration, calibrate, calibrateHits } from "../retrieval/calibration.js";
 import { type Hit, mergeHits } from "../retrieval/hit.js";
 import { byScore, countRetrievals, retrievedFirst } from "../retrieval/reindex-order.js";
 import type { QueryRouter } from "../retrieval/router.js";
+import { tensorRows } from "../retrieval/rows.js";
 import type { Tensor } from "../tensor/index.js";
 import { evaluate, type Measure, type Qrels } from "./metrics.js";
 import { runFromHits } from "./trec.js";
 
 export const REINDEX_ORDERS = ["random", "retrieved", "drift"] as const;
 export type ReindexOrder = (typeof REINDEX_ORDERS)[number];
+
+/** How hits of the two versions are merged: with the older version's scores calibrated (the service), or raw. */
+export const MERGES = ["calibrated", "raw"] as const;
+export type Merge = (typeof MERGES)[number];
+
+/** Reference rows of the older version the calibration is computed from (the service's sample size). */
+export const CALIBRATION_ROWS = 256;
 
 export const ORDER_LABELS: Record<ReindexOrder, string> = {
   random: "random",
@@ -34,6 +45,7 @@ export interface CurveRecord {
   j: number;
   task: string;
   order: ReindexOrder;
+  merge: Merge;
   fractions: number[];
   scores: number[];
   queries: number;
@@ -54,16 +66,16 @@ function firstWhere(ranked: Hit[], keep: (h: Hit) => boolean, k: number): Hit[] 
  * rest rows of the old one: `oldRanked` / `newRanked` rank every document by its old vector with the
  * compensated query / its new vector with the model's own query.
  */
-export function mixedHits(oldRanked: Hit[][], newRanked: Hit[][], reembedded: ReadonlySet<string>, k: number): Hit[][] {
-  return oldRanked.map((old, i) =>
-    mergeHits(
-      [
-        firstWhere(old, (h) => !reembedded.has(h.id), k),
-        firstWhere(newRanked[i] ?? [], (h) => reembedded.has(h.id), k),
-      ],
-      k,
-    ),
-  );
+export function mixedHits(
+  oldRanked: Hit[][],
+  newRanked: Hit[][],
+  reembedded: ReadonlySet<string>,
+  k: number,
+  calibration?: Calibration,
+): Hit[][] {
+  const olds = oldRanked.map((old) => firstWhere(old, (h) => !reembedded.has(h.id), k));
+  const onScale = calibration ? calibrateHits(olds, calibration) : olds;
+  return onScale.map((old, i) => mergeHits([old, firstWhere(newRanked[i] ?? [], (h) => reembedded.has(h.id), k)], k));
 }
 
 export interface TaskCurveInput {
@@ -88,46 +100,73 @@ export interface TaskCurveInput {
   seed: number;
 }
 
-/** Every order's curve for one old task (scores: the measure's mean over the test queries). */
-export function taskCurves(o: TaskCurveInput): Record<ReindexOrder, number[]> {
+/** Every order's curve for one old task, per merge (scores: the measure's mean over the test queries). */
+export function taskCurves(o: TaskCurveInput): Record<Merge, Record<ReindexOrder, number[]>> {
   const { ids, vectors } = o.oldIndex.rowsOf(o.oldVersion);
+  const newRows = o.newIndex.rowsOf(o.newIndex.versions[0] as string);
   const N = ids.length;
   const compensated = o.router.chain(o.oldVersion)(o.queries);
   const compensatedTraffic = o.router.chain(o.oldVersion)(o.traffic);
-  let oldRanked: Hit[][];
-  const counts = new Map<string, number>();
   try {
+    if (newRows.ids.join("\n") !== ids.join("\n")) throw new Error("the two indexes hold different documents");
     const only = (q: Tensor) => (v: string) => (v === o.oldVersion ? q : null);
-    oldRanked = o.oldIndex.search(o.queries, N, { transform: only(compensated) });
+    const oldRanked = o.oldIndex.search(o.queries, N, { transform: only(compensated) });
+    const counts = new Map<string, number>();
     countRetrievals(counts, o.oldIndex.search(o.traffic, 10, { transform: only(compensatedTraffic) }));
+    const newRanked = o.newIndex.search(o.queries, N);
+    // orders: documents no traffic retrieved follow in the store's order (here: a random one)
+    const rng = new Rng(o.seed);
+    const random = rng.sample(N, N).map((i) => ids[i] as string);
+    const retrieved = retrievedFirst(random, counts);
+    const mapped = o.router.chain(o.oldVersion)(o.sampleNew);
+    let predicted: Float32Array;
+    try {
+      predicted = predictDrift(vectors, o.sampleOld, sampleResiduals(o.sampleOld, mapped));
+    } finally {
+      if (mapped !== o.sampleNew) mapped.dispose();
+    }
+    const orders: Record<ReindexOrder, string[]> = { random, retrieved, drift: byScore(ids, predicted) };
+    const [qOldRows, qNewRows, oldDocRows, newDocRows] = [compensated, o.queries, vectors, newRows.vectors].map(
+      tensorRows,
+    ) as [Float32Array[], Float32Array[], Float32Array[], Float32Array[]];
+    const out = { calibrated: {}, raw: {} } as Record<Merge, Record<ReindexOrder, number[]>>;
+    for (const order of REINDEX_ORDERS) {
+      const scores = { calibrated: [] as number[], raw: [] as number[] };
+      for (const f of o.fractions) {
+        const reembedded = new Set(orders[order].slice(0, Math.round(f * N)));
+        // the service's reference: a sample of the rows still of the older version, embedded by both
+        const still = rng
+          .sample(N, N)
+          .filter((i) => !reembedded.has(ids[i] as string))
+          .slice(0, CALIBRATION_ROWS);
+        const calibration =
+          reembedded.size && still.length >= 2
+            ? calibrate(qOldRows, qNewRows, {
+                old: still.map((i) => oldDocRows[i] as Float32Array),
+                new: still.map((i) => newDocRows[i] as Float32Array),
+              })
+            : undefined;
+        for (const merge of MERGES) {
+          const hits = mixedHits(
+            oldRanked,
+            newRanked,
+            reembedded,
+            o.k,
+            merge === "calibrated" ? calibration : undefined,
+          );
+          const e = evaluate(o.qrels, runFromHits(o.queryIds, hits), [o.measure]);
+          scores[merge].push(e.mean[Object.keys(e.mean)[0] as string] as number);
+        }
+      }
+      for (const merge of MERGES) out[merge][order] = scores[merge];
+    }
+    return out;
   } finally {
     if (compensated !== o.queries) compensated.dispose();
     if (compensatedTraffic !== o.traffic) compensatedTraffic.dispose();
-  }
-  const newRanked = o.newIndex.search(o.queries, N);
-  // orders: documents no traffic retrieved follow in the store's order (here: a random one)
-  const rng = new Rng(o.seed);
-  const random = rng.sample(N, N).map((i) => ids[i] as string);
-  const retrieved = retrievedFirst(random, counts);
-  const mapped = o.router.chain(o.oldVersion)(o.sampleNew);
-  let predicted: Float32Array;
-  try {
-    predicted = predictDrift(vectors, o.sampleOld, sampleResiduals(o.sampleOld, mapped));
-  } finally {
-    if (mapped !== o.sampleNew) mapped.dispose();
     vectors.dispose();
+    newRows.vectors.dispose();
   }
-  const orders: Record<ReindexOrder, string[]> = { random, retrieved, drift: byScore(ids, predicted) };
-  const out = {} as Record<ReindexOrder, number[]>;
-  for (const order of REINDEX_ORDERS) {
-    out[order] = o.fractions.map((f) => {
-      const reembedded = new Set(orders[order].slice(0, Math.round(f * N)));
-      const hits = mixedHits(oldRanked, newRanked, reembedded, o.k);
-      const e = evaluate(o.qrels, runFromHits(o.queryIds, hits), [o.measure]);
-      return e.mean[Object.keys(e.mean)[0] as string] as number;
-    });
-  }
-  return out;
 }
 
 /**

@@ -77,6 +77,8 @@ export interface Comparison {
 /** One chain's re-index curves summarised over seeds, pooled over the old tasks' queries. */
 export interface CurveSummary {
   chain: string;
+  /** how the versions' hits were merged: calibrated scores (the service) or raw */
+  merge: string;
   label: string;
   compensation: string;
   fractions: number[];
@@ -225,8 +227,10 @@ const CHAIN_LABELS: Record<string, string> = { ft: "FT + QDC (mean)", kd: "FT+KD
 
 function summariseCurves(records: CurveRecord[], tasks: string[]): CurveSummary[] {
   const out: CurveSummary[] = [];
-  for (const chain of [...new Set(records.map((r) => r.chain))]) {
-    const rs = records.filter((r) => r.chain === chain);
+  const groups = [...new Set(records.map((r) => `${r.chain}\t${r.merge}`))];
+  for (const g of groups) {
+    const [chain, merge] = g.split("\t") as [string, string];
+    const rs = records.filter((r) => r.chain === chain && r.merge === merge);
     const fractions = rs[0]?.fractions as number[];
     const seeds = [...new Set(rs.map((r) => r.seed))].sort((a, b) => a - b);
     const oldTasks = [...new Set(rs.map((r) => r.j))].sort((a, b) => a - b);
@@ -276,7 +280,8 @@ function summariseCurves(records: CurveRecord[], tasks: string[]): CurveSummary[
       : null;
     out.push({
       chain,
-      label: CHAIN_LABELS[chain] ?? chain,
+      merge,
+      label: `${CHAIN_LABELS[chain] ?? chain}${merge === "raw" ? ", raw scores merged" : ""}`,
       compensation: rs[0]?.compensation as string,
       fractions,
       pooled,

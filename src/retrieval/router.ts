@@ -2,11 +2,13 @@
  * Queries of one model routed to every model version an index or store holds: its own version
  * natively, older versions through the compensation chain along the lineage. The chains are loaded
  * once per target and checked before any work, so a version the model cannot reach is an error
- * (naming the fit command) up front, not in the middle of a search.
+ * (naming the fit command) up front, not in the middle of a search. Compensated queries are
+ * normalised, so scores against every version are cosines (a map such as q − Δ changes the norm,
+ * which a single-version ranking ignores but a merge across versions does not).
  */
 import { resolve } from "node:path";
 import { type CompensationMode, compensationChain, modelRoots, versionId, versionOf } from "../lineage/index.js";
-import type { Tensor } from "../tensor/index.js";
+import { normalize, type Tensor, tidy } from "../tensor/index.js";
 
 export class QueryRouter {
   /** the model's version (its content id) */
@@ -33,7 +35,12 @@ export class QueryRouter {
   chain(target: string): (q: Tensor) => Tensor {
     let c = this.#chains.get(target);
     if (!c) {
-      c = this.#own(target) ? (q: Tensor) => q : compensationChain(this.dir, target, this.mode, this.roots);
+      if (this.#own(target)) c = (q: Tensor) => q;
+      else {
+        // compensated queries are normalised again, so that every version's scores are cosines
+        const chain = compensationChain(this.dir, target, this.mode, this.roots);
+        c = this.mode === "none" ? chain : (q: Tensor) => tidy(() => normalize(chain(q)));
+      }
       this.#chains.set(target, c);
     }
     return c;

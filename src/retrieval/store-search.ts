@@ -1,10 +1,12 @@
 /**
  * A search of a vector store across the model versions it holds, given each version's query
  * vectors (the query model's own, or compensated into that version's space): one store call per
- * version with every query, merged per query without duplicates. The service and
- * `qdc upgrade check` search this way.
+ * version with every query, merged per query without duplicates — older versions' scores first put
+ * on the current model's scale where a calibration is given (src/retrieval/calibration.ts). The
+ * service and `qdc upgrade check` search this way.
  */
 import type { Filter, StoreHit, VectorStore } from "../store/store.js";
+import { type Calibration, calibrateHits } from "./calibration.js";
 import { mergeHits } from "./hit.js";
 
 export async function searchVersions(
@@ -16,6 +18,8 @@ export async function searchVersions(
     filter?: Filter;
     /** the store holds this one version only: searched without a version filter */
     single?: boolean;
+    /** per older version, the map of its scores onto the current model's scale */
+    calibrations?: Record<string, Calibration>;
   } = {},
 ): Promise<StoreHit[][]> {
   const targets = Object.keys(vectors);
@@ -28,7 +32,9 @@ export async function searchVersions(
         version: single ? undefined : v,
       });
       // a row of a version that appeared meanwhile is dropped
-      return single ? hits.map((h) => h.filter((x) => x.version === v)) : hits;
+      const own = single ? hits.map((h) => h.filter((x) => x.version === v)) : hits;
+      const c = opts.calibrations?.[v];
+      return c ? calibrateHits(own, c) : own;
     }),
   );
   return Array.from({ length: n }, (_, i) =>

@@ -15,9 +15,10 @@
  */
 import { resolve } from "node:path";
 import { type CompensationMode, locateModel, modelRoots } from "../lineage/index.js";
+import { type Calibration, calibrate, type Reference } from "../retrieval/calibration.js";
 import { countRetrievals } from "../retrieval/reindex-order.js";
 import { searchVersions } from "../retrieval/store-search.js";
-import type { Filter, StoreHit, StoreState, VectorStore } from "../store/store.js";
+import type { Filter, StoreHit, StoreRow, StoreState, VectorStore } from "../store/store.js";
 import {
   type Encoder,
   EncoderExited,
@@ -89,7 +90,7 @@ export interface SearchResult {
   /** the model version that embedded the queries */
   model: string;
   /** per store version searched: rows and the compensation applied to reach them */
-  versions: Record<string, { rows: number; compensation: string }>;
+  versions: Record<string, { rows: number; compensation: string; calibrated?: boolean }>;
   results: StoreHit[][];
   timings: { waitMs: number; embedMs: number; compensateMs: number; storeMs: number; batch: number };
 }
@@ -100,6 +101,9 @@ interface Pending {
   resolve: (r: { vectors: QueryVectors; embedMs: number; compensateMs: number; batch: number }) => void;
   reject: (e: Error) => void;
 }
+
+/** Rows of an older version embedded by the current model to calibrate its scores (src/retrieval/calibration.ts). */
+const CALIBRATION_ROWS = 256;
 
 const defaultLog = (e: Record<string, unknown>) =>
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
@@ -125,6 +129,11 @@ export class SearchService {
   readonly log: (event: Record<string, unknown>) => void;
   /** retrievals per document id (for re-indexing the most retrieved first) */
   readonly retrievals = new Map<string, number>();
+  /**
+   * per (current model, older version): rows of the older version embedded by both, for putting
+   * its scores on the current model's scale in mixed-version searches ("pending" while embedded)
+   */
+  readonly #references = new Map<string, Reference | "pending">();
 
   private constructor(
     opts: ServiceOptions,
@@ -359,9 +368,11 @@ export class SearchService {
       const t1 = performance.now();
       // one call per version with all the request's query vectors; with a single version in the
       // store the version filter is left out
+      const calibrations = this.#calibrations(s, targets, vectors.rows);
       const results = await searchVersions(this.store, vectors.rows, k, {
         filter,
         single: Object.keys(counts).length === 1,
+        calibrations,
       });
       countRetrievals(this.retrievals, results);
       const storeMs = performance.now() - t1;
@@ -370,7 +381,11 @@ export class SearchService {
         versions: Object.fromEntries(
           targets.map((v) => [
             v,
-            { rows: counts[v] ?? 0, compensation: v === s.version ? "none" : (s.spec.mode as string) },
+            {
+              rows: counts[v] ?? 0,
+              compensation: v === s.version ? "none" : (s.spec.mode as string),
+              ...(v === s.version || targets.length < 2 ? {} : { calibrated: calibrations?.[v] !== undefined }),
+            },
           ]),
         ),
         results,
@@ -379,6 +394,59 @@ export class SearchService {
       };
     } finally {
       this.#release(s);
+    }
+  }
+
+  /**
+   * The score calibrations of a mixed-version search: for each older version whose reference is
+   * ready. A missing reference is built in the background (its first rows, embedded by the current
+   * model with the re-index encoder); until then that version's scores are merged as they are.
+   */
+  #calibrations(
+    s: ModelState,
+    targets: string[],
+    rows: Record<string, Float32Array[]>,
+  ): Record<string, Calibration> | undefined {
+    const own = rows[s.version];
+    if (targets.length < 2 || !own) return undefined;
+    const out: Record<string, Calibration> = {};
+    for (const v of targets) {
+      const q = rows[v];
+      if (v === s.version || !q) continue;
+      const key = `${s.version}>${v}`;
+      const ref = this.#references.get(key);
+      if (ref === undefined) {
+        this.#references.set(key, "pending");
+        void this.#reference(s.version, v, key);
+      } else if (ref !== "pending") out[v] = calibrate(q, own, ref);
+    }
+    return out;
+  }
+
+  async #reference(version: string, old: string, key: string): Promise<void> {
+    try {
+      const it = this.store.iterate(old, CALIBRATION_ROWS);
+      const first: StoreRow[] = (await it.next()).value ?? [];
+      await it.return(undefined);
+      if (first.length < 2) {
+        this.#references.delete(key);
+        return;
+      }
+      const vectors = await this.embedDocuments(
+        version,
+        first.map((r) => r.text),
+      );
+      this.#references.set(key, { old: first.map((r) => r.vector), new: vectors });
+      this.log({ level: "info", event: "calibration-reference", model: version, version: old, rows: first.length });
+    } catch (e) {
+      this.#references.delete(key);
+      this.log({
+        level: "warn",
+        event: "calibration-failed",
+        model: version,
+        version: old,
+        message: (e as Error).message,
+      });
     }
   }
 
@@ -506,6 +574,7 @@ export class SearchService {
         }
       }
       this.#state = next; // one assignment: requests after it use the new model, earlier ones keep theirs
+      this.#references.clear();
       this.#unreachable.clear();
       if (prev.version !== next.version) {
         prev.retired = true;
