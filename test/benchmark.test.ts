@@ -115,7 +115,10 @@ describe("continual retrieval benchmark (CI size)", () => {
     // FT+KD re-indexed: on the task just trained it is the same model on both sides as no re-index
     assert.equal(R("kd_reindex")[1]![1], R("kd_no_reindex")[1]![1]);
     // re-index curves of the old task: none re-embedded = the compensated cell, all = re-indexed
-    assert.equal(r.curves.length, 2);
+    assert.deepEqual(
+      r.curves.map((c: { chain: string; merge: string }) => `${c.chain}/${c.merge}`),
+      ["ft/calibrated", "ft/raw", "kd/calibrated", "kd/raw"],
+    );
     for (const cv of r.curves as {
       chain: string;
       fractions: number[];
@@ -225,7 +228,7 @@ describe("continual retrieval benchmark (CI size)", () => {
     );
     const svg = readFileSync(join(dir, "run", "figure.svg"), "utf8");
     assert.ok((svg.match(/class="error-bar"/g) ?? []).length >= 8, "error bars on the averages");
-    assert.equal((svg.match(/<polyline class="curve"/g) ?? []).length, 6);
+    assert.equal((svg.match(/<polyline class="curve"/g) ?? []).length, 12, "3 orders × 2 chains × 2 merges");
   });
 
   it("draws a figure whose text stays on the canvas, off the cells, with a legend and axis titles", () => {
@@ -247,8 +250,26 @@ describe("continual retrieval benchmark (CI size)", () => {
       tasks,
       measure: "ndcg_cut_10",
       cells,
+      // re-index curves of the old tasks, with values spread over a wide range
+      curves: ["ft", "kd"].flatMap((chain) =>
+        (["random", "retrieved", "drift"] as const).flatMap((order) =>
+          [1, 2, 3, 4].map((j) => ({
+            seed: 0,
+            chain,
+            compensation: chain === "ft" ? "mean" : "auto",
+            j,
+            task: tasks[j - 1] as string,
+            order,
+            merge: "calibrated" as const,
+            fractions: [0, 0.05, 0.1, 0.25, 0.5, 1],
+            scores: [0.3, 0.1 * j, 0.35, 0.02 * j, 0.5, 0.42],
+            queries: 200,
+          })),
+        ),
+      ),
       stages: [],
     });
+    assert.equal(report.curves.length, 2);
     const svg = renderSvg(report);
     const [, W, H] = (/^<svg [^>]*width="(\d+)" height="(\d+)"/.exec(svg) ?? []).map(Number) as number[];
     const attrs = (s: string) => Object.fromEntries([...s.matchAll(/([\w-]+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
@@ -286,7 +307,7 @@ describe("continual retrieval benchmark (CI size)", () => {
     const inside = (a: Box, b: Box) =>
       a.x0 >= b.x0 - 0.5 && a.x1 <= b.x1 + 0.5 && a.y0 >= b.y0 - 0.5 && a.y1 <= b.y1 + 0.5;
     const canvas = { x0: 0, y0: 0, x1: W!, y1: H! };
-    assert.equal(cellBoxes.length, 7 * 15 + 5);
+    assert.equal(cellBoxes.length, (SETTINGS.length - 1) * 15 + 5);
     for (const t of texts) {
       assert.ok(inside(t.box, canvas), `'${t.text}' (${t.cls}) leaves the ${W}×${H} canvas: ${JSON.stringify(t.box)}`);
       if (t.cls === "value")

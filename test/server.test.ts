@@ -14,6 +14,8 @@ import { fitBetweenModels } from "../src/drift/between-models.js";
 import { hashModel } from "../src/lineage/index.js";
 import { EmbeddingModel } from "../src/models/embedding-model.js";
 import { topByCount } from "../src/retrieval/reindex-order.js";
+import { QueryRouter } from "../src/retrieval/router.js";
+import { tensorRows } from "../src/retrieval/rows.js";
 import { loadCorpus } from "../src/server/load.js";
 import type { ReindexOptions } from "../src/server/reindex.js";
 import type { SearchService } from "../src/server/service.js";
@@ -377,5 +379,77 @@ describe("re-index order", () => {
       ["g", "b", "d", "c", "e", "f", "a"],
     );
     assert.deepEqual(topByCount(entries, 0), []);
+  });
+});
+
+describe("mixed-version score calibration", () => {
+  it("puts an older version's scores on the current model's scale once its reference is embedded", async () => {
+    const events: Record<string, unknown>[] = [];
+    const { oldDir, newDir, store, service } = await reindexFixture("qdc-calib-", 40, (e) => events.push(e));
+    try {
+      const oldName = hashModel(oldDir);
+      const newName = hashModel(newDir);
+      await service.upgrade(newDir);
+      const m = EmbeddingModel.load(newDir);
+      const text = (i: number) => `notes ${i} on the ${WORDS[i % 16]} and the ${WORDS[(i * 7 + 3) % 16]}`;
+      const rows = (ids: number[]) => tensorRows(m.encode(ids.map(text), { kind: "document" }));
+      // half the corpus re-embedded, as a re-index half-way through leaves it
+      const half = Array.from({ length: 20 }, (_, i) => 2 * i);
+      const fresh = rows(half);
+      await store.upsert(
+        half.map((i, k) => ({
+          id: `doc${i}`,
+          text: text(i),
+          fields: { lang: i % 3 ? "en" : "de" },
+          version: newName,
+          vector: fresh[k] as Float32Array,
+        })),
+      );
+      service.invalidate();
+      const first = await service.search(["the ocean"], 40);
+      assert.equal(first.versions[oldName]?.calibrated, false, "the reference is not embedded yet");
+      for (let i = 0; i < 200 && !events.some((e) => e.event === "calibration-reference"); i++)
+        await new Promise((r) => setTimeout(r, 25));
+      assert.ok(
+        events.some((e) => e.event === "calibration-reference" && e.rows === 20),
+        JSON.stringify(events),
+      );
+      const r = await service.search(["the ocean"], 40);
+      assert.equal(r.versions[oldName]?.calibrated, true);
+      // by hand: raw cosines of the compensated query with the old rows, the native query with the
+      // new rows; the reference = the 20 old rows, embedded by both models
+      const q = m.encode(["the ocean"], { kind: "query" });
+      const qOld = tensorRows(new QueryRouter(newDir, "mean").chain(oldName)(q))[0] as Float32Array;
+      const qNew = tensorRows(q)[0] as Float32Array;
+      const stored = new Map<string, Float32Array>();
+      for await (const batch of store.iterate(oldName, 100))
+        for (const row of batch) stored.set(row.id, Float32Array.from(row.vector));
+      const odd = Array.from({ length: 20 }, (_, i) => 2 * i + 1);
+      const refNew = rows(odd);
+      const dot = (a: Float32Array, b: Float32Array) => a.reduce((s, v, i) => s + v * (b[i] as number), 0);
+      const moments = (xs: number[]) => {
+        const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+        return [mean, Math.sqrt(xs.reduce((a, x) => a + (x - mean) ** 2, 0) / xs.length)] as const;
+      };
+      const [mo, so] = moments(odd.map((i) => dot(qOld, stored.get(`doc${i}`) as Float32Array)));
+      const [mn, sn] = moments(refNew.map((v) => dot(qNew, v)));
+      const a = sn / so;
+      const b = mn - a * mo;
+      assert.ok(Math.abs(a - 1) + Math.abs(b) > 0.01, `a calibration that changes the scores (a ${a}, b ${b})`);
+      const hits = r.results[0] ?? [];
+      assert.equal(hits.length, 40);
+      for (const h of hits) {
+        const i = Number(h.id.slice(3));
+        const want =
+          h.version === oldName
+            ? a * dot(qOld, stored.get(h.id) as Float32Array) + b
+            : dot(qNew, fresh[half.indexOf(i)] as Float32Array);
+        assert.ok(Math.abs(h.score - want) < 1e-4, `${h.id} (${h.version}): ${h.score} vs ${want}`);
+      }
+      for (let i = 1; i < hits.length; i++) assert.ok((hits[i - 1]?.score as number) >= (hits[i]?.score as number));
+      m.dispose();
+    } finally {
+      await service.close();
+    }
   });
 });
