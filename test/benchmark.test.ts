@@ -166,6 +166,30 @@ describe("continual retrieval benchmark (CI size)", () => {
     execFileSync("node", [cli, "bench", "run", "--config", join(dir, "ci.yaml")], { stdio: "pipe" });
     assert.equal(readFileSync(join(dir, "run", "cells.jsonl"), "utf8"), before);
     assert.equal(readFileSync(join(dir, "run", "curves.jsonl"), "utf8"), curvesBefore);
+    // calibration changes the merge of a partly re-embedded corpus
+    const records = curvesBefore
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { chain: string; order: string; merge: string; scores: number[] });
+    const differs = records.some((a) =>
+      records.some(
+        (b) =>
+          a.chain === b.chain &&
+          a.order === b.order &&
+          a.merge === "calibrated" &&
+          b.merge === "raw" &&
+          a.scores.slice(1, -1).some((v, i) => v !== b.scores[i + 1]),
+      ),
+    );
+    assert.ok(differs, "calibrated and raw merges differ somewhere between 0% and 100%");
+    // other curve parameters: the curves are computed again, the cells reused
+    writeFileSync(join(dir, "ci.yaml"), `${CONFIG}reindex_curves: { traffic: 50, sample: 40 }\n`);
+    execFileSync("node", [cli, "bench", "run", "--config", join(dir, "ci.yaml")], { stdio: "pipe" });
+    assert.equal(readFileSync(join(dir, "run", "cells.jsonl"), "utf8"), before);
+    const after = readFileSync(join(dir, "run", "curves.jsonl"), "utf8")
+      .trim()
+      .split("\n");
+    assert.equal(after.length, 2 * records.length, "every curve computed again with the new parameters");
     assert.deepEqual(JSON.parse(readFileSync(join(dir, "run", "results.json"), "utf8")).settings, r.settings);
   });
 
@@ -199,6 +223,7 @@ describe("continual retrieval benchmark (CI size)", () => {
       assert.equal(r.settings[setting].seeds, 2);
     }
     assert.equal(r.settings.joint.seeds, 1);
+    assert.equal(r.settings.zero_shot.seeds, 1, "the shared base is evaluated once");
     assert.equal(r.settings.joint.std.average, null);
     // per-seed deltas of a comparison are those of the seeds' means
     const c = r.comparisons.find((x: { key: string }) => x.key === "kd_vs_ft");
@@ -227,7 +252,7 @@ describe("continual retrieval benchmark (CI size)", () => {
       ],
     );
     const svg = readFileSync(join(dir, "run", "figure.svg"), "utf8");
-    assert.ok((svg.match(/class="error-bar"/g) ?? []).length >= 8, "error bars on the averages");
+    assert.equal((svg.match(/class="error-bar"/g) ?? []).length, SETTINGS.length - 2, "error bars on the averages of every setting trained per seed");
     assert.equal((svg.match(/<polyline class="curve"/g) ?? []).length, 12, "3 orders × 2 chains × 2 merges");
   });
 

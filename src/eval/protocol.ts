@@ -38,6 +38,7 @@ import { bertConfig } from "../models/config.js";
 import { EmbeddingModel } from "../models/embedding-model.js";
 import { Tokenizer } from "../models/tokenizer.js";
 import { buildWordPieceVocab, writeWordPieceVocab } from "../models/wordpiece-vocab.js";
+import { CALIBRATION_ROWS } from "../retrieval/calibration.js";
 import { QueryRouter } from "../retrieval/router.js";
 import { getNumThreads, type Tensor, tidy } from "../tensor/index.js";
 import { runContinual } from "../train/continual.js";
@@ -67,6 +68,8 @@ export interface Cell {
   queryModel: string;
   indexModel: string;
   compensation: string;
+  /** results per query the measures were computed on */
+  k?: number;
   /** after the last task: the primary measure per test query (for paired comparisons) */
   perQuery?: Record<string, number>;
 }
@@ -146,7 +149,14 @@ export async function runBenchmark(c: BenchmarkConfig, opts: RunOptions = {}): P
     // 6. indexes and evaluation, 7. re-index curves of the old tasks
     const bench = await Workbench.open(t.c, withTrain, events);
     try {
-      const models = { base, ft, kd, joint };
+      // settings whose models are shared by every seed are evaluated with the first seed only
+      const models = {
+        base,
+        ft,
+        kd,
+        joint,
+        shared: s !== first && !perSeed.has("base") ? (["zero_shot"] as SettingKey[]) : [],
+      };
       cells.push(
         ...(await stage(`index + evaluate${t.tag}`, () =>
           bench.cells(models, s, { log, progress: opts.progress === true }),
@@ -450,6 +460,8 @@ interface Models {
   ft: string[];
   kd: string[];
   joint: Map<number, string>;
+  /** settings not evaluated here: their models are shared with (and evaluated by) the first seed */
+  shared?: SettingKey[];
 }
 
 interface EvalTask {
@@ -461,6 +473,7 @@ interface EvalTask {
 
 /** The (query model, index model, compensation) of a setting's cell, or null where it has none. */
 function plan(setting: SettingKey, T: number, j: number, m: Models): [string, string, CompensationMode] | null {
+  if (m.shared?.includes(setting)) return null;
   const ft = (i: number) => m.ft[i - 1] as string;
   const kd = (i: number) => m.kd[i - 1] as string;
   switch (setting) {
@@ -625,15 +638,22 @@ class Workbench {
         let evaluated = 0;
         for (let j = 1; j <= T; j++) {
           for (const setting of SETTINGS) {
+            const p = plan(setting, T, j, models);
+            if (!p) continue;
+            const [queryModel, indexModel, mode] = p;
+            // a recorded cell is reused only for the same models and compensation (and k)
             const prev = done.get(`${setting}/${T}/${j}`);
-            if (prev) {
+            if (
+              prev &&
+              prev.queryModel === queryModel &&
+              prev.indexModel === indexModel &&
+              prev.compensation === mode &&
+              (prev.k ?? c.eval.k) === c.eval.k
+            ) {
               cells.push(prev);
               bar?.increment(1, { cell: "" });
               continue;
             }
-            const p = plan(setting, T, j, models);
-            if (!p) continue;
-            const [queryModel, indexModel, mode] = p;
             const t = this.#task(j);
             bar?.update({ cell: `${setting} after ${this.tasks[T - 1]?.name} on ${t.name}` });
             const idx = this.index(indexModel, j);
@@ -650,7 +670,17 @@ class Workbench {
               ),
               measures,
             );
-            const cell: Cell = { seed, setting, T, j, scores: e.mean, queryModel, indexModel, compensation: mode };
+            const cell: Cell = {
+              seed,
+              setting,
+              T,
+              j,
+              scores: e.mean,
+              queryModel,
+              indexModel,
+              compensation: mode,
+              k: c.eval.k,
+            };
             if (T === n)
               cell.perQuery = Object.fromEntries([...e.perQuery].map(([qid, row]) => [qid, row[primary] as number]));
             appendFileSync(cellsFile, `${JSON.stringify(cell)}\n`);
@@ -690,8 +720,18 @@ class Workbench {
     const key = (r: { chain: string; j: number; order: string; merge: string }) =>
       `${r.chain}/${r.j}/${r.order}/${r.merge}`;
     const done = new Map<string, CurveRecord>();
-    for (const r of readRecords<CurveRecord>(file))
-      if (JSON.stringify(r.fractions) === JSON.stringify(rc.fractions)) done.set(key(r), { ...r, seed });
+    const params = (chain: string, j: number, dirs: string[]) =>
+      JSON.stringify({
+        fractions: rc.fractions,
+        traffic: rc.traffic,
+        sample: rc.sample,
+        k: c.eval.k,
+        calibrationRows: CALIBRATION_ROWS,
+        old: versionOf(dirs[j - 1] as string),
+        final: versionOf(dirs[n - 1] as string),
+        chain,
+      });
+    const records = readRecords<CurveRecord>(file);
     const measure = parseMeasures(c.eval.measure)[0] as Measure;
     const out: CurveRecord[] = [];
     for (const [chain, dirs, mode] of [
@@ -700,6 +740,9 @@ class Workbench {
     ] as const) {
       const final = dirs[n - 1] as string;
       for (let j = 1; j < n; j++) {
+        const fingerprint = params(chain, j, dirs);
+        for (const r of records)
+          if (r.chain === chain && r.j === j && r.params === fingerprint) done.set(key(r), { ...r, seed });
         const have = MERGES.flatMap((merge) =>
           REINDEX_ORDERS.map((order) => done.get(key({ chain, j, order, merge }))),
         );
@@ -713,16 +756,25 @@ class Workbench {
           Math.max(rc.traffic, rc.sample),
         );
         const docs = [...new Set(rows.slice(0, rc.sample).map((r) => r.document))];
-        const traffic = this.#encode(
-          final,
-          rows.slice(0, rc.traffic).map((r) => r.query),
-          "query",
-        );
-        const sampleOld = this.#encode(old, docs, "document");
-        const sampleNew = this.#encode(final, docs, "document");
-        const oldIndex = this.index(old, j);
-        const newIndex = this.index(final, j);
+        const held: { dispose(): void }[] = [];
+        const hold = <T extends { dispose(): void }>(x: T): T => {
+          held.push(x);
+          return x;
+        };
         try {
+          const traffic = hold(
+            this.#encode(
+              final,
+              rows.slice(0, rc.traffic).map((r) => r.query),
+              "query",
+            ),
+          );
+          const sampleOld = hold(this.#encode(old, docs, "document"));
+          const sampleNew = hold(this.#encode(final, docs, "document"));
+          const oldIndex = this.index(old, j);
+          held.push({ dispose: () => oldIndex.close() });
+          const newIndex = this.index(final, j);
+          held.push({ dispose: () => newIndex.close() });
           const curves = taskCurves({
             oldIndex,
             newIndex,
@@ -752,6 +804,7 @@ class Workbench {
                 fractions: rc.fractions,
                 scores: curves[merge][order],
                 queries: t.queries.length,
+                params: fingerprint,
               };
               appendFileSync(file, `${JSON.stringify(r)}\n`);
               appendFileSync(
@@ -764,11 +817,7 @@ class Workbench {
             REINDEX_ORDERS.map((o) => `${o} ${curves[m][o].map((v) => (100 * v).toFixed(1)).join("/")}`).join("; ");
           log(`[${c.name}] re-index curves ${chain} on ${t.name}: ${show("calibrated")} (raw scores: ${show("raw")})`);
         } finally {
-          traffic.dispose();
-          sampleOld.dispose();
-          sampleNew.dispose();
-          oldIndex.close();
-          newIndex.close();
+          for (const x of held) x.dispose();
         }
       }
     }

@@ -11,7 +11,7 @@
 import { Rng } from "../data/rng.js";
 import { predictDrift, sampleResiduals } from "../drift/predicted-drift.js";
 import type { ExactIndex } from "../index/exact-index.js";
-import { type Calibration, calibrate, calibrateHits } from "../retrieval/calibration.js";
+import { CALIBRATION_ROWS, type Calibration, calibrate, calibrateHits } from "../retrieval/calibration.js";
 import { type Hit, mergeHits } from "../retrieval/hit.js";
 import { byScore, countRetrievals, retrievedFirst } from "../retrieval/reindex-order.js";
 import type { QueryRouter } from "../retrieval/router.js";
@@ -26,9 +26,6 @@ export type ReindexOrder = (typeof REINDEX_ORDERS)[number];
 /** How hits of the two versions are merged: with the older version's scores calibrated (the service), or raw. */
 export const MERGES = ["calibrated", "raw"] as const;
 export type Merge = (typeof MERGES)[number];
-
-/** Reference rows of the older version the calibration is computed from (the service's sample size). */
-export const CALIBRATION_ROWS = 256;
 
 export const ORDER_LABELS: Record<ReindexOrder, string> = {
   random: "random",
@@ -49,6 +46,8 @@ export interface CurveRecord {
   fractions: number[];
   scores: number[];
   queries: number;
+  /** what the record was computed with (parameters and model ids): reused only when they match */
+  params?: string;
 }
 
 /** The first `k` hits of a ranked list that satisfy `keep`. */
@@ -129,23 +128,22 @@ export function taskCurves(o: TaskCurveInput): Record<Merge, Record<ReindexOrder
     const [qOldRows, qNewRows, oldDocRows, newDocRows] = [compensated, o.queries, vectors, newRows.vectors].map(
       tensorRows,
     ) as [Float32Array[], Float32Array[], Float32Array[], Float32Array[]];
+    // the store's order is the random one: its first rows are the reference
+    const position = new Map(ids.map((id, i) => [id, i]));
+    const reference = random.slice(0, CALIBRATION_ROWS).map((id) => position.get(id) as number);
+    const refRows = {
+      old: reference.map((i) => oldDocRows[i] as Float32Array),
+      new: reference.map((i) => newDocRows[i] as Float32Array),
+    };
     const out = { calibrated: {}, raw: {} } as Record<Merge, Record<ReindexOrder, number[]>>;
     for (const order of REINDEX_ORDERS) {
       const scores = { calibrated: [] as number[], raw: [] as number[] };
       for (const f of o.fractions) {
         const reembedded = new Set(orders[order].slice(0, Math.round(f * N)));
-        // the service's reference: a sample of the rows still of the older version, embedded by both
-        const still = rng
-          .sample(N, N)
-          .filter((i) => !reembedded.has(ids[i] as string))
-          .slice(0, CALIBRATION_ROWS);
+        // the service's reference: the first rows of the older version in store order, embedded by
+        // both (fixed once, as the service fixes it at the first mixed search)
         const calibration =
-          reembedded.size && still.length >= 2
-            ? calibrate(qOldRows, qNewRows, {
-                old: still.map((i) => oldDocRows[i] as Float32Array),
-                new: still.map((i) => newDocRows[i] as Float32Array),
-              })
-            : undefined;
+          reembedded.size && reference.length >= 2 ? calibrate(qOldRows, qNewRows, refRows) : undefined;
         for (const merge of MERGES) {
           const hits = mixedHits(
             oldRanked,

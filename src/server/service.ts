@@ -15,7 +15,7 @@
  */
 import { resolve } from "node:path";
 import { type CompensationMode, locateModel, modelRoots } from "../lineage/index.js";
-import { type Calibration, calibrate, type Reference } from "../retrieval/calibration.js";
+import { CALIBRATION_ROWS, type Calibration, calibrate, type Reference } from "../retrieval/calibration.js";
 import { countRetrievals } from "../retrieval/reindex-order.js";
 import { searchVersions } from "../retrieval/store-search.js";
 import type { Filter, StoreHit, StoreRow, StoreState, VectorStore } from "../store/store.js";
@@ -102,9 +102,6 @@ interface Pending {
   reject: (e: Error) => void;
 }
 
-/** Rows of an older version embedded by the current model to calibrate its scores (src/retrieval/calibration.ts). */
-const CALIBRATION_ROWS = 256;
-
 const defaultLog = (e: Record<string, unknown>) =>
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
 
@@ -133,7 +130,7 @@ export class SearchService {
    * per (current model, older version): rows of the older version embedded by both, for putting
    * its scores on the current model's scale in mixed-version searches ("pending" while embedded)
    */
-  readonly #references = new Map<string, Reference | "pending">();
+  readonly #references = new Map<string, Reference | "pending" | { retryAt: number }>();
 
   private constructor(
     opts: ServiceOptions,
@@ -415,21 +412,24 @@ export class SearchService {
       if (v === s.version || !q) continue;
       const key = `${s.version}>${v}`;
       const ref = this.#references.get(key);
-      if (ref === undefined) {
+      if (ref === undefined || (typeof ref === "object" && "retryAt" in ref && performance.now() >= ref.retryAt)) {
         this.#references.set(key, "pending");
         void this.#reference(s.version, v, key);
-      } else if (ref !== "pending") out[v] = calibrate(q, own, ref);
+      } else if (ref !== "pending" && "old" in ref) out[v] = calibrate(q, own, ref);
     }
     return out;
   }
 
+  /** Builds the reference of `old` for the current model `version`; a failure is retried 30 s later at the earliest. */
   async #reference(version: string, old: string, key: string): Promise<void> {
+    const m = this.acquire();
     try {
+      if (m.version !== version) return; // upgraded meanwhile: the next mixed search asks again
       const it = this.store.iterate(old, CALIBRATION_ROWS);
       const first: StoreRow[] = (await it.next()).value ?? [];
       await it.return(undefined);
       if (first.length < 2) {
-        this.#references.delete(key);
+        this.#references.set(key, { retryAt: performance.now() + 30_000 });
         return;
       }
       const vectors = await this.embedDocuments(
@@ -439,7 +439,7 @@ export class SearchService {
       this.#references.set(key, { old: first.map((r) => r.vector), new: vectors });
       this.log({ level: "info", event: "calibration-reference", model: version, version: old, rows: first.length });
     } catch (e) {
-      this.#references.delete(key);
+      this.#references.set(key, { retryAt: performance.now() + 30_000 });
       this.log({
         level: "warn",
         event: "calibration-failed",
@@ -447,6 +447,10 @@ export class SearchService {
         version: old,
         message: (e as Error).message,
       });
+    } finally {
+      m.release();
+      // a reference for a model no longer served is dropped
+      if (this.#state.version !== version) this.#references.delete(key);
     }
   }
 
