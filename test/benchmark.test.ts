@@ -252,7 +252,11 @@ describe("continual retrieval benchmark (CI size)", () => {
       ],
     );
     const svg = readFileSync(join(dir, "run", "figure.svg"), "utf8");
-    assert.equal((svg.match(/class="error-bar"/g) ?? []).length, SETTINGS.length - 2, "error bars on the averages of every setting trained per seed");
+    assert.equal(
+      (svg.match(/class="error-bar"/g) ?? []).length,
+      SETTINGS.length - 2,
+      "error bars on the averages of every setting trained per seed",
+    );
     assert.equal((svg.match(/<polyline class="curve"/g) ?? []).length, 12, "3 orders × 2 chains × 2 merges");
   });
 
