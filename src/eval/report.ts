@@ -93,13 +93,17 @@ export interface CurveSummary {
   best: ReindexOrder | null;
 }
 
-export interface BenchmarkReport {
+/** What a run was: its name, where it ran, its tasks and its primary measure. */
+export interface RunInfo {
   name: string;
   machine: string;
   device: string;
   threads: number;
   tasks: string[];
   measure: string;
+}
+
+export interface BenchmarkReport extends RunInfo {
   seeds: number[];
   settings: Record<string, SettingResult>;
   comparisons: Comparison[];
@@ -118,13 +122,7 @@ export interface ReportCell {
   perQuery?: Record<string, number>;
 }
 
-export interface ReportInput {
-  name: string;
-  machine: string;
-  device: string;
-  threads: number;
-  tasks: string[];
-  measure: string;
+export interface ReportInput extends RunInfo {
   seeds?: number[];
   cells: ReportCell[];
   curves?: CurveRecord[];
