@@ -122,6 +122,16 @@ describe("resume", () => {
     );
   });
 
+  it("checkpoints by default about ten times a run, so a crash loses at most a tenth of it", async () => {
+    const { checkpointEvery: _, ...defaults } = small;
+    const base = { ...defaults, steps: 120 };
+    const out = tmp();
+    await assert.rejects(train({ ...base, out, crashAfter: 77 }), /simulated crash/);
+    // every ⌈120 / 10⌉ = 12 steps, at least 50 apart: the checkpoint of step 50 is there
+    const r = await train({ ...base, out, resume: true });
+    assert.equal(r.resumedFrom, 50);
+  });
+
   it("a checkpoint is never passed over: without --resume it is named, torn it is refused, half-replaced it is recovered", async () => {
     const base = { ...small, steps: 4 };
     const out = tmp();

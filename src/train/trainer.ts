@@ -335,7 +335,9 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
       : null;
   bar?.start(o.steps, start, { rate: "0", loss: "-" });
   const t0 = Date.now();
-  const every = o.checkpointEvery ?? Math.max(1, Math.min(500, o.steps));
+  // by default about ten checkpoints a run (at least 50 steps apart, at most 500), so a killed run
+  // loses a tenth of its steps at most; a run of ≤ 50 steps keeps only its final state
+  const every = o.checkpointEvery ?? Math.min(500, Math.max(50, Math.ceil(o.steps / 10)));
   let ran = 0;
   try {
     for (let step = start; step < o.steps; step++) {
