@@ -24,6 +24,7 @@ import {
   readLineage,
   writeLineage,
 } from "../src/lineage/index.js";
+import { buildApp } from "../src/server/http.js";
 import { loadCorpus } from "../src/server/load.js";
 import { Reindexer } from "../src/server/reindex.js";
 import { SearchService } from "../src/server/service.js";
@@ -241,6 +242,18 @@ describe("any-to-any: a model of another size over a store it did not build", ()
         String(st.error),
         /embeds 96-d vectors and the store holds 64-d ones: .*re-indexes into a new store/,
       );
+      // over HTTP the start is refused (409), not answered as a re-index that has begun
+      const app = buildApp(service, reindexer, { token: "t0ken" });
+      const res = await app.inject({
+        method: "POST",
+        url: "/admin/reindex",
+        headers: { authorization: "Bearer t0ken", "content-type": "application/json" },
+        payload: { action: "start" },
+      });
+      assert.equal(res.statusCode, 409);
+      assert.equal(res.json().error, "reindex_refused");
+      assert.match(res.json().message, /embeds 96-d vectors and the store holds 64-d ones/);
+      await app.close();
     } finally {
       await service.close();
     }

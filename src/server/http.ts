@@ -57,6 +57,7 @@ export type ErrorCode =
   | "unsupported_media_type"
   | "upgrade_refused"
   | "nothing_to_roll_back"
+  | "reindex_refused"
   | "internal";
 
 class HttpError extends Error {
@@ -536,7 +537,19 @@ export function buildApp(service: SearchService, reindexer: Reindexer, opts: Htt
     },
     async (req) => {
       const action = (req.body as { action: "start" | "pause" | "resume" | "status" }).action;
-      return publicStatus(action === "status" ? reindexer.status : await reindexer[action]());
+      const status = action === "status" ? reindexer.status : await reindexer[action]();
+      // a re-index the store cannot take (another dimension) is refused, not reported as started
+      if (
+        (action === "start" || action === "resume") &&
+        status.state === "failed" &&
+        service.model.dimension !== service.store.schema.dim
+      )
+        throw new HttpError(
+          409,
+          "reindex_refused",
+          redactPaths(status.error ?? "the re-index cannot run", await knownVersions()),
+        );
+      return publicStatus(status);
     },
   );
 
