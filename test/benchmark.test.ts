@@ -110,8 +110,20 @@ describe("continual retrieval benchmark (CI size)", () => {
         "train joint",
         "index + evaluate",
         "re-index curves",
+        "drift per step",
       ],
     );
+    // drift per step, and the one-step gains read off the matrices
+    assert.deepEqual(
+      r.steps.map((s: { task: string }) => s.task),
+      ["foldoc", "wordnet"],
+    );
+    for (const st of r.steps as { drift: Record<string, number>; picked: string[] }[]) {
+      for (const chain of ["ft", "kd"]) assert.ok(st.drift[chain]! > 0 && st.drift[chain]! < 2, JSON.stringify(st));
+      assert.equal(st.picked.length, 1);
+    }
+    assert.ok(Math.abs(r.steps[1].oneStep.ftQdc - (R("ft_qdc")[1]![0]! - R("ft_no_reindex")[1]![0]!)) < 1e-12);
+    assert.match(out, /## Drift per step/);
     // FT+KD re-indexed: on the task just trained it is the same model on both sides as no re-index
     assert.equal(R("kd_reindex")[1]![1], R("kd_no_reindex")[1]![1]);
     // re-index curves of the old task: none re-embedded = the compensated cell, all = re-indexed
@@ -245,10 +257,12 @@ describe("continual retrieval benchmark (CI size)", () => {
         "train joint",
         "index + evaluate (seed 3)",
         "re-index curves (seed 3)",
+        "drift per step (seed 3)",
         "train FT (seed 4)",
         "train FT+KD (seed 4)",
         "index + evaluate (seed 4)",
         "re-index curves (seed 4)",
+        "drift per step (seed 4)",
       ],
     );
     const svg = readFileSync(join(dir, "run", "figure.svg"), "utf8");

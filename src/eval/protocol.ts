@@ -31,6 +31,7 @@ import { buildBenchmark } from "../corpora/build.js";
 import { readQrels } from "../data/beir.js";
 import { RowStream } from "../data/pairs.js";
 import { readAllIdTexts } from "../data/texts.js";
+import { loadCompensator } from "../drift/fit.js";
 import { driftAfterTask } from "../drift/task-drift.js";
 import { ExactIndex } from "../index/exact-index.js";
 import { type CompensationMode, versionOf } from "../lineage/index.js";
@@ -40,13 +41,13 @@ import { Tokenizer } from "../models/tokenizer.js";
 import { buildWordPieceVocab, writeWordPieceVocab } from "../models/wordpiece-vocab.js";
 import { CALIBRATION_ROWS } from "../retrieval/calibration.js";
 import { QueryRouter } from "../retrieval/router.js";
-import { getNumThreads, type Tensor, tidy } from "../tensor/index.js";
+import { cosineSimilarity, getNumThreads, type Tensor, tidy } from "../tensor/index.js";
 import { runContinual } from "../train/continual.js";
 import { type TrainOptions, train } from "../train/trainer.js";
 import type { BenchmarkConfig } from "./config.js";
 import { evaluate, type Measure, measureLabel, parseMeasures, type Qrels } from "./metrics.js";
 import { type CurveRecord, MERGES, type Merge, REINDEX_ORDERS, taskCurves } from "./reindex-curves.js";
-import { type BenchmarkReport, SETTINGS, type SettingKey, summarise, writeReport } from "./report.js";
+import { type BenchmarkReport, SETTINGS, type SettingKey, type StepRecord, summarise, writeReport } from "./report.js";
 import { runFromHits } from "./trec.js";
 
 export interface TaskData {
@@ -123,6 +124,7 @@ export async function runBenchmark(c: BenchmarkConfig, opts: RunOptions = {}): P
   const bases = new Map<string, { base: string; train: string[][] }>();
   const cells: Cell[] = [];
   const curves: CurveRecord[] = [];
+  const steps: StepRecord[] = [];
   for (const s of seeds) {
     // 2. base model, 3. hard negatives mined with it
     const b = scoped(s, "base");
@@ -165,6 +167,7 @@ export async function runBenchmark(c: BenchmarkConfig, opts: RunOptions = {}): P
       const rc = c.reindex_curves;
       if (rc && tasks.length > 1)
         curves.push(...(await stage(`re-index curves${t.tag}`, () => bench.curves(models, s, rc, log))));
+      steps.push(...(await stage(`drift per step${t.tag}`, () => bench.steps(models, s))));
     } finally {
       bench.close();
     }
@@ -179,6 +182,7 @@ export async function runBenchmark(c: BenchmarkConfig, opts: RunOptions = {}): P
     seeds,
     cells,
     curves,
+    steps,
     stages: stageTotals(events, stages),
   });
   writeReport(c.out, report);
@@ -819,6 +823,65 @@ class Workbench {
         } finally {
           for (const x of held) x.dispose();
         }
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Per fine-tuning step of each chain: how far the queries moved (1 − mean cosine between the
+   * parent's and the child's embeddings of a sample of the task's training queries), and for the
+   * FT+KD chain what `auto` picked and its held-out MRR@10 against identity on its fit sample (from
+   * the compensator's record). Kept in steps.jsonl.
+   */
+  async steps(models: Models, seed: number): Promise<StepRecord[]> {
+    const c = this.c;
+    const file = join(c.out, "steps.jsonl");
+    const n = this.tasks.length;
+    const done = new Map(readRecords<StepRecord>(file).map((r) => [`${r.chain}/${r.t}/${r.child}`, r]));
+    const out: StepRecord[] = [];
+    for (const [chain, dirs] of [
+      ["ft", models.ft],
+      ["kd", models.kd],
+    ] as const) {
+      for (let t = 1; t <= n; t++) {
+        const child = dirs[t - 1] as string;
+        const parent = t === 1 ? models.base : (dirs[t - 2] as string);
+        const prev = done.get(`${chain}/${t}/${versionOf(child)}`);
+        if (prev) {
+          out.push({ ...prev, seed });
+          continue;
+        }
+        const rows = await new RowStream(this.tasks[t - 1]?.train as string[], { shuffle: true, seed }).next(
+          Math.min(1000, c.drift_queries),
+        );
+        const texts = rows.map((r) => r.query);
+        const a = this.#encode(parent, texts, "query");
+        const b = this.#encode(child, texts, "query");
+        const drift = tidy(() => 1 - (cosineSimilarity(a, b).mean().item() as number));
+        a.dispose();
+        b.dispose();
+        const r: StepRecord = {
+          seed,
+          chain,
+          t,
+          task: this.tasks[t - 1]?.name as string,
+          child: versionOf(child),
+          drift,
+        };
+        const auto = join(child, "drift", "auto.safetensors");
+        if (existsSync(auto)) {
+          const { compensator, fittedOn } = loadCompensator(auto);
+          compensator.dispose();
+          const a = (fittedOn as { auto?: { picked: string; scores: Record<string, number> } }).auto;
+          if (a) {
+            r.picked = a.picked;
+            r.heldOutIdentity = a.scores.identity;
+            r.heldOutPicked = a.scores[a.picked];
+          }
+        }
+        appendFileSync(file, `${JSON.stringify(r)}\n`);
+        out.push(r);
       }
     }
     return out;

@@ -108,6 +108,7 @@ export interface BenchmarkReport extends RunInfo {
   settings: Record<string, SettingResult>;
   comparisons: Comparison[];
   curves: CurveSummary[];
+  steps: StepSummary[];
   stages: { stage: string; seconds: number; device: string }[];
   totalSeconds: number;
   cells: ReportCell[];
@@ -122,10 +123,44 @@ export interface ReportCell {
   perQuery?: Record<string, number>;
 }
 
+/** One fine-tuning step of a chain: how far its queries moved, and what auto made of it. */
+export interface StepRecord {
+  seed: number;
+  chain: string;
+  /** the task trained in this step (1-based) */
+  t: number;
+  task: string;
+  /** the child model's version */
+  child: string;
+  /** 1 − mean cosine between parent and child embeddings of the task's training queries */
+  drift: number;
+  /** FT+KD: auto's pick, and its held-out MRR@10 on the fit sample against identity's */
+  picked?: string;
+  heldOutIdentity?: number;
+  heldOutPicked?: number;
+}
+
+/** A step summarised over seeds, beside what compensating one step gained on the test queries. */
+export interface StepSummary {
+  t: number;
+  task: string;
+  drift: Record<string, number>;
+  /** auto's picks over the seeds */
+  picked: string[];
+  /** auto's held-out MRR@10 gain over identity on its fit sample (mean over seeds) */
+  heldOutGain: number | null;
+  /**
+   * test gain of compensating one step (after training on t, on task t − 1, whose index is the
+   * previous model's): setting − its no-compensation counterpart, mean over seeds
+   */
+  oneStep: { ftQdc: number | null; kdQdc: number | null; kdAuto: number | null };
+}
+
 export interface ReportInput extends RunInfo {
   seeds?: number[];
   cells: ReportCell[];
   curves?: CurveRecord[];
+  steps?: StepRecord[];
   stages: { stage: string; seconds: number; device: string }[];
 }
 
@@ -293,6 +328,45 @@ function summariseCurves(records: CurveRecord[], tasks: string[]): CurveSummary[
   return out;
 }
 
+function summariseSteps(
+  records: StepRecord[],
+  tasks: string[],
+  settings: Record<string, SettingResult>,
+): StepSummary[] {
+  const out: StepSummary[] = [];
+  const oneStep = (a: string, b: string, t: number) => {
+    const x = settings[a]?.R[t - 1]?.[t - 2];
+    const y = settings[b]?.R[t - 1]?.[t - 2];
+    return t >= 2 && x != null && y != null ? x - y : null;
+  };
+  for (let t = 1; t <= tasks.length; t++) {
+    const rs = records.filter((r) => r.t === t);
+    if (!rs.length) continue;
+    const drift: Record<string, number> = {};
+    for (const chain of ["ft", "kd"]) {
+      const d = meanStd(rs.filter((r) => r.chain === chain).map((r) => r.drift)).mean;
+      if (d != null) drift[chain] = d;
+    }
+    const kd = rs.filter((r) => r.chain === "kd" && r.picked);
+    const gains = kd
+      .filter((r) => r.heldOutPicked != null && r.heldOutIdentity != null)
+      .map((r) => (r.heldOutPicked as number) - (r.heldOutIdentity as number));
+    out.push({
+      t,
+      task: tasks[t - 1] as string,
+      drift,
+      picked: kd.sort((a, b) => a.seed - b.seed).map((r) => r.picked as string),
+      heldOutGain: meanStd(gains).mean,
+      oneStep: {
+        ftQdc: oneStep("ft_qdc", "ft_no_reindex", t),
+        kdQdc: oneStep("kd_qdc", "kd_no_reindex", t),
+        kdAuto: oneStep("kd_auto", "kd_no_reindex", t),
+      },
+    });
+  }
+  return out;
+}
+
 export function summarise(input: ReportInput): BenchmarkReport {
   const n = input.tasks.length;
   const seeds = input.seeds ?? [...new Set(input.cells.map((c) => c.seed ?? 0))].sort((a, b) => a - b);
@@ -367,6 +441,7 @@ export function summarise(input: ReportInput): BenchmarkReport {
     settings,
     comparisons,
     curves: summariseCurves(input.curves ?? [], input.tasks),
+    steps: summariseSteps(input.steps ?? [], input.tasks, settings),
     stages: input.stages,
     totalSeconds: input.stages.reduce((a, s) => a + s.seconds, 0),
     cells: input.cells,
@@ -405,6 +480,22 @@ ${r.comparisons
       `| ${c.label} | ${f(c.test.delta, true)} | [${f(c.test.ci95[0], true)}, ${f(c.test.ci95[1], true)}] | ${c.test.p < 0.001 ? "< 0.001" : c.test.p.toFixed(3)} |${multi ? ` ${c.perSeed.map((p) => f(p.delta, true)).join(", ")} |` : ""}`,
   )
   .join("\n")}
+`
+    : "";
+  const steps = r.steps.length
+    ? `## Drift per step and what compensating it gains
+
+Per fine-tuning step (the task trained): drift = 1 − mean cosine between the parent's and the child's embeddings of the task's training queries (× 100; mean over seeds); auto's picks per seed and its held-out MRR@10 gain over identity on its fit sample (× 100); the test gain of compensating that one step (after training on the task, on the task before it, whose index the previous model built): ${r.measure} × 100 of the compensated setting minus no compensation.
+
+| step | FT drift | FT+KD drift | FT: QDC gain | FT+KD: QDC gain | FT+KD: auto picks | auto held-out gain | FT+KD: auto gain |
+|---|---:|---:|---:|---:|---|---:|---:|
+${r.steps
+  .map(
+    (st) =>
+      `| ${st.task} | ${f(st.drift.ft)} | ${f(st.drift.kd)} | ${f(st.oneStep.ftQdc, true)} | ${f(st.oneStep.kdQdc, true)} | ${st.picked.join(", ") || "–"} | ${f(st.heldOutGain, true)} | ${f(st.oneStep.kdAuto, true)} |`,
+  )
+  .join("\n")}
+
 `
     : "";
   const curves = r.curves
@@ -455,7 +546,7 @@ ${head}
 ${sep}
 ${rows.join("\n")}
 
-${comparisons}${curves ? `\n## Re-index curves: ${r.measure} × 100 with a fraction of the corpus re-embedded\n\n${curves}` : ""}
+${steps}${comparisons}${curves ? `\n## Re-index curves: ${r.measure} × 100 with a fraction of the corpus re-embedded\n\n${curves}` : ""}
 ## R[T][j]: ${r.measure} × 100 on task j (columns) after training on task T (rows)
 
 ${matrices}
