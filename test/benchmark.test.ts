@@ -243,6 +243,7 @@ describe("continual retrieval benchmark (CI size)", () => {
       c.perSeed.map((p: { seed: number }) => p.seed),
       [3, 4],
     );
+    assert.ok(c.ci95Seeds[0] <= c.test.delta + 1e-12 && c.test.delta <= c.ci95Seeds[1] + 1e-12);
     for (const p of c.perSeed as { seed: number; delta: number }[])
       assert.ok(Math.abs(p.delta - (cell(p.seed, "kd_no_reindex") - cell(p.seed, "ft_no_reindex"))) < 1e-9);
     assert.match(run.stdout, /\| FT \+ QDC \(mean\) \| \d+\.\d ± \d+\.\d \|/);

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { predictDrift, sampleResiduals } from "../src/drift/predicted-drift.js";
 import { fractionReaching, mixedHits } from "../src/eval/reindex-curves.js";
-import { meanStd, pairedTest, quantile } from "../src/eval/stats.js";
+import { meanStd, pairedTest, quantile, seedQueryInterval } from "../src/eval/stats.js";
 import { calibrate, calibrateHits } from "../src/retrieval/calibration.js";
 import type { Hit } from "../src/retrieval/hit.js";
 import { byScore, countRetrievals, retrievedFirst } from "../src/retrieval/reindex-order.js";
@@ -47,6 +47,18 @@ describe("benchmark statistics", () => {
     );
     assert.ok(s.ci95[0] < 0 && s.ci95[1] > 0 && s.p > 0.5, JSON.stringify(s));
     assert.throws(() => pairedTest([]), /at least one unit/);
+  });
+
+  it("the seeds × queries interval covers the spread between seeds that the queries-only one misses", () => {
+    // two seeds, constant per seed: seed draws (0,0) → 1, (1,1) → 3, mixed → 2
+    const d = [
+      [1, 1, 1],
+      [3, 3, 3],
+    ];
+    assert.deepEqual(seedQueryInterval(d, { seed: 5 }), [1, 3]);
+    const q = pairedTest([2, 2, 2], { seed: 5 }).ci95;
+    assert.ok(Math.abs(q[0] - 2) < 1e-12 && Math.abs(q[1] - 2) < 1e-12);
+    assert.throws(() => seedQueryInterval([[1, 2], [3]]), /seeds × queries matrix/);
   });
 });
 

@@ -14,7 +14,7 @@ import {
   REINDEX_ORDERS,
   type ReindexOrder,
 } from "./reindex-curves.js";
-import { meanStd, type PairedTest, pairedTest } from "./stats.js";
+import { meanStd, type PairedTest, pairedTest, seedQueryInterval } from "./stats.js";
 
 export const SETTINGS = [
   "zero_shot",
@@ -68,8 +68,10 @@ export interface Comparison {
   label: string;
   a: string;
   b: string;
-  /** a − b per query (averaged over seeds), its 95% bootstrap interval and randomisation p-value */
+  /** a − b per query (averaged over seeds), its 95% bootstrap interval over queries and randomisation p-value */
   test: PairedTest;
+  /** 95% interval of a two-level bootstrap over seeds and queries (null with one seed) */
+  ci95Seeds: [number, number] | null;
   /** a − b of the pooled means, per seed */
   perSeed: { seed: number; delta: number }[];
 }
@@ -253,7 +255,13 @@ function compare(
     delta:
       units.reduce((acc, u) => acc + ((A.get(s)?.get(u) as number) - (B.get(s)?.get(u) as number)), 0) / units.length,
   }));
-  return { ...def, test: pairedTest(d, { seed: 1 }), perSeed };
+  const matrix = seeds.map((s) => units.map((u) => (A.get(s)?.get(u) as number) - (B.get(s)?.get(u) as number)));
+  return {
+    ...def,
+    test: pairedTest(d, { seed: 1 }),
+    ci95Seeds: seeds.length > 1 ? seedQueryInterval(matrix, { seed: 2 }) : null,
+    perSeed,
+  };
 }
 
 const CHAIN_LABELS: Record<string, string> = { ft: "FT + QDC (mean)", kd: "FT+KD + auto compensator" };
@@ -470,14 +478,14 @@ export function formatMarkdown(r: BenchmarkReport): string {
   const comparisons = r.comparisons.length
     ? `## Paired comparisons after the last task (old tasks' queries pooled)
 
-Δ = a − b in ${r.measure} × 100 over the ${r.comparisons[0]?.test.n} test queries of the tasks before the last one${multi ? ` (per query the mean over ${r.seeds.length} seeds)` : ""}; 95% interval: percentile bootstrap over queries (10,000 resamples); p: two-sided randomisation (sign-flip) test.${multi ? " Per seed: Δ of that seed's means." : ""}
+Δ = a − b in ${r.measure} × 100 over the ${r.comparisons[0]?.test.n} test queries of the tasks before the last one${multi ? ` (per query the mean over ${r.seeds.length} seeds)` : ""}; 95% interval: percentile bootstrap over queries (10,000 resamples); p: two-sided randomisation (sign-flip) test.${multi ? " The seeds × queries interval is a two-level bootstrap (seeds drawn with replacement, then queries): it also covers the spread between training seeds. Per seed: Δ of that seed's means." : ""}
 
-| comparison (a vs b) | Δ | 95% interval | p |${multi ? " per seed |" : ""}
-|---|---:|---:|---:|${multi ? "---|" : ""}
+| comparison (a vs b) | Δ | 95% interval (queries) | p |${multi ? " 95% interval (seeds × queries) | per seed |" : ""}
+|---|---:|---:|---:|${multi ? "---:|---|" : ""}
 ${r.comparisons
   .map(
     (c) =>
-      `| ${c.label} | ${f(c.test.delta, true)} | [${f(c.test.ci95[0], true)}, ${f(c.test.ci95[1], true)}] | ${c.test.p < 0.001 ? "< 0.001" : c.test.p.toFixed(3)} |${multi ? ` ${c.perSeed.map((p) => f(p.delta, true)).join(", ")} |` : ""}`,
+      `| ${c.label} | ${f(c.test.delta, true)} | [${f(c.test.ci95[0], true)}, ${f(c.test.ci95[1], true)}] | ${c.test.p < 0.001 ? "< 0.001" : c.test.p.toFixed(3)} |${multi ? ` ${c.ci95Seeds ? `[${f(c.ci95Seeds[0], true)}, ${f(c.ci95Seeds[1], true)}]` : "–"} | ${c.perSeed.map((p) => f(p.delta, true)).join(", ")} |` : ""}`,
   )
   .join("\n")}
 `

@@ -69,3 +69,31 @@ export function pairedTest(d: number[], opts: { resamples?: number; seed?: numbe
   }
   return { n, delta, ci95: [quantile(means, 0.025), quantile(means, 0.975)], p: (extreme + 1) / (B + 1) };
 }
+
+/**
+ * 95% interval of the mean difference over seeds and queries by a two-level bootstrap: each
+ * resample draws the seeds with replacement, then the queries with replacement (the same draw for
+ * every seed drawn, since they are the same queries), and averages d[seed][query] over both.
+ * `d` is seeds × queries. Covers training-seed spread as well as query sampling.
+ */
+export function seedQueryInterval(d: number[][], opts: { resamples?: number; seed?: number } = {}): [number, number] {
+  const S = d.length;
+  const n = d[0]?.length ?? 0;
+  if (!S || !n || d.some((row) => row.length !== n))
+    throw new RangeError("a seeds × queries matrix of differences is needed");
+  const B = opts.resamples ?? 10_000;
+  const rng = new Rng(opts.seed ?? 0);
+  const means = new Float64Array(B);
+  const seeds = new Int32Array(S);
+  for (let b = 0; b < B; b++) {
+    for (let k = 0; k < S; k++) seeds[k] = rng.int(S);
+    let sum = 0;
+    for (let i = 0; i < n; i++) {
+      const q = rng.int(n);
+      for (let k = 0; k < S; k++) sum += (d[seeds[k] as number] as number[])[q] as number;
+    }
+    means[b] = sum / (n * S);
+  }
+  means.sort();
+  return [quantile(means, 0.025), quantile(means, 0.975)];
+}
