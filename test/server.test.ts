@@ -20,7 +20,7 @@ import { loadCorpus } from "../src/server/load.js";
 import type { ReindexOptions } from "../src/server/reindex.js";
 import type { SearchService } from "../src/server/service.js";
 import { LanceStore } from "../src/store/lancedb.js";
-import { FIXTURES, startService, trainedBertTiny } from "./helpers.js";
+import { derivedModel, FIXTURES, startService, trainedBertTiny } from "./helpers.js";
 
 const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
 const WORDS =
@@ -448,6 +448,26 @@ describe("mixed-version score calibration", () => {
       }
       for (let i = 1; i < hits.length; i++) assert.ok((hits[i - 1]?.score as number) >= (hits[i]?.score as number));
       m.dispose();
+      // an upgrade to a child of the new model before any of its rows are written: two older
+      // versions, both calibrated onto the child's scale (its native queries embedded for that)
+      const child = derivedModel(newDir, mkdtempSync(join(tmpdir(), "qdc-calib-child-")), "child", {
+        queries: WORDS.map((w) => `about the ${w}`),
+      });
+      await service.upgrade(child);
+      const childName = hashModel(child);
+      await service.search(["the ocean"], 10);
+      for (
+        let i = 0;
+        i < 200 && events.filter((e) => e.event === "calibration-reference" && e.model === childName).length < 2;
+        i++
+      )
+        await new Promise((r) => setTimeout(r, 25));
+      const c = await service.search(["the ocean"], 10);
+      assert.equal(c.model, childName);
+      assert.deepEqual(Object.fromEntries(Object.entries(c.versions).map(([v, x]) => [v, x.calibrated])), {
+        [oldName]: true,
+        [newName]: true,
+      });
     } finally {
       await service.close();
     }

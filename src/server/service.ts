@@ -361,12 +361,16 @@ export class SearchService {
       const t0 = performance.now();
       const counts = await this.versions();
       const targets = await this.#targets(s, Object.keys(counts));
-      const { vectors, embedMs, compensateMs, batch } = await this.#embed(s, { texts, targets });
+      // two older versions and none of the current model's rows yet (an upgrade during a re-index):
+      // the native queries are embedded too, to put both on the current model's scale
+      const scale = targets.length > 1 && !targets.includes(s.version) ? [...targets, s.version] : targets;
+      const { vectors, embedMs, compensateMs, batch } = await this.#embed(s, { texts, targets: scale });
       const t1 = performance.now();
+      const calibrations = this.#calibrations(s, targets, vectors.rows);
+      const searched = Object.fromEntries(targets.map((v) => [v, vectors.rows[v] as Float32Array[]]));
       // one call per version with all the request's query vectors; with a single version in the
       // store the version filter is left out
-      const calibrations = this.#calibrations(s, targets, vectors.rows);
-      const results = await searchVersions(this.store, vectors.rows, k, {
+      const results = await searchVersions(this.store, searched, k, {
         filter,
         single: Object.keys(counts).length === 1,
         calibrations,
