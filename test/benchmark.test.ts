@@ -273,6 +273,19 @@ describe("continual retrieval benchmark (CI size)", () => {
       "error bars on the averages of every setting trained per seed",
     );
     assert.equal((svg.match(/<polyline class="curve"/g) ?? []).length, 12, "3 orders × 2 chains × 2 merges");
+    // --seeds 3: a one-seed report from what seed 3 already holds, nothing trained or evaluated again
+    const cells3 = readFileSync(join(dir, "run", "seed-3", "cells.jsonl"), "utf8");
+    const one = spawnSync("node", [cli, "bench", "run", "--config", join(dir, "ci.yaml"), "--seeds", "3"], {
+      encoding: "utf8",
+    });
+    assert.equal(one.status, 0, one.stderr);
+    assert.deepEqual(JSON.parse(readFileSync(join(dir, "run", "results.json"), "utf8")).seeds, [3]);
+    assert.equal(readFileSync(join(dir, "run", "seed-3", "cells.jsonl"), "utf8"), cells3);
+    const bad = spawnSync("node", [cli, "bench", "run", "--config", join(dir, "ci.yaml"), "--seeds", "1,x"], {
+      encoding: "utf8",
+    });
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /--seeds takes non-negative integers separated by commas, got '1,x'/);
   });
 
   it("draws a figure whose text stays on the canvas, off the cells, with a legend and axis titles", () => {

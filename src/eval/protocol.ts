@@ -109,7 +109,8 @@ export async function runBenchmark(c: BenchmarkConfig, opts: RunOptions = {}): P
   // 1. data (one split for every seed)
   const tasks = await stage("data", () => prepareData(c, log));
   const seeds = c.seeds ?? [c.seed];
-  const multi = seeds.length > 1;
+  // with `seeds` in the config (even one) each seed has its folder, so a one-seed rerun (--seeds 0) reuses seed-0
+  const multi = c.seeds !== undefined;
   const perSeed = new Set(c.per_seed);
   const first = seeds[0] as number;
   /** a stage's configuration for seed `s`: its own seed and folder where the stage is per seed */

@@ -98,12 +98,19 @@ export function register(program: Command): void {
     .option("--config <name|file>", "tiny, cpu, gpu, cdr, or a YAML run file", "tiny")
     .option("--out <dir>", "run folder (default: the config's out)")
     .option("--device <device>", "override the config's device (cpu, cuda)")
-    .action(async (opts: { config: string; out?: string; device?: string }) => {
+    .option("--seeds <list>", "override the config's training seeds, e.g. 0 (one quick run) or 0,1,2", (v: string) => {
+      const seeds = v.split(",").map((x) => x.trim());
+      if (!seeds.length || seeds.some((x) => !/^\d+$/.test(x)))
+        throw new InvalidArgumentError(`--seeds takes non-negative integers separated by commas, got '${v}'`);
+      return seeds.map(Number);
+    })
+    .action(async (opts: { config: string; out?: string; device?: string; seeds?: number[] }) => {
       const { readBenchmarkConfig } = await import("../../eval/config.js");
       const { runBenchmark } = await import("../../eval/protocol.js");
       const { formatMarkdown } = await import("../../eval/report.js");
       const config = readBenchmarkConfig(opts.config, { out: opts.out });
       if (opts.device) config.device = opts.device;
+      if (opts.seeds) config.seeds = opts.seeds as [number, ...number[]];
       const report = await runBenchmark(config, { progress: process.stderr.isTTY === true });
       process.stdout.write(formatMarkdown(report));
       console.error(`results: ${config.out}/results.md, results.json, figure.svg`);
