@@ -37,11 +37,10 @@ export function saveCompensator(path: string, c: Compensator, info: FitInfo): vo
   });
 }
 
-/** Reads the method, settings and tensors of a saved compensator (for `restore` in fit.ts). */
-export function readCompensator(path: string): {
+/** The method, settings and fit record of a saved compensator, from its header alone (no tensors read). */
+export function readCompensatorInfo(path: string): {
   method: Method;
   settings: Record<string, unknown>;
-  tensors: Map<string, Tensor>;
   fittedOn: Record<string, unknown>;
 } {
   const meta = readHeader(path).metadata;
@@ -52,6 +51,12 @@ export function readCompensator(path: string): {
     method,
     settings: JSON.parse(meta.settings ?? "{}") as Record<string, unknown>,
     fittedOn: JSON.parse(meta.fitted_on ?? "{}") as Record<string, unknown>,
-    tensors: loadSafetensors(path),
   };
+}
+
+/** Reads the method, settings and tensors of a saved compensator (for `restore` in fit.ts). */
+export function readCompensator(
+  path: string,
+): ReturnType<typeof readCompensatorInfo> & { tensors: Map<string, Tensor> } {
+  return { ...readCompensatorInfo(path), tensors: loadSafetensors(path) };
 }

@@ -31,7 +31,7 @@ import { buildBenchmark } from "../corpora/build.js";
 import { readQrels } from "../data/beir.js";
 import { RowStream } from "../data/pairs.js";
 import { readAllIdTexts } from "../data/texts.js";
-import { loadCompensator } from "../drift/fit.js";
+import { readCompensatorInfo } from "../drift/compensator.js";
 import { driftAfterTask } from "../drift/task-drift.js";
 import { ExactIndex } from "../index/exact-index.js";
 import { type CompensationMode, versionOf } from "../lineage/index.js";
@@ -722,9 +722,6 @@ class Workbench {
     const c = this.c;
     const file = join(c.out, "curves.jsonl");
     const n = this.tasks.length;
-    const key = (r: { chain: string; j: number; order: string; merge: string }) =>
-      `${r.chain}/${r.j}/${r.order}/${r.merge}`;
-    const done = new Map<string, CurveRecord>();
     const params = (chain: string, j: number, dirs: string[]) =>
       JSON.stringify({
         fractions: rc.fractions,
@@ -746,13 +743,13 @@ class Workbench {
       const final = dirs[n - 1] as string;
       for (let j = 1; j < n; j++) {
         const fingerprint = params(chain, j, dirs);
-        for (const r of records)
-          if (r.chain === chain && r.j === j && r.params === fingerprint) done.set(key(r), { ...r, seed });
+        // the latest record of each curve computed with these parameters and models
+        const kept = records.filter((r) => r.chain === chain && r.j === j && r.params === fingerprint).reverse();
         const have = MERGES.flatMap((merge) =>
-          REINDEX_ORDERS.map((order) => done.get(key({ chain, j, order, merge }))),
+          REINDEX_ORDERS.map((order) => kept.find((r) => r.order === order && r.merge === merge)),
         );
         if (have.every((r) => r)) {
-          out.push(...(have as CurveRecord[]));
+          out.push(...(have as CurveRecord[]).map((r) => ({ ...r, seed })));
           continue;
         }
         const t = this.#task(j);
@@ -857,11 +854,11 @@ class Workbench {
           Math.min(1000, c.drift_queries),
         );
         const texts = rows.map((r) => r.query);
-        const a = this.#encode(parent, texts, "query");
-        const b = this.#encode(child, texts, "query");
-        const drift = tidy(() => 1 - (cosineSimilarity(a, b).mean().item() as number));
-        a.dispose();
-        b.dispose();
+        const before = this.#encode(parent, texts, "query");
+        const after = this.#encode(child, texts, "query");
+        const drift = tidy(() => 1 - (cosineSimilarity(before, after).mean().item() as number));
+        before.dispose();
+        after.dispose();
         const r: StepRecord = {
           seed,
           chain,
@@ -872,8 +869,7 @@ class Workbench {
         };
         const auto = join(child, "drift", "auto.safetensors");
         if (existsSync(auto)) {
-          const { compensator, fittedOn } = loadCompensator(auto);
-          compensator.dispose();
+          const { fittedOn } = readCompensatorInfo(auto);
           const a = (fittedOn as { auto?: { picked: string; scores: Record<string, number> } }).auto;
           if (a) {
             r.picked = a.picked;

@@ -114,8 +114,8 @@ export function taskCurves(o: TaskCurveInput): Record<Merge, Record<ReindexOrder
     countRetrievals(counts, o.oldIndex.search(o.traffic, 10, { transform: only(compensatedTraffic) }));
     const newRanked = o.newIndex.search(o.queries, N);
     // orders: documents no traffic retrieved follow in the store's order (here: a random one)
-    const rng = new Rng(o.seed);
-    const random = rng.sample(N, N).map((i) => ids[i] as string);
+    const storeOrder = new Rng(o.seed).sample(N, N);
+    const random = storeOrder.map((i) => ids[i] as string);
     const retrieved = retrievedFirst(random, counts);
     const mapped = o.router.chain(o.oldVersion)(o.sampleNew);
     let predicted: Float32Array;
@@ -128,30 +128,25 @@ export function taskCurves(o: TaskCurveInput): Record<Merge, Record<ReindexOrder
     const [qOldRows, qNewRows, oldDocRows, newDocRows] = [compensated, o.queries, vectors, newRows.vectors].map(
       tensorRows,
     ) as [Float32Array[], Float32Array[], Float32Array[], Float32Array[]];
-    // the store's order is the random one: its first rows are the reference
-    const position = new Map(ids.map((id, i) => [id, i]));
-    const reference = random.slice(0, CALIBRATION_ROWS).map((id) => position.get(id) as number);
-    const refRows = {
-      old: reference.map((i) => oldDocRows[i] as Float32Array),
-      new: reference.map((i) => newDocRows[i] as Float32Array),
-    };
+    // the service's reference: the first rows of the older version in store order (here the random
+    // one), embedded by both — fixed once, as the service fixes it at the first mixed search
+    const reference = storeOrder.slice(0, CALIBRATION_ROWS);
+    const calibration =
+      reference.length >= 2
+        ? calibrate(qOldRows, qNewRows, {
+            old: reference.map((i) => oldDocRows[i] as Float32Array),
+            new: reference.map((i) => newDocRows[i] as Float32Array),
+          })
+        : undefined;
     const out = { calibrated: {}, raw: {} } as Record<Merge, Record<ReindexOrder, number[]>>;
     for (const order of REINDEX_ORDERS) {
       const scores = { calibrated: [] as number[], raw: [] as number[] };
       for (const f of o.fractions) {
         const reembedded = new Set(orders[order].slice(0, Math.round(f * N)));
-        // the service's reference: the first rows of the older version in store order, embedded by
-        // both (fixed once, as the service fixes it at the first mixed search)
-        const calibration =
-          reembedded.size && reference.length >= 2 ? calibrate(qOldRows, qNewRows, refRows) : undefined;
         for (const merge of MERGES) {
-          const hits = mixedHits(
-            oldRanked,
-            newRanked,
-            reembedded,
-            o.k,
-            merge === "calibrated" ? calibration : undefined,
-          );
+          // nothing re-embedded: one version, nothing to calibrate
+          const c = merge === "calibrated" && reembedded.size ? calibration : undefined;
+          const hits = mixedHits(oldRanked, newRanked, reembedded, o.k, c);
           const e = evaluate(o.qrels, runFromHits(o.queryIds, hits), [o.measure]);
           scores[merge].push(e.mean[Object.keys(e.mean)[0] as string] as number);
         }

@@ -246,16 +246,13 @@ function compare(
     seeds.every((s) => A.get(s)?.has(u) && B.get(s)?.has(u)),
   );
   if (!units.length) return null;
-  const d = units.map(
-    (u) =>
-      seeds.reduce((acc, s) => acc + ((A.get(s)?.get(u) as number) - (B.get(s)?.get(u) as number)), 0) / seeds.length,
-  );
-  const perSeed = seeds.map((s) => ({
-    seed: s,
-    delta:
-      units.reduce((acc, u) => acc + ((A.get(s)?.get(u) as number) - (B.get(s)?.get(u) as number)), 0) / units.length,
-  }));
+  // a − b per seed and query; per query its mean over seeds, per seed its mean over queries
   const matrix = seeds.map((s) => units.map((u) => (A.get(s)?.get(u) as number) - (B.get(s)?.get(u) as number)));
+  const d = units.map((_, i) => matrix.reduce((acc, row) => acc + (row[i] as number), 0) / seeds.length);
+  const perSeed = seeds.map((s, k) => ({
+    seed: s,
+    delta: (matrix[k] as number[]).reduce((acc, v) => acc + v, 0) / units.length,
+  }));
   return {
     ...def,
     test: pairedTest(d, { seed: 1 }),
