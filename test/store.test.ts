@@ -4,14 +4,14 @@
  * pglite-socket (real SQL, real HNSW).
  */
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { PGlite } from "@electric-sql/pglite";
 import { vector } from "@electric-sql/pglite-pgvector";
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
-import type { Table } from "@lancedb/lancedb";
+import { connect, Index, type Table } from "@lancedb/lancedb";
 import pg from "pg";
 import { Rng } from "../src/data/rng.js";
 import {
@@ -21,6 +21,7 @@ import {
   PgVectorStore,
   type StoreRow,
   type StoreSchema,
+  tableName,
   type VectorStore,
 } from "../src/store/index.js";
 
@@ -302,31 +303,92 @@ describe("LanceDB specifics", () => {
     }
   });
 
-  it("keeps a btree on id (merge-insert joins) and a bitmap on version (one version's searches), also through optimize", async () => {
-    const store = await LanceStore.open(fresh(), SCHEMA);
+  it("keeps each version's rows in its own table with a btree on id, also through optimize", async () => {
+    const dir = fresh();
+    const store = await LanceStore.open(dir, SCHEMA);
     try {
       await store.upsert(randomRows(300, "v1", 7));
       await store.upsert(randomRows(300, "v2", 8).slice(0, 100));
-      const byColumn = async () =>
+      const byColumn = async (v: string) =>
         Object.fromEntries(
-          (await (store as unknown as { table: Table }).table.listIndices()).map((i) => [i.columns[0], i.indexType]),
+          ((await (await store.tableOf(v))?.listIndices()) ?? []).map((i) => [i.columns[0], i.indexType]),
         );
-      assert.equal((await byColumn()).id, "BTree");
-      assert.equal((await byColumn()).version, "Bitmap");
+      // the table names come from the versions (another process finds the same table)
+      const conn = await connect(dir);
+      assert.deepEqual((await conn.tableNames()).sort(), [tableName("v1"), tableName("v2")].sort());
+      assert.equal(await (await conn.openTable(tableName("v1"))).countRows(), 200, "the rewritten ids left v1's table");
+      assert.deepEqual(await byColumn("v1"), { id: "BTree" });
       await store.buildIndex();
       await store.optimize();
-      assert.deepEqual(await byColumn(), { id: "BTree", vector: "IvfHnswSq", version: "Bitmap" });
+      assert.deepEqual(await byColumn("v1"), { id: "BTree", vector: "IvfHnswSq" });
+      assert.deepEqual(await byColumn("v2"), { id: "BTree", vector: "IvfHnswSq" });
       assert.deepEqual(await store.versions(), { v1: 200, v2: 100 });
-      // every row rewritten (a re-index): the vector index is trained again, not lost
+      // every row rewritten (a re-index): the new version's table gets its own index at optimize
       await store.upsert(randomRows(300, "v3", 11));
       await store.optimize();
-      const after = await (store as unknown as { table: Table }).table.listIndices();
-      assert.deepEqual(after.map((i) => [i.columns[0], i.numIndexedRows, i.numUnindexedRows]).sort(), [
+      const after = await (await store.tableOf("v3"))?.listIndices();
+      assert.deepEqual(after?.map((i) => [i.columns[0], i.numIndexedRows, i.numUnindexedRows]).sort(), [
         ["id", 300, 0],
         ["vector", 300, 0],
-        ["version", 300, 0],
       ]);
       assert.deepEqual(await store.versions(), { v3: 300 });
+      assert.equal(await store.count(), 300);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("reads an id found in two tables (an upsert's two commits apart) as the newer version's row, once", async () => {
+    const store = await LanceStore.open(fresh(), SCHEMA);
+    try {
+      const rows = randomRows(40, "v1", 41);
+      await store.upsert(rows);
+      const renewed = randomRows(40, "v2", 42).map((r, i) => ({ ...r, id: rows[i]!.id }));
+      await store.upsert(renewed.slice(0, 10));
+      // a crash after the write into v2's table, before the delete from v1's: d0003 in both
+      const v1 = (await store.tableOf("v1")) as Table;
+      await v1.add([{ id: "d0003", text: "document 3", vector: Array.from(rows[3]!.vector), lang: "en", year: 2003 }]);
+      const [got] = await store.get(["d0003"]);
+      assert.equal(got?.version, "v2");
+      const q = rows[3]!.vector as Float32Array;
+      const hits = await store.search(q, 40, { exact: true });
+      assert.equal(hits.filter((h) => h.id === "d0003").length, 1);
+      assert.equal(hits.find((h) => h.id === "d0003")?.version, "v2");
+      // a re-index to v2 sees the v1 copy as stale and rewrites it, which removes it from v1's table
+      const stale = await store.stale("v2", 100);
+      assert.equal(stale.length, 31);
+      await store.upsert(stale.map((r) => ({ ...r, version: "v2" })));
+      assert.deepEqual(await store.versions(), { v2: 40 });
+      assert.equal(await v1.countRows(), 0);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("splits a store of one table with a version column (an earlier release) into per-version tables", async () => {
+    const dir = fresh();
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "qdc-store.json"), `${JSON.stringify(SCHEMA)}\n`);
+    const rows = [...randomRows(300, "v1", 51).slice(0, 200), ...randomRows(300, "v2", 52).slice(200)];
+    const conn = await connect(dir);
+    const legacy = await conn.createTable(
+      "vectors",
+      rows.map((r) => ({ id: r.id, version: r.version, text: r.text, vector: Array.from(r.vector), ...r.fields })),
+    );
+    await legacy.createIndex("vector", { config: Index.hnswSq({ numPartitions: 1, distanceType: "cosine" }) });
+    const store = await LanceStore.open(dir);
+    try {
+      assert.deepEqual(await store.versions(), { v1: 200, v2: 100 });
+      assert.ok(!(await conn.tableNames()).includes("vectors"));
+      assert.ok(store.indexed, "the old table's ANN index is built again on the new tables");
+      const [r] = await store.get(["d0250"]);
+      assert.deepEqual([r?.version, r?.text, r?.fields], ["v2", "document 250", { lang: "de", year: 2000 }]);
+      assert.deepEqual(Array.from(r!.vector), Array.from(rows[250]!.vector));
+      const q = rows[10]!.vector as Float32Array;
+      assert.deepEqual(
+        (await store.search(q, 5, { exact: true, version: "v1" })).map((h) => h.id),
+        bruteForce(rows, q, 5, (x) => x.version === "v1"),
+      );
     } finally {
       await store.close();
     }
@@ -376,9 +438,8 @@ describe("LanceDB specifics", () => {
   /** A store that builds its index at 300 rows and retrains it past 2 segments, and its segment count. */
   const segmentedStore = async () => {
     const store = await LanceStore.open(fresh(), SCHEMA, { annThreshold: 300, maxIndexSegments: 2 });
-    const table = (store as unknown as { table: Table }).table;
-    const stats = () => table.indexStats("vector_idx");
-    return { store, stats, segments: async () => (await stats())?.numIndices };
+    const stats = async (version = "v1") => (await store.tableOf(version))?.indexStats("vector_idx");
+    return { store, stats, segments: async (version = "v1") => (await stats(version))?.numIndices };
   };
 
   it("trains the vector index again once optimize has left it in more than maxIndexSegments segments", async () => {
@@ -406,24 +467,31 @@ describe("LanceDB specifics", () => {
     }
   });
 
-  it("keeps the segments of a re-index apart while two versions are stored, and trains one graph once one is left", async () => {
-    const { store, segments } = await segmentedStore();
+  it("gives the table a re-index fills its own index at optimize, searched apart from the old version's", async () => {
+    const { store, stats, segments } = await segmentedStore();
     try {
       const rows = randomRows(300, "v1", 23);
       await store.upsert(rows);
-      // rows re-embedded by "v2" in three rounds, each optimised: one segment each, past the limit
+      assert.equal(await segments("v1"), 1);
+      // rows re-embedded by "v2" in three rounds, each optimised
       const renewed = randomRows(300, "v2", 24).map((r, i) => ({ ...r, id: rows[i]!.id }));
-      for (const part of [renewed.slice(0, 20), renewed.slice(20, 40), renewed.slice(40, 60)]) {
+      await store.upsert(renewed.slice(0, 20));
+      assert.equal(await stats("v2"), undefined, "not built beside the searches");
+      await store.optimize();
+      assert.equal(await segments("v2"), 1, "built by the optimize");
+      for (const part of [renewed.slice(20, 40), renewed.slice(40, 60)]) {
         await store.upsert(part);
         await store.optimize();
       }
-      assert.equal(await segments(), 4, "no rebuild while v1 and v2 are both stored");
+      const v2 = await stats("v2");
+      assert.deepEqual([v2?.numIndexedRows, v2?.numUnindexedRows], [60, 0]);
+      assert.equal((await stats("v1"))?.numIndexedRows, 240);
       for (const r of renewed.slice(0, 5))
         assert.equal((await store.search(r.vector as Float32Array, 1, { version: "v2" }))[0]?.id, r.id);
-      // the rest re-embedded: one version left, so the next optimize trains one graph again
+      for (const r of rows.slice(100, 105))
+        assert.equal((await store.search(r.vector as Float32Array, 1, { version: "v1" }))[0]?.id, r.id);
       await store.upsert(renewed.slice(60));
       await store.optimize();
-      assert.equal(await segments(), 1);
       assert.deepEqual(await store.versions(), { v2: 300 });
       for (const r of renewed.slice(100, 105))
         assert.equal((await store.search(r.vector as Float32Array, 1))[0]?.id, r.id);
