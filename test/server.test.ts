@@ -312,6 +312,57 @@ describe("re-index writes", () => {
   });
 });
 
+describe("re-index share of the machine", () => {
+  it("waits (1 − share) / share of each round while searches come in, and hears a pause during a wait at once", async () => {
+    const { store, service, reindex, newDir } = await reindexFixture("qdc-reshare-", 30);
+    let busyMs = 0;
+    const timed =
+      <A extends unknown[], R>(f: (...a: A) => Promise<R>) =>
+      async (...a: A) => {
+        const t = performance.now();
+        try {
+          return await f(...a);
+        } finally {
+          busyMs += performance.now() - t;
+        }
+      };
+    store.upsert = timed(store.upsert.bind(store));
+    service.embedDocuments = timed(service.embedDocuments.bind(service));
+    service.searchedWithin = () => true;
+    try {
+      const t0 = performance.now();
+      const st = await reindex({ batchSize: 10, writeRows: 10, share: 0.25 });
+      const wallMs = performance.now() - t0;
+      assert.equal(st.state, "done");
+      assert.deepEqual(await store.versions(), { [hashModel(newDir)]: 30 });
+      // each round (at least its forward passes and its write) is followed by three times as long a wait
+      assert.ok(wallMs >= 3.5 * busyMs, `wall ${wallMs.toFixed(0)} ms, busy ${busyMs.toFixed(0)} ms`);
+
+      // a share that would wait for minutes after the first write: a pause ends the wait
+      await service.upgrade(derivedModel(newDir, join(newDir, ".."), "third"));
+      const { Reindexer } = await import("../src/server/reindex.js");
+      const r = new Reindexer(service, { batchSize: 10, writeRows: 10, share: 0.001 });
+      const wrote = new Promise<void>((resolve) => {
+        const upsert = store.upsert.bind(store);
+        store.upsert = async (rows) => {
+          await upsert(rows);
+          resolve();
+        };
+      });
+      r.start();
+      await wrote;
+      await new Promise((res) => setTimeout(res, 50));
+      r.pause();
+      const paused = await r.settled();
+      assert.equal(paused.state, "paused");
+      assert.equal(paused.done, 10);
+      assert.throws(() => new Reindexer(service, { share: 0 }), /share must be in \(0, 1\], got 0/);
+    } finally {
+      await service.close();
+    }
+  });
+});
+
 describe("re-index store failures", () => {
   it("are retried with a warning, and stop the re-index as failed only past `retries`", async () => {
     const logged: Record<string, unknown>[] = [];

@@ -467,6 +467,25 @@ describe("LanceDB specifics", () => {
     }
   });
 
+  it("trains an index left in segments as one graph at the end of a long rewrite (optimize final)", async () => {
+    const store = await LanceStore.open(fresh(), SCHEMA, { annThreshold: 300, maxIndexSegments: 4 });
+    const segments = async () => (await (await store.tableOf("v1"))?.indexStats("vector_idx"))?.numIndices;
+    try {
+      await store.upsert(randomRows(300, "v1", 25));
+      const extra = randomRows(40, "v1", 26).map((r, i) => ({ ...r, id: `extra-${i}` }));
+      await store.upsert(extra.slice(0, 20));
+      await store.optimize();
+      assert.equal(await segments(), 2, "a segment for the rows written since");
+      await store.upsert(extra.slice(20));
+      await store.optimize({ final: true });
+      assert.equal(await segments(), 1);
+      const stats = await (await store.tableOf("v1"))?.indexStats("vector_idx");
+      assert.deepEqual([stats?.numIndexedRows, stats?.numUnindexedRows], [340, 0]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it("gives the table a re-index fills its own index at optimize, searched apart from the old version's", async () => {
     const { store, stats, segments } = await segmentedStore();
     try {

@@ -334,7 +334,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
       let store = await open("main");
       t = performance.now();
       for (let i = 0; i < rows.length; i += 2048) await store.upsert(rows.slice(i, i + 2048));
-      await store.optimize(); // as `qdc store load` does
+      await store.optimize({ final: true }); // as `qdc store load` does
       const loadSeconds = (performance.now() - t) / 1000;
       log(`${kind}: ${rows.length} rows written in ${f1(loadSeconds)} s`);
 

@@ -34,6 +34,14 @@ export function number(name: string) {
     return n;
   };
 }
+/** A share: a number in (0, 1]. */
+export function share(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === "" || !(n > 0 && n <= 1)) throw new InvalidArgumentError(`${name} must be in (0, 1], got '${v}'`);
+    return n;
+  };
+}
 export function nonNegativeInt(name: string) {
   return (v: string): number => {
     const n = Number(v);

@@ -142,7 +142,7 @@ export async function loadCorpus(
       if (o.crashAfterWrites !== undefined && ++writes >= o.crashAfterWrites) process.kill(process.pid, "SIGKILL");
     }
     // one compacted table (LanceDB) or fresh statistics (PostgreSQL) before it serves
-    await store.optimize();
+    await store.optimize({ final: true });
     await record({ ...load, complete: true, updatedAt: new Date().toISOString() });
   } finally {
     model.dispose();

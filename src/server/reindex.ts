@@ -51,6 +51,14 @@ export interface ReindexOptions {
    * store's own `optimizeEvery`: 16,384 for LanceDB, only at the end for pgvector)
    */
   optimizeEvery?: number;
+  /**
+   * the share of the time the re-index may spend on its rounds (embedding and writing a batch of
+   * `writeRows`) while searches come in (default 0.25): after a round of d seconds it waits
+   * d × (1 − share) / share before the next when the service answered a search in the last
+   * second; with no searches it runs flat out. 1: never waits (its encoder still runs at
+   * niceness 10, but its writes and the searches share the service's process)
+   */
+  share?: number;
 }
 
 const STATES: ReindexState[] = ["idle", "running", "paused", "done", "failed"];
@@ -66,11 +74,15 @@ export class Reindexer {
   /** ids this run wrote at the version `#writtenFor` (not asked for again as hot rows) */
   readonly #written = new Set<string>();
   #writtenFor: string | null = null;
+  /** ends the wait between two rounds early (a pause, a resume, an upgrade is heard at once) */
+  #wake: (() => void) | null = null;
 
   constructor(
     private readonly service: SearchService,
     private readonly opts: ReindexOptions = {},
   ) {
+    if (opts.share !== undefined && !(opts.share > 0 && opts.share <= 1))
+      throw new Error(`ReindexOptions.share must be in (0, 1], got ${opts.share}`);
     this.#status = {
       state: "idle",
       target: null,
@@ -145,6 +157,7 @@ export class Reindexer {
   }
 
   #set(patch: Partial<ReindexStatus>): void {
+    if (patch.state !== undefined && patch.state !== this.#status.state) this.#wake?.();
     this.#status = { ...this.#status, ...patch, updatedAt: new Date().toISOString() };
     const snapshot = this.status;
     // recorded in order; a failure to record is logged, never fatal to the re-index
@@ -187,8 +200,11 @@ export class Reindexer {
     let writes = 0;
     let failures = 0;
     const retries = this.opts.retries ?? 5;
+    const share = this.opts.share ?? 0.25;
     while (this.#status.state === "running" && generation === this.#generation) {
+      const roundStart = performance.now();
       const m = this.service.acquire();
+      let released = false;
       try {
         if (m.version !== this.#status.target && this.service.model.dimension !== this.service.store.schema.dim) {
           // upgraded meanwhile to a model of another dimension: nothing of it can be written here
@@ -208,8 +224,8 @@ export class Reindexer {
         const target = m.version;
         const rows = await this.#batch(target, writeRows);
         if (!rows.length) {
-          // compaction and the ANN index brought up to date, before reporting done
-          await this.service.store.optimize();
+          // compaction and the ANN index brought up to date (one graph again), before reporting done
+          await this.service.store.optimize({ final: true });
           this.service.invalidate();
           this.#set({ state: "done", remaining: 0 });
           return;
@@ -245,6 +261,13 @@ export class Reindexer {
         this.#set({ done, remaining, docsPerSecond: (done - this.#doneAtStart) / Math.max(secs, 1e-3) });
         writes++;
         failures = 0;
+        const waitMs = ((performance.now() - roundStart) * (1 - share)) / share;
+        if (waitMs > 0 && this.service.searchedWithin(1000)) {
+          // the searches get the rest of the machine (released below: an upgrade need not wait)
+          m.release();
+          released = true;
+          await this.#pause(waitMs, generation);
+        }
         if (this.opts.crashAfterWrites !== undefined && writes >= this.opts.crashAfterWrites) {
           await this.#recorded;
           process.kill(process.pid, "SIGKILL");
@@ -264,8 +287,22 @@ export class Reindexer {
         });
         await new Promise((r) => setTimeout(r, waitMs));
       } finally {
-        m.release();
+        if (!released) m.release();
       }
     }
+  }
+
+  /** Waits `ms`, or less when the run is paused, superseded or stopped meanwhile. */
+  async #pause(ms: number, generation: number): Promise<void> {
+    if (this.#status.state !== "running" || generation !== this.#generation) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    });
+    this.#wake = null;
   }
 }

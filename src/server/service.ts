@@ -108,6 +108,8 @@ const defaultLog = (e: Record<string, unknown>) =>
 export class SearchService {
   readonly store: VectorStore;
   #state: ModelState;
+  /** when the last search came in (performance.now()) */
+  #lastSearchAt = Number.NEGATIVE_INFINITY;
   #versions: { at: number; counts: Record<string, number> } | null = null;
   readonly #opts: ServiceOptions;
   readonly #queries: Encoder;
@@ -354,7 +356,13 @@ export class SearchService {
       });
   }
 
+  /** Whether a search came in within the last `ms` (the re-index gives way to searches). */
+  searchedWithin(ms: number): boolean {
+    return performance.now() - this.#lastSearchAt < ms;
+  }
+
   async search(texts: string[], k: number, filter?: Filter): Promise<SearchResult> {
+    this.#lastSearchAt = performance.now();
     const s = this.#state;
     s.refs++;
     try {

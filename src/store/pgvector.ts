@@ -9,6 +9,7 @@ import {
   checkFilter,
   checkRows,
   checkSchema,
+  type OptimizeOptions,
   type SearchOptions,
   type StoreHit,
   type StoreRow,
@@ -456,7 +457,7 @@ export class PgVectorStore implements VectorStore {
    * whose rows are always current: pgvector indexes every write) and refreshes the planner's
    * statistics. On a connection of its own: outside any transaction and without the statement timeout.
    */
-  async optimize(): Promise<void> {
+  async optimize(_opts?: OptimizeOptions): Promise<void> {
     await this.#maintenance((c) => c.query(`VACUUM (ANALYZE) ${this.table}`));
   }
 

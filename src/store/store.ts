@@ -73,6 +73,14 @@ export interface LoadState {
   updatedAt: string;
 }
 
+export interface OptimizeOptions {
+  /**
+   * a long rewrite (a re-index, a load) has just ended: an ANN index that earlier optimizes left
+   * in several segments (each searched in turn) is trained again as one
+   */
+  final?: boolean;
+}
+
 export interface VectorStore {
   readonly schema: StoreSchema;
   /** "lancedb", "pgvector" */
@@ -93,7 +101,7 @@ export interface VectorStore {
    * Housekeeping after many rewrites (a finished re-index): compacts storage, brings every row
    * into the ANN index where one exists, and drops what older table versions kept alive.
    */
-  optimize(): Promise<void>;
+  optimize(opts?: OptimizeOptions): Promise<void>;
   /**
    * Rows a long rewrite (a re-index) should write between two `optimize` calls to keep searches
    * fast; `Infinity`: only once at the end (the store keeps itself in shape meanwhile).

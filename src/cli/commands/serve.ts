@@ -1,7 +1,7 @@
 /** `qdc serve`: the search service. */
 import { type Command, Option } from "commander";
 import { FIT_METHODS } from "../../lineage/methods.js";
-import { MODELS_HELP, nonNegativeInt, number, positiveInt } from "../options.js";
+import { MODELS_HELP, nonNegativeInt, number, positiveInt, share } from "../options.js";
 
 export function register(program: Command): void {
   program
@@ -25,6 +25,12 @@ export function register(program: Command): void {
     )
     .option("--reindex-batch <n>", "documents per forward pass of the re-indexer", positiveInt("--reindex-batch"), 64)
     .option("--reindex-write <n>", "documents per store write of the re-indexer", positiveInt("--reindex-write"), 1024)
+    .option(
+      "--reindex-share <x>",
+      "share of the time the re-index may work while searches come in (0 < x ≤ 1)",
+      share("--reindex-share"),
+      0.25,
+    )
     .addOption(
       new Option("--encoder <where>", "where models run: a child process (event loop stays free) or inline")
         .choices(["process", "inline"])
@@ -74,7 +80,11 @@ export function register(program: Command): void {
         encoderThreads: opts.encoderThreads,
         maxBatch: opts.maxBatch,
       });
-      const reindexer = new Reindexer(service, { batchSize: opts.reindexBatch, writeRows: opts.reindexWrite });
+      const reindexer = new Reindexer(service, {
+        batchSize: opts.reindexBatch,
+        writeRows: opts.reindexWrite,
+        share: opts.reindexShare,
+      });
       const app = buildApp(service, reindexer, { token: opts.token ?? process.env.QDC_ADMIN_TOKEN });
       const address = await app.listen({ port: opts.port, host: opts.host });
       const rs = reindexer.status;
