@@ -313,7 +313,7 @@ describe("re-index writes", () => {
 });
 
 describe("re-index share of the machine", () => {
-  it("waits (1 − share) / share of each round while searches come in, and hears a pause during a wait at once", async () => {
+  it("waits (1 − share) / share of each round while searches contend, and hears a pause during a wait at once", async () => {
     const { store, service, reindex, newDir } = await reindexFixture("qdc-reshare-", 30);
     let busyMs = 0;
     const timed =
@@ -328,7 +328,13 @@ describe("re-index share of the machine", () => {
       };
     store.upsert = timed(store.upsert.bind(store));
     service.embedDocuments = timed(service.embedDocuments.bind(service));
-    service.searchedWithin = () => true;
+    // searches in turn do not contend; two at once do
+    await service.search(["about the river"], 3);
+    await service.search(["a compiler"], 3);
+    assert.equal(service.searchesContended(1000), false);
+    await Promise.all([service.search(["about the river"], 3), service.search(["a compiler"], 3)]);
+    assert.equal(service.searchesContended(1000), true);
+    service.searchesContended = () => true;
     try {
       const t0 = performance.now();
       const st = await reindex({ batchSize: 10, writeRows: 10, share: 0.25 });

@@ -53,10 +53,11 @@ export interface ReindexOptions {
   optimizeEvery?: number;
   /**
    * the share of the time the re-index may spend on its rounds (embedding and writing a batch of
-   * `writeRows`) while searches come in (default 0.25): after a round of d seconds it waits
-   * d × (1 − share) / share before the next when the service answered a search in the last
-   * second; with no searches it runs flat out. 1: never waits (its encoder still runs at
-   * niceness 10, but its writes and the searches share the service's process)
+   * `writeRows`) while searches contend (default 0.25): after a round of d seconds it waits
+   * d × (1 − share) / share before the next when, within the last second, a search began while
+   * another was being answered; otherwise (no searches, or one client searching in turn) it runs
+   * flat out. 1: never waits (its encoder still runs at niceness 10, but its writes and the
+   * searches share the service's process)
    */
   share?: number;
 }
@@ -262,7 +263,7 @@ export class Reindexer {
         writes++;
         failures = 0;
         const waitMs = ((performance.now() - roundStart) * (1 - share)) / share;
-        if (waitMs > 0 && this.service.searchedWithin(1000)) {
+        if (waitMs > 0 && this.service.searchesContended(1000)) {
           // the searches get the rest of the machine (released below: an upgrade need not wait)
           m.release();
           released = true;

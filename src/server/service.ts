@@ -108,8 +108,9 @@ const defaultLog = (e: Record<string, unknown>) =>
 export class SearchService {
   readonly store: VectorStore;
   #state: ModelState;
-  /** when the last search came in (performance.now()) */
-  #lastSearchAt = Number.NEGATIVE_INFINITY;
+  /** searches being answered now, and when one last began while another was (performance.now()) */
+  #searching = 0;
+  #contendedAt = Number.NEGATIVE_INFINITY;
   #versions: { at: number; counts: Record<string, number> } | null = null;
   readonly #opts: ServiceOptions;
   readonly #queries: Encoder;
@@ -356,13 +357,16 @@ export class SearchService {
       });
   }
 
-  /** Whether a search came in within the last `ms` (the re-index gives way to searches). */
-  searchedWithin(ms: number): boolean {
-    return performance.now() - this.#lastSearchAt < ms;
+  /**
+   * Whether searches queued behind one another within the last `ms` (one began while another was
+   * being answered): then the re-index gives way. One client searching in turn leaves it alone.
+   */
+  searchesContended(ms: number): boolean {
+    return performance.now() - this.#contendedAt < ms;
   }
 
   async search(texts: string[], k: number, filter?: Filter): Promise<SearchResult> {
-    this.#lastSearchAt = performance.now();
+    if (++this.#searching > 1) this.#contendedAt = performance.now();
     const s = this.#state;
     s.refs++;
     try {
@@ -402,6 +406,7 @@ export class SearchService {
         timings: { waitMs: Math.max(0, t1 - t0 - embedMs - compensateMs), embedMs, compensateMs, storeMs, batch },
       };
     } finally {
+      this.#searching--;
       this.#release(s);
     }
   }

@@ -264,6 +264,9 @@ export class LanceStore implements VectorStore {
    */
   async #splitLegacy(): Promise<void> {
     const legacy = await this.conn.openTable(LEGACY_TABLE);
+    process.stderr.write(
+      `${JSON.stringify({ level: "info", event: "lancedb-split-versions", dir: this.dir, rows: await legacy.countRows(), time: new Date().toISOString() })}\n`,
+    );
     const versions = new Set<string>();
     for (const r of (await legacy.query().select(["version"]).toArray()) as { version: string }[])
       versions.add(r.version);
