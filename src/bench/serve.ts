@@ -5,7 +5,8 @@
  * task 1 and written to each store; then, per store:
  *  - ANN recall@10 against exact search on the same store;
  *  - the store alone: the same query vectors straight to the store from Node (no model, no HTTP),
- *    `clients` concurrent callers;
+ *    `clients` concurrent callers, before the upgrade (old model's queries) and after the re-index
+ *    (the new model's queries on the rewritten store: the peer of "after");
  *  - the service under `clients` concurrent HTTP clients (a separate process, keep-alive, one text
  *    per request, k 10): before, during an upgrade to the task-2 model with its background
  *    re-index, and after. "During" is measured in windows of the same length at 10%, 50% and 90%
@@ -291,6 +292,12 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
   const qrows = tensorRows(q);
   q.dispose();
   model.dispose();
+  // the same queries by the new model: the store alone after the re-index searches with them
+  const newModel = EmbeddingModel.load(newDir);
+  const qn = newModel.encode(queryTexts, { kind: "query", maxLength: 64 });
+  const qrowsNew = tensorRows(qn);
+  qn.dispose();
+  newModel.dispose();
   log(`${docs.length} documents embedded in ${f1(embedSeconds)} s`);
 
   const work = mkdtempSync(join(tmpdir(), "qdc-bench-serve-"));
@@ -409,6 +416,12 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
       phases.push(await load.end());
       await load.exit();
       await app.close();
+      // the peer of "after": the re-indexed store searched straight from Node with the new model's
+      // query vectors (what the store itself costs after a whole rewrite)
+      const aloneAfter = await storeAlone(service.store, qrowsNew, clients, seconds);
+      log(
+        `${kind} alone after: ${f1(aloneAfter.qps)} QPS, p50 ${f1(aloneAfter.p50Ms)} ms, p99 ${f1(aloneAfter.p99Ms)} ms`,
+      );
       await service.close();
       for (const p of phases)
         log(
@@ -436,6 +449,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
         load: { seconds: loadSeconds, rowsPerSecond: rows.length / loadSeconds },
         ann: { recallAt10: recall, ef, sweep, exactMsPerQuery: exactMs, indexSeconds },
         storeAlone: alone,
+        storeAloneAfter: aloneAfter,
         phases,
         serviceOverStore: before.qps / alone.qps,
         serverErrors: Object.fromEntries(serverErrors),
@@ -476,10 +490,14 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
   for (const r of results) {
     const alone = r.storeAlone as { qps: number; p50Ms: number; p99Ms: number };
     console.log(`| ${r.store} | store alone | ${f1(alone.qps)} | ${f1(alone.p50Ms)} | ${f1(alone.p99Ms)} | 0 | | | |`);
+    const after = r.storeAloneAfter as { qps: number; p50Ms: number; p99Ms: number };
     for (const p of r.phases as Phase[])
       console.log(
-        `| ${r.store} | ${p.phase} | ${f1(p.qps)} | ${f1(p.p50Ms)} | ${f1(p.p99Ms)} | ${p.failed} | ${(p.qps / alone.qps).toFixed(2)} | ${f1(p.split.waitMs)} / ${f1(p.split.embedMs)} / ${f1(p.split.storeMs)} | ${f1(p.split.batch)} |`,
+        `| ${r.store} | ${p.phase} | ${f1(p.qps)} | ${f1(p.p50Ms)} | ${f1(p.p99Ms)} | ${p.failed} | ${(p.qps / (p.phase === "after" ? after : alone).qps).toFixed(2)} | ${f1(p.split.waitMs)} / ${f1(p.split.embedMs)} / ${f1(p.split.storeMs)} | ${f1(p.split.batch)} |`,
       );
+    console.log(
+      `| ${r.store} | store alone after | ${f1(after.qps)} | ${f1(after.p50Ms)} | ${f1(after.p99Ms)} | 0 | | | |`,
+    );
   }
   for (const r of results) {
     const ri = r.reindex as { underLoad: { docsPerSecond: number }; standalone: { docsPerSecond: number } };
