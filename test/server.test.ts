@@ -358,8 +358,14 @@ describe("re-index share of the machine", () => {
       r.start();
       await wrote;
       await new Promise((res) => setTimeout(res, 50));
+      const pausedAt = performance.now();
       r.pause();
       const paused = await r.settled();
+      // the wait would have lasted minutes (capped at 30 s)
+      assert.ok(
+        performance.now() - pausedAt < 10_000,
+        `settled ${(performance.now() - pausedAt).toFixed(0)} ms after the pause`,
+      );
       assert.equal(paused.state, "paused");
       assert.equal(paused.done, 10);
       assert.throws(() => new Reindexer(service, { share: 0 }), /share must be in \(0, 1\], got 0/);

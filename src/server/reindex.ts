@@ -63,6 +63,8 @@ export interface ReindexOptions {
 }
 
 const STATES: ReindexState[] = ["idle", "running", "paused", "done", "failed"];
+/** the longest wait between two rounds (a round that ran long, e.g. behind an upgrade, waits no more) */
+const MAX_WAIT_MS = 30_000;
 
 export class Reindexer {
   #status: ReindexStatus;
@@ -75,7 +77,7 @@ export class Reindexer {
   /** ids this run wrote at the version `#writtenFor` (not asked for again as hot rows) */
   readonly #written = new Set<string>();
   #writtenFor: string | null = null;
-  /** ends the wait between two rounds early (a pause, a resume, an upgrade is heard at once) */
+  /** ends the wait between two rounds early (a pause or a stop is heard at once) */
   #wake: (() => void) | null = null;
 
   constructor(
@@ -187,7 +189,10 @@ export class Reindexer {
       const have = new Set(picked.map((r) => r.id));
       for (const r of await this.service.store.stale(target, n + picked.length)) {
         if (picked.length >= n) break;
-        if (!have.has(r.id)) picked.push(r);
+        if (!have.has(r.id)) {
+          picked.push(r);
+          have.add(r.id);
+        }
       }
     }
     return picked;
@@ -250,6 +255,8 @@ export class Reindexer {
         );
         if (!wrote) continue;
         for (const r of rows) this.#written.add(r.id);
+        // the round's own work (an optimize below runs in the store's maintenance process)
+        const workMs = performance.now() - roundStart;
         sinceOptimize += rows.length;
         if (sinceOptimize >= optimizeEvery) {
           sinceOptimize = 0;
@@ -262,7 +269,7 @@ export class Reindexer {
         this.#set({ done, remaining, docsPerSecond: (done - this.#doneAtStart) / Math.max(secs, 1e-3) });
         writes++;
         failures = 0;
-        const waitMs = ((performance.now() - roundStart) * (1 - share)) / share;
+        const waitMs = Math.min(MAX_WAIT_MS, (workMs * (1 - share)) / share);
         if (waitMs > 0 && this.service.searchesContended(1000)) {
           // the searches get the rest of the machine (released below: an upgrade need not wait)
           m.release();
@@ -293,17 +300,24 @@ export class Reindexer {
     }
   }
 
-  /** Waits `ms`, or less when the run is paused, superseded or stopped meanwhile. */
+  /**
+   * Waits `ms` in slices of at most a second, each only while searches still contend; less when
+   * the run is paused, superseded or stopped meanwhile.
+   */
   async #pause(ms: number, generation: number): Promise<void> {
-    if (this.#status.state !== "running" || generation !== this.#generation) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.#wake = done;
-    });
-    this.#wake = null;
+    const end = performance.now() + ms;
+    while (this.#status.state === "running" && generation === this.#generation) {
+      const left = end - performance.now();
+      if (left <= 0 || !this.service.searchesContended(1000)) return;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.min(left, 1000));
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.#wake = done;
+      });
+      this.#wake = null;
+    }
   }
 }

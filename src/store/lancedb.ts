@@ -254,6 +254,8 @@ export class LanceStore implements VectorStore {
     });
     store.#loadVersions();
     if ((await conn.tableNames()).includes(LEGACY_TABLE)) await store.#splitLegacy();
+    // every table opened now, so that `indexed` says what the store has from the start
+    await store.#all();
     return store;
   }
 
@@ -291,10 +293,19 @@ export class LanceStore implements VectorStore {
         );
       }
     }
+    // the new tables' indexes are built and their rows counted before the old table goes
     const hadIndex = (await legacy.listIndices()).some((i) => i.columns.includes("vector"));
+    if (hadIndex && (await legacy.countRows()) >= 256) await this.buildIndex();
+    let copied = 0;
+    for (const v of versions) copied += await ((await this.#table(v)) as VersionTable).table.countRows();
+    const total = await legacy.countRows();
+    if (copied !== total)
+      throw new Error(`${this.dir}: splitting the store copied ${copied} of its ${total} rows; the old table is kept`);
     legacy.close();
-    await this.conn.dropTable(LEGACY_TABLE);
-    if (hadIndex) await this.buildIndex();
+    await this.conn.dropTable(LEGACY_TABLE).catch((e: Error) => {
+      // another process opening the store split it too and dropped the table first
+      if (!/not found|does not exist/i.test(e.message)) throw e;
+    });
   }
 
   get indexed(): boolean {
@@ -450,9 +461,25 @@ export class LanceStore implements VectorStore {
    * newer version (`get`, `searchMany` without a version keep one row per id), and a re-index,
    * which rewrites every row not of its version, removes the other one.
    */
+  /**
+   * Writes of this handle one at a time: an upsert's two commits (write, then delete elsewhere)
+   * interleaved with another's of the same id at another version would delete it from both.
+   * (Two processes writing the same ids at different versions at once are not serialised.)
+   */
+  #writing: Promise<unknown> = Promise.resolve();
+  #serial<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.#writing.then(f, f);
+    this.#writing = run.catch(() => {});
+    return run;
+  }
+
   async upsert(rows: StoreRow[]): Promise<void> {
     if (!rows.length) return;
     checkRows(this.schema, rows);
+    return this.#serial(() => this.#upsert(rows));
+  }
+
+  async #upsert(rows: StoreRow[]): Promise<void> {
     this.#loadVersions();
     const byVersion = new Map<string, StoreRow[]>();
     for (const r of rows) {
@@ -472,12 +499,10 @@ export class LanceStore implements VectorStore {
         t,
         list.map((r) => this.#record(r)),
       );
-      const ids = `id IN (${list.map((r) => sqlString(r.id)).join(", ")})`;
-      for (const other of await this.#all())
-        if (other.version !== v && (await this.#rows(other)) > 0) {
-          await other.table.delete(ids);
-          other.countedAt = 0;
-        }
+      await this.#deleteElsewhere(
+        v,
+        list.map((r) => r.id),
+      );
       // a table reaching the threshold is indexed here (a load); the table a re-index fills gets its
       // index from the re-index's optimize (in the maintenance process, not beside the searches)
       if (!t.index && (await t.table.countRows()) >= Math.max(this.opts.annThreshold, this.#minIndexRows))
@@ -485,13 +510,27 @@ export class LanceStore implements VectorStore {
     }
   }
 
-  async delete(ids: string[]): Promise<void> {
+  /**
+   * Deletes `ids` from the tables of every version but `keep` (all with `keep` null), each table
+   * looked for afresh and counted exactly: a table another process created or filled a moment ago
+   * is not skipped.
+   */
+  async #deleteElsewhere(keep: string | null, ids: string[]): Promise<void> {
     if (!ids.length) return;
     const where = `id IN (${ids.map(sqlString).join(", ")})`;
-    for (const t of await this.#all()) {
+    this.#loadVersions();
+    for (const v of this.#known) {
+      if (v === keep) continue;
+      this.#missing.delete(v);
+      const t = await this.#table(v);
+      if (!t || (await t.table.countRows()) === 0) continue;
       await t.table.delete(where);
       t.countedAt = 0;
     }
+  }
+
+  async delete(ids: string[]): Promise<void> {
+    return this.#serial(() => this.#deleteElsewhere(null, ids));
   }
 
   /** Top-k per query vector of `vectors` in one version's table, in one LanceDB query (each list by score). */
@@ -582,17 +621,35 @@ export class LanceStore implements VectorStore {
     return [...found.values()];
   }
 
+  /**
+   * Rows of other versions than `version`, newest version first, each id once. An id found in
+   * two tables (an upsert's two commits apart) is the newer table's row; a copy whose id the
+   * `version` table already holds is not stale but left over, and is deleted here.
+   */
   async stale(version: string, limit: number): Promise<StoreRow[]> {
-    const out: StoreRow[] = [];
-    for (const t of await this.#all()) {
-      if (t.version === version || out.length >= limit) continue;
-      const rows = (await t.table
-        .query()
-        .limit(limit - out.length)
-        .toArray()) as Record<string, unknown>[];
-      for (const r of rows) out.push(this.#row(r, t.version));
+    const tables = await this.#all();
+    const target = tables.find((t) => t.version === version);
+    for (;;) {
+      const out = new Map<string, StoreRow>();
+      for (const t of [...tables].reverse()) {
+        if (t.version === version || out.size >= limit) continue;
+        const rows = (await t.table
+          .query()
+          .limit(limit - out.size + 64)
+          .toArray()) as Record<string, unknown>[];
+        for (const r of rows) {
+          const row = this.#row(r, t.version);
+          if (!out.has(row.id) && out.size < limit) out.set(row.id, row);
+        }
+      }
+      if (!target || !out.size) return [...out.values()];
+      const where = `id IN (${[...out.keys()].map(sqlString).join(", ")})`;
+      const done = ((await target.table.query().where(where).select(["id"]).toArray()) as { id: string }[]).map((r) =>
+        String(r.id),
+      );
+      if (!done.length) return [...out.values()];
+      await this.#serial(() => this.#deleteElsewhere(version, done));
     }
-    return out;
   }
 
   async *iterate(version: string, batch: number): AsyncGenerator<StoreRow[]> {
@@ -618,9 +675,10 @@ export class LanceStore implements VectorStore {
   }
 
   /**
-   * Moves every row of `from` into the table of `to` (LanceDB OSS cannot rename a table): copied by
-   * merge-inserts, then `from`'s table is emptied; a move interrupted by a crash is completed by
-   * running it again.
+   * Moves every row of `from` into the table of `to` (LanceDB OSS cannot rename a table), 4,096
+   * rows at a time: copied by merge-inserts, then deleted from `from`. Not one commit, unlike the
+   * interface's promise for stores with a version column: a move interrupted by a crash leaves
+   * some rows moved (an id in both tables reads as one row) and is completed by running it again.
    */
   async renameVersion(from: string, to: string): Promise<void> {
     if (from === to) return;
@@ -633,17 +691,19 @@ export class LanceStore implements VectorStore {
       this.#saveVersions();
     }
     const target = (await this.#table(to, true)) as VersionTable;
-    const total = await source.table.countRows();
-    for (let offset = 0; offset < total; offset += 4096) {
-      const rows = (await source.table.query().offset(offset).limit(4096).toArray()) as Record<string, unknown>[];
+    // a chunk at a time: copied, then exactly those ids deleted from `from`, until it is empty
+    for (;;) {
+      const rows = (await source.table.query().limit(4096).toArray()) as Record<string, unknown>[];
       if (!rows.length) break;
-      await this.#write(
-        target,
-        rows.map((r) => this.#record(this.#row(r, to))),
-      );
+      await this.#serial(async () => {
+        await this.#write(
+          target,
+          rows.map((r) => this.#record(this.#row(r, to))),
+        );
+        await source.table.delete(`id IN (${rows.map((r) => sqlString(String(r.id))).join(", ")})`);
+        source.countedAt = 0;
+      });
     }
-    await source.table.delete("true");
-    source.countedAt = 0;
     if (source.index && !target.index && (await target.table.countRows()) >= this.#minIndexRows)
       await this.#buildIndex(target);
   }
@@ -700,6 +760,7 @@ export class LanceStore implements VectorStore {
    * index build stopped them all). This handle reads the result as soon as the child is done.
    */
   async optimize(opts: OptimizeOptions = {}): Promise<void> {
+    await this.#all();
     if (this.opts.maintenance === "inline") return this.optimizeHere(this.indexed, opts);
     const indexed = this.indexed;
     // the index type this handle knows of

@@ -115,7 +115,10 @@ export interface VectorStore {
   iterate(version: string, batch: number): AsyncGenerator<StoreRow[]>;
   /** rows per version */
   versions(): Promise<Record<string, number>>;
-  /** retags every row of version `from` as `to` in one commit (`qdc migrate`: path versions to ids) */
+  /**
+   * retags every row of version `from` as `to` (`qdc migrate`: path versions to ids): in one commit
+   * on pgvector; LanceDB moves the rows between its per-version tables in chunks (rerun to complete)
+   */
   renameVersion(from: string, to: string): Promise<void>;
   count(): Promise<number>;
   /** builds the ANN index now (stores build it themselves once they are large) */
