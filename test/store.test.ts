@@ -4,7 +4,7 @@
  * pglite-socket (real SQL, real HNSW).
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -339,6 +339,23 @@ describe("LanceDB specifics", () => {
       assert.equal(await store.count(), 300);
     } finally {
       await store.close();
+    }
+  });
+
+  it("finds a version's table the versions file lost (two processes recording versions at once)", async () => {
+    const dir = fresh();
+    const a = await LanceStore.open(dir, SCHEMA, { refreshSeconds: 0 });
+    try {
+      await a.upsert(randomRows(30, "v1", 61));
+      await a.upsert(randomRows(30, "v2", 62).slice(0, 10));
+      // the file as another process's concurrent rewrite would leave it: v2 missing
+      writeFileSync(join(dir, "qdc-versions.json"), JSON.stringify(["v1"]));
+      const b = await LanceStore.open(dir);
+      assert.deepEqual(await b.versions(), { v1: 20, v2: 10 });
+      await b.close();
+      assert.deepEqual(JSON.parse(readFileSync(join(dir, "qdc-versions.json"), "utf8")).sort(), ["v1", "v2"]);
+    } finally {
+      await a.close();
     }
   });
 

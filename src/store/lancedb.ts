@@ -179,6 +179,8 @@ export const tableName = (version: string) => `v_${createHash("sha256").update(v
 
 /** The table of stores written before per-version tables (one table, a version column): split on open. */
 const LEGACY_TABLE = "vectors";
+/** the schema metadata key naming a table's version */
+const VERSION_KEY = "qdc.version";
 
 /** A version's table and what this handle knows of its ANN index. */
 interface VersionTable {
@@ -335,7 +337,9 @@ export class LanceStore implements VectorStore {
           ([k, t]) => new Field(k, t === "number" ? new Float64() : new Utf8(), true),
         ),
       ];
-      table = await this.conn.createEmptyTable(name, new Schema(fields), { mode: "create", existOk: true });
+      // the version is in the table's own metadata too: the versions file is only a list of them
+      const schema = new Schema(fields, new Map([[VERSION_KEY, version]]));
+      table = await this.conn.createEmptyTable(name, schema, { mode: "create", existOk: true });
     } else {
       this.#missing.set(version, Date.now());
       return undefined;
@@ -362,9 +366,35 @@ export class LanceStore implements VectorStore {
     return t;
   }
 
+  /** when the directory's tables were last listed */
+  #listedAt = 0;
+
+  /**
+   * Learns versions from tables the versions file does not list (two processes recording new
+   * versions at once can lose one's entry): each table names its version in its metadata. At most
+   * once per `refreshSeconds`.
+   */
+  async #discover(): Promise<void> {
+    if (Date.now() - this.#listedAt < this.opts.refreshSeconds * 1000) return;
+    this.#listedAt = Date.now();
+    const names = new Set([...this.#known].map(tableName));
+    const found: string[] = [];
+    for (const name of await this.conn.tableNames()) {
+      if (names.has(name) || !name.startsWith("v_")) continue;
+      const t = await this.conn.openTable(name);
+      const v = (await t.schema()).metadata.get(VERSION_KEY);
+      t.close();
+      if (v !== undefined && tableName(v) === name) found.push(v);
+    }
+    if (!found.length) return;
+    for (const v of found) this.#known.add(v);
+    this.#saveVersions();
+  }
+
   /** The tables of every known version that has one, oldest version first. */
   async #all(): Promise<VersionTable[]> {
     this.#loadVersions();
+    await this.#discover();
     const out: VersionTable[] = [];
     for (const v of this.#known) {
       const t = await this.#table(v);
