@@ -210,7 +210,6 @@ export class Reindexer {
     while (this.#status.state === "running" && generation === this.#generation) {
       const roundStart = performance.now();
       const m = this.service.acquire();
-      let released = false;
       try {
         if (m.version !== this.#status.target && this.service.model.dimension !== this.service.store.schema.dim) {
           // upgraded meanwhile to a model of another dimension: nothing of it can be written here
@@ -271,9 +270,9 @@ export class Reindexer {
         failures = 0;
         const waitMs = Math.min(MAX_WAIT_MS, (workMs * (1 - share)) / share);
         if (waitMs > 0 && this.service.searchesContended(1000)) {
-          // the searches get the rest of the machine (released below: an upgrade need not wait)
+          // the searches get the rest of the machine; the model is let go first, so that an upgrade
+          // need not wait (releasing it again in `finally` is a no-op)
           m.release();
-          released = true;
           await this.#pause(waitMs, generation);
         }
         if (this.opts.crashAfterWrites !== undefined && writes >= this.opts.crashAfterWrites) {
@@ -295,7 +294,7 @@ export class Reindexer {
         });
         await new Promise((r) => setTimeout(r, waitMs));
       } finally {
-        if (!released) m.release();
+        m.release();
       }
     }
   }

@@ -268,8 +268,10 @@ export class LanceStore implements VectorStore {
    */
   async #splitLegacy(): Promise<void> {
     const legacy = await this.conn.openTable(LEGACY_TABLE);
+    // nothing writes the old table any more: counted once
+    const total = await legacy.countRows();
     process.stderr.write(
-      `${JSON.stringify({ level: "info", event: "lancedb-split-versions", dir: this.dir, rows: await legacy.countRows(), time: new Date().toISOString() })}\n`,
+      `${JSON.stringify({ level: "info", event: "lancedb-split-versions", dir: this.dir, rows: total, time: new Date().toISOString() })}\n`,
     );
     const versions = new Set<string>();
     for (const r of (await legacy.query().select(["version"]).toArray()) as { version: string }[])
@@ -279,8 +281,8 @@ export class LanceStore implements VectorStore {
     const columns = ["id", "text", "vector", ...Object.keys(this.schema.fields)];
     for (const v of versions) {
       const t = await this.#table(v, true);
-      const total = await legacy.countRows(`version = ${sqlString(v)}`);
-      for (let offset = 0; offset < total; offset += 4096) {
+      const n = await legacy.countRows(`version = ${sqlString(v)}`);
+      for (let offset = 0; offset < n; offset += 4096) {
         const rows = (await legacy
           .query()
           .where(`version = ${sqlString(v)}`)
@@ -295,14 +297,13 @@ export class LanceStore implements VectorStore {
         );
       }
     }
-    // the new tables' indexes are built and their rows counted before the old table goes
-    const hadIndex = (await legacy.listIndices()).some((i) => i.columns.includes("vector"));
-    if (hadIndex && (await legacy.countRows()) >= 256) await this.buildIndex();
+    // the new tables' rows counted and their indexes built before the old table goes
     let copied = 0;
     for (const v of versions) copied += await ((await this.#table(v)) as VersionTable).table.countRows();
-    const total = await legacy.countRows();
     if (copied !== total)
       throw new Error(`${this.dir}: splitting the store copied ${copied} of its ${total} rows; the old table is kept`);
+    const hadIndex = (await legacy.listIndices()).some((i) => i.columns.includes("vector"));
+    if (hadIndex && total >= 256) await this.buildIndex();
     legacy.close();
     await this.conn.dropTable(LEGACY_TABLE).catch((e: Error) => {
       // another process opening the store split it too and dropped the table first
