@@ -23,6 +23,7 @@ import {
   type StoreSchema,
   tableName,
   type VectorStore,
+  versionIndexName,
 } from "../src/store/index.js";
 
 const DIM = 16;
@@ -632,6 +633,123 @@ describe(`PostgreSQL + pgvector over the wire (${PG ? "QDC_PG_URL" : "PGlite + p
   it("refuses a different schema for an existing table", async () => {
     await assert.rejects(PgVectorStore.open(url, docs, { dim: 8, fields: {} }), /exists with schema/);
   });
+  it("keeps an HNSW index per version: built before a new version's first row, searched per version, dropped once empty", async () => {
+    const table = pgTable("perversion");
+    const store = await PgVectorStore.open(url, table, SCHEMA);
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    const indexes = async () =>
+      Object.fromEntries(
+        (
+          await admin.query("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = $1 AND indexname <> $2", [
+            table,
+            `${table}_pkey`,
+          ])
+        ).rows.map((r: { indexname: string; indexdef: string }) => [r.indexname, r.indexdef]),
+      );
+    const q = randomRows(3, "q", 39).map((r) => r.vector as Float32Array);
+    try {
+      const v1 = randomRows(240, "v1", 31);
+      await store.upsert(v1);
+      assert.equal(store.indexed, false);
+      await store.buildIndex();
+      assert.ok(store.indexed);
+      const i1 = versionIndexName(table, "v1");
+      assert.deepEqual(Object.keys(await indexes()).sort(), [i1, `${table}_version`].sort());
+      assert.match((await indexes())[i1]!, /USING hnsw .*WHERE \(version = 'v1'::text\)/);
+      // a re-index's first write of v2 builds v2's graph; the planner can walk each version's own
+      const v2 = randomRows(240, "v2", 32);
+      await store.upsert(v2.slice(0, 120));
+      const i2 = versionIndexName(table, "v2");
+      assert.ok((await indexes())[i2], JSON.stringify(await indexes()));
+      // (on 240 rows the planner would rather sort a version's rows: told not to, to see which index it can use)
+      await admin.query("SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off");
+      for (const [v, name] of [
+        ["v1", i1],
+        ["v2", i2],
+      ] as const) {
+        const plan = await admin.query(
+          `EXPLAIN SELECT id FROM ${table} WHERE version = '${v}' ORDER BY embedding <=> '[${Array.from(q[0]!).join(",")}]' LIMIT 5`,
+        );
+        assert.match(plan.rows.map((r: Record<string, string>) => r["QUERY PLAN"]).join("\n"), new RegExp(name));
+      }
+      // searches of one version and of both (the union of each graph's top-k) as exact ones find
+      const current = [...v2.slice(0, 120), ...v1.slice(120)];
+      for (const x of q) {
+        assert.deepEqual(
+          (await store.search(x, 8, { version: "v2" })).map((h) => h.id),
+          bruteForce(current, x, 8, (r) => r.version === "v2"),
+        );
+        assert.deepEqual(
+          (await store.search(x, 8)).map((h) => h.id),
+          bruteForce(current, x, 8),
+        );
+        assert.deepEqual(
+          (await store.searchMany([x], 8, { filter: { lang: "en" } }))[0]!.map((h) => h.id),
+          bruteForce(current, x, 8, (r) => r.fields?.lang === "en"),
+        );
+      }
+      // v1 re-indexed completely: its graph goes at the next optimize
+      await store.upsert(v2.slice(120));
+      await store.optimize();
+      assert.deepEqual(Object.keys(await indexes()).sort(), [i2, `${table}_version`].sort());
+      // a rename moves the rows into the new name's graph
+      await store.renameVersion("v2", "v3");
+      assert.deepEqual(Object.keys(await indexes()).sort(), [versionIndexName(table, "v3"), `${table}_version`].sort());
+      assert.deepEqual(
+        (await store.search(q[1]!, 5)).map((h) => h.id),
+        bruteForce(v2, q[1]!, 5),
+      );
+    } finally {
+      await admin.end();
+      await store.close();
+    }
+  });
+
+  it("searches a store of earlier releases (one HNSW index over all rows) and replaces that index per version", async () => {
+    const table = pgTable("legacyhnsw");
+    const first = await PgVectorStore.open(url, table, SCHEMA);
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    const names = async () =>
+      (await admin.query("SELECT indexname FROM pg_indexes WHERE tablename = $1", [table])).rows
+        .map((r: { indexname: string }) => r.indexname)
+        .sort();
+    try {
+      const v1 = randomRows(200, "v1", 33);
+      await first.upsert(v1);
+      await first.close();
+      await admin.query(
+        `CREATE INDEX ${table}_hnsw ON ${table} USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)`,
+      );
+      const store = await PgVectorStore.open(url, table);
+      try {
+        assert.ok(store.indexed, "the index of an earlier release counts");
+        const q = randomRows(1, "q", 34)[0]!.vector as Float32Array;
+        assert.deepEqual(
+          (await store.search(q, 5)).map((h) => h.id),
+          bruteForce(v1, q, 5),
+        );
+        const v2 = randomRows(200, "v2", 35);
+        await store.upsert(v2.slice(0, 50));
+        await store.optimize();
+        assert.ok((await names()).includes(`${table}_hnsw`), "kept while v1 has no graph of its own");
+        assert.ok((await names()).includes(versionIndexName(table, "v2")));
+        await store.upsert(v2.slice(50));
+        await store.optimize();
+        assert.deepEqual(await names(), [versionIndexName(table, "v2"), `${table}_pkey`, `${table}_version`].sort());
+        assert.deepEqual(
+          (await store.search(q, 5)).map((h) => h.id),
+          bruteForce(v2, q, 5),
+        );
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await admin.end();
+    }
+  });
+
   it("rejects a NUL character in a filter value", async () => {
     const store = await PgVectorStore.open(url, docs);
     try {

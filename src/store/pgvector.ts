@@ -1,9 +1,13 @@
 /**
  * The scale-out store: PostgreSQL with pgvector through `pg`. One table per index with a version
- * column, an HNSW index on the vectors (cosine) once the table is large, and a btree on the
- * version. For corpora beyond one machine the table can be partitioned (or distributed with Citus)
- * on `id`; the queries here do not depend on it.
+ * column and a btree on the version; once the table is large, an HNSW index (cosine) per model
+ * version — a partial index `WHERE version = '…'` — so that a search of one version during a
+ * re-index walks a graph of that version's rows alone instead of filtering a graph of all of them,
+ * and a version's graph is dropped once its last row has been re-embedded. For corpora beyond one
+ * machine the table can be partitioned (or distributed with Citus) on `id`; the queries here do
+ * not depend on it.
  */
+import { createHash } from "node:crypto";
 import pg from "pg";
 import {
   checkFilter,
@@ -22,6 +26,19 @@ import {
 const UPSERT_ROWS = 128;
 
 const vectorLiteral = (v: ArrayLike<number>) => `[${Array.from(v).join(",")}]`;
+const { escapeLiteral } = pg as unknown as { escapeLiteral: (s: string) => string };
+
+/** how often a store looks again at which per-version indexes exist (another process may add one) */
+const INDEX_REFRESH_MS = 1000;
+
+/**
+ * The name of version `version`'s HNSW index on `table`: from a hash of both, so that every process
+ * agrees and the name fits PostgreSQL's 63 characters whatever the table and version are. The
+ * version itself is the index's comment (read back at open).
+ */
+export function versionIndexName(table: string, version: string): string {
+  return `qdc_hnsw_${createHash("sha256").update(`${table}\0${version}`).digest("hex").slice(0, 24)}`;
+}
 const parseVector = (s: string) => Float32Array.from(s.slice(1, -1).split(",").map(Number));
 
 export interface PgOptions {
@@ -119,7 +136,11 @@ export class PgVectorStore implements VectorStore {
    * meanwhile; autovacuum does that work throttled, as PostgreSQL intends
    */
   readonly optimizeEvery = Number.POSITIVE_INFINITY;
-  #indexed = false;
+  /** version → its HNSW index, as last read from the catalogue */
+  #annIndexes = new Map<string, string>();
+  /** the one HNSW index over every row that stores of earlier releases have (replaced by optimize) */
+  #legacyIndex = false;
+  #indexesAt = Number.NEGATIVE_INFINITY;
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -223,11 +244,7 @@ export class PgVectorStore implements VectorStore {
         });
       }
       const store = new PgVectorStore(pool, base, table, s, o);
-      const idx = await query(pool, "SELECT 1 FROM pg_indexes WHERE tablename = $1 AND indexname = $2", [
-        table,
-        `${table}_hnsw`,
-      ]);
-      store.#indexed = idx.rows.length > 0;
+      await store.#refreshIndexes(true);
       return store;
     } catch (e) {
       await pool.end();
@@ -280,7 +297,82 @@ export class PgVectorStore implements VectorStore {
   }
 
   get indexed(): boolean {
-    return this.#indexed;
+    return this.#legacyIndex || this.#annIndexes.size > 0;
+  }
+
+  /** The HNSW indexes of the table, read from the catalogue (at most once a second unless `now`). */
+  async #refreshIndexes(now = false): Promise<void> {
+    if (!now && performance.now() - this.#indexesAt < INDEX_REFRESH_MS) return;
+    const r = await query(
+      this.pool,
+      `SELECT c.relname AS name, obj_description(c.oid, 'pg_class') AS note
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+        WHERE t.relname = $1 AND t.relnamespace = current_schema()::regnamespace AND i.indisvalid`,
+      [this.table],
+    );
+    const found = new Map<string, string>();
+    let legacy = false;
+    for (const row of r.rows as { name: string; note: string | null }[]) {
+      if (row.name === `${this.table}_hnsw`) legacy = true;
+      else if (row.name.startsWith("qdc_hnsw_") && row.note?.startsWith("qdc version "))
+        found.set(row.note.slice("qdc version ".length), row.name);
+    }
+    this.#annIndexes = found;
+    this.#legacyIndex = legacy;
+    this.#indexesAt = performance.now();
+  }
+
+  /**
+   * Builds version `version`'s HNSW index (partial: its rows only) unless it exists: in one
+   * transaction with the comment naming the version, so a build that dies leaves nothing behind.
+   * CREATE INDEX holds writes (not searches) off the table while it runs: a moment for a version
+   * with no rows yet (a re-index's first write), the whole graph build otherwise.
+   */
+  async #ensureIndex(version: string, rows?: number): Promise<void> {
+    if (this.#annIndexes.has(version)) return;
+    const name = versionIndexName(this.table, version);
+    await this.#maintenance(async (c) => {
+      // the graph is built in memory when it fits maintenance_work_mem (else on disk, many times
+      // slower): raised for this connection to about its size, rows × (vector + 2m neighbours)
+      const n =
+        rows ??
+        Number(
+          (await c.query(`SELECT count(*)::bigint AS n FROM ${this.table} WHERE version = $1`, [version])).rows[0].n,
+        );
+      const mb = Math.ceil((n * (this.schema.dim * 4 + this.opts.m * 2 * 10 + 64) * 1.3) / 2 ** 20) + 64;
+      const have = (
+        await c.query("SELECT setting::bigint / 1024 AS mb FROM pg_settings WHERE name = 'maintenance_work_mem'")
+      ).rows[0].mb as string;
+      if (mb > Number(have)) await c.query(`SET maintenance_work_mem = '${mb}MB'`);
+      try {
+        await c.query("BEGIN");
+        await c.query(
+          `CREATE INDEX IF NOT EXISTS ${name} ON ${this.table} USING hnsw (embedding vector_cosine_ops) WITH (m = ${this.opts.m}, ef_construction = ${this.opts.efConstruction}) WHERE version = ${escapeLiteral(version)}`,
+        );
+        await c.query(`COMMENT ON INDEX ${name} IS ${escapeLiteral(`qdc version ${version}`)}`);
+        await c.query("COMMIT");
+      } catch (e) {
+        await c.query("ROLLBACK").catch(() => {});
+        // another process built the same index at the same moment: theirs is as good
+        if (!["23505", "42P07"].includes((e as { code?: string }).code ?? "")) throw e;
+      }
+    });
+    this.#annIndexes.set(version, name);
+  }
+
+  /** Drops the HNSW indexes of versions without rows (CONCURRENTLY: searches are not held up). */
+  async #dropEmptyIndexes(): Promise<void> {
+    await this.#refreshIndexes(true);
+    const counts = await this.versions();
+    const empty = [...this.#annIndexes].filter(([v]) => !counts[v]);
+    // the one index over all rows goes once every version has its own
+    const legacy = this.#legacyIndex && Object.keys(counts).every((v) => this.#annIndexes.has(v));
+    if (!empty.length && !legacy) return;
+    await this.#maintenance(async (c) => {
+      for (const [, name] of empty) await c.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
+      if (legacy) await c.query(`DROP INDEX CONCURRENTLY IF EXISTS ${this.table}_hnsw`);
+    });
+    await this.#refreshIndexes(true);
   }
 
   #fieldNames(): string[] {
@@ -307,6 +399,15 @@ export class PgVectorStore implements VectorStore {
   async upsert(rows: StoreRow[]): Promise<void> {
     if (!rows.length) return;
     checkRows(this.schema, rows);
+    // an indexed table gets each new version's graph before its first row: every row written
+    // after is an HNSW insert into it, and a search of that version walks it from the start
+    await this.#read("indexes", () => this.#refreshIndexes());
+    if (this.indexed)
+      for (const v of new Set(rows.map((r) => r.version)))
+        if (!this.#annIndexes.has(v)) {
+          await this.#refreshIndexes(true);
+          await this.#ensureIndex(v);
+        }
     const names = ["id", "version", "text", "embedding", ...this.#fieldNames()];
     const updates = names
       .slice(1)
@@ -343,11 +444,15 @@ export class PgVectorStore implements VectorStore {
         throw this.#explain(e);
       });
     }
-    if (!this.#indexed && (await this.count()) >= this.opts.annThreshold) await this.buildIndex();
+    if (!this.indexed && (await this.count()) >= this.opts.annThreshold) await this.buildIndex();
   }
 
+  /** The rows move from `from`'s index into `to`'s (built first), and `from`'s is dropped. */
   async renameVersion(from: string, to: string): Promise<void> {
+    await this.#refreshIndexes(true);
+    if (this.indexed) await this.#ensureIndex(to);
     await query(this.pool, `UPDATE ${this.table} SET version = $2 WHERE version = $1`, [from, to]);
+    if (this.#annIndexes.has(from)) await this.#dropEmptyIndexes();
   }
 
   async delete(ids: string[]): Promise<void> {
@@ -359,10 +464,8 @@ export class PgVectorStore implements VectorStore {
     checkFilter(this.schema, opts.filter);
     const params: unknown[] = [];
     const conds: string[] = [];
-    if (opts.version !== undefined) {
-      params.push(opts.version);
-      conds.push(`version = $${first + params.length - 1}`);
-    }
+    // the version as a literal: the planner proves a partial index's predicate from constants only
+    if (opts.version !== undefined) conds.push(`version = ${escapeLiteral(opts.version)}`);
     for (const [f, v] of Object.entries(opts.filter ?? {})) {
       params.push(v);
       conds.push(`${f} = $${first + params.length - 1}`);
@@ -375,7 +478,26 @@ export class PgVectorStore implements VectorStore {
    * the same order but no index can produce it, so the search is exact (a sequential scan).
    */
   #orderBy(q: string, opts: SearchOptions): string {
-    return opts.exact || !this.#indexed ? `(embedding <=> ${q}) + 0` : `embedding <=> ${q}`;
+    return opts.exact || !this.indexed ? `(embedding <=> ${q}) + 0` : `embedding <=> ${q}`;
+  }
+
+  /**
+   * The top-k of query vector `q` (an SQL expression) among the rows `where` selects, as a
+   * subquery. A search of every version of a table indexed per version is the union of each
+   * version's own top-k (each an index scan of its graph), cut to k.
+   */
+  #topK(q: string, where: string, k: string, opts: SearchOptions): string {
+    const cols = `id, version, 1 - (embedding <=> ${q}) AS score${this.#columns()}`;
+    const one = (w: string) => `SELECT ${cols} FROM ${this.table}${w} ORDER BY ${this.#orderBy(q, opts)} LIMIT ${k}`;
+    const versions = [...this.#annIndexes.keys()];
+    if (opts.version !== undefined || opts.exact || this.#legacyIndex || !versions.length) return one(where);
+    const parts = versions.map((v) => {
+      const cond = `version = ${escapeLiteral(v)}`;
+      return `(${one(where ? `${where} AND ${cond}` : ` WHERE ${cond}`)})`;
+    });
+    return parts.length === 1
+      ? (parts[0] as string).slice(1, -1)
+      : `SELECT * FROM (${parts.join(" UNION ALL ")}) u ORDER BY score DESC LIMIT ${k}`;
   }
 
   #hit(row: Record<string, unknown>): StoreHit {
@@ -390,7 +512,7 @@ export class PgVectorStore implements VectorStore {
    * beyond it (an HNSW scan returns at most ef_search rows), in a transaction that raises it.
    */
   async #query(sql: string, params: unknown[], k: number, opts: SearchOptions): Promise<pg.QueryResult> {
-    const ann = this.#indexed && !opts.exact;
+    const ann = this.indexed && !opts.exact;
     if (!ann || k <= this.opts.efSearch) return query(this.pool, sql, params);
     return transaction(
       this.pool,
@@ -407,9 +529,12 @@ export class PgVectorStore implements VectorStore {
 
   async search(vector: Float32Array, k: number, opts: SearchOptions = {}): Promise<StoreHit[]> {
     const { where, params } = this.#conditions(opts, 3);
-    const sql = `SELECT id, version, 1 - (embedding <=> $1) AS score${this.#columns()} FROM ${this.table}${where} ORDER BY ${this.#orderBy("$1", opts)} LIMIT $2`;
-    const all = [vectorLiteral(vector), k, ...params];
-    return this.#read("search", async () => (await this.#query(sql, all, k, opts)).rows.map((r) => this.#hit(r)));
+    return this.#read("search", async () => {
+      await this.#refreshIndexes();
+      const sql = this.#topK("$1::vector", where, "$2", opts);
+      const all = [vectorLiteral(vector), k, ...params];
+      return (await this.#query(sql, all, k, opts)).rows.map((r) => this.#hit(r));
+    });
   }
 
   /**
@@ -421,9 +546,10 @@ export class PgVectorStore implements VectorStore {
     if (!vectors.length) return [];
     // the vectors are parsed once (`$1::vector[]`): a cast inside the lateral query would parse the
     // text again for every row it scores (a filtered scan of 5,000 rows: 178 ms instead of 5)
-    const sql = `SELECT q.i${this.#columns()}, h.id, h.version, h.score FROM unnest($1::vector[]) WITH ORDINALITY AS q(v, i) CROSS JOIN LATERAL (SELECT id, version, 1 - (embedding <=> q.v) AS score${this.#columns()} FROM ${this.table}${where} ORDER BY ${this.#orderBy("q.v", opts)} LIMIT $2) h`;
     const all = [vectors.map(vectorLiteral), k, ...params];
     return this.#read("searchMany", async () => {
+      await this.#refreshIndexes();
+      const sql = `SELECT q.i${this.#columns()}, h.id, h.version, h.score FROM unnest($1::vector[]) WITH ORDINALITY AS q(v, i) CROSS JOIN LATERAL (${this.#topK("q.v", where, "$2", opts)}) h`;
       const out: StoreHit[][] = vectors.map(() => []);
       for (const row of (await this.#query(sql, all, k, opts)).rows) out[Number(row.i) - 1]!.push(this.#hit(row));
       // each list in distance order (a stable sort: ties keep the scan's order)
@@ -453,12 +579,15 @@ export class PgVectorStore implements VectorStore {
   }
 
   /**
-   * VACUUM (ANALYZE): reclaims the dead row versions a re-index leaves (also in the HNSW index,
+   * VACUUM (ANALYZE): reclaims the dead row versions a re-index leaves (also in the HNSW indexes,
    * whose rows are always current: pgvector indexes every write) and refreshes the planner's
-   * statistics. On a connection of its own: outside any transaction and without the statement timeout.
+   * statistics; then drops the indexes of versions left without rows (and a store's index of
+   * earlier releases over all rows once every version has its own). On a connection of its own:
+   * outside any transaction and without the statement timeout.
    */
   async optimize(_opts?: OptimizeOptions): Promise<void> {
     await this.#maintenance((c) => c.query(`VACUUM (ANALYZE) ${this.table}`));
+    await this.#dropEmptyIndexes();
   }
 
   async get(ids: string[]): Promise<StoreRow[]> {
@@ -508,23 +637,15 @@ export class PgVectorStore implements VectorStore {
     });
   }
 
-  /** On a connection of its own: building HNSW over many rows takes longer than the statement timeout. */
+  /**
+   * An HNSW index per version present (each on a connection of its own: a build takes longer than
+   * the statement timeout); a store's index of earlier releases over all rows is dropped after.
+   */
   async buildIndex(): Promise<void> {
-    await this.#maintenance(async (c) => {
-      // the graph is built in memory when it fits maintenance_work_mem (else on disk, many times
-      // slower): raised for this connection to about its size, rows × (vector + 2m neighbours)
-      const n = (await c.query(`SELECT count(*)::bigint AS n FROM ${this.table}`)).rows[0].n as string;
-      const mb = Math.ceil((Number(n) * (this.schema.dim * 4 + this.opts.m * 2 * 10 + 64) * 1.3) / 2 ** 20) + 64;
-      const have = (
-        await c.query("SELECT setting::bigint / 1024 AS mb FROM pg_settings WHERE name = 'maintenance_work_mem'")
-      ).rows[0].mb as string;
-      if (mb > Number(have)) await c.query(`SET maintenance_work_mem = '${mb}MB'`);
-      await c.query(
-        `CREATE INDEX IF NOT EXISTS ${this.table}_hnsw ON ${this.table} USING hnsw (embedding vector_cosine_ops) WITH (m = ${this.opts.m}, ef_construction = ${this.opts.efConstruction})`,
-      );
-      await c.query(`ANALYZE ${this.table}`);
-    });
-    this.#indexed = true;
+    await this.#refreshIndexes(true);
+    for (const [v, n] of Object.entries(await this.versions())) await this.#ensureIndex(v, n);
+    await this.#dropEmptyIndexes();
+    await this.#maintenance((c) => c.query(`ANALYZE ${this.table}`));
   }
 
   async close(): Promise<void> {
