@@ -17,6 +17,7 @@ import { Rng } from "../src/data/rng.js";
 import {
   cleanupBefore,
   FilterError,
+  isTransientScanError,
   LanceStore,
   PgVectorStore,
   type StoreRow,
@@ -630,6 +631,11 @@ describe(`PostgreSQL + pgvector over the wire (${PG ? "QDC_PG_URL" : "PGlite + p
     () => PgVectorStore.open(url, docs),
     0.9,
   );
+  it("tells an HNSW scan that met a vacuumed element (retried) from other errors (passed on)", () => {
+    assert.ok(isTransientScanError(new Error("cannot load deleted element")));
+    assert.ok(!isTransientScanError(new Error('relation "x" does not exist')));
+    assert.ok(!isTransientScanError("cannot load deleted element"));
+  });
   it("refuses a different schema for an existing table", async () => {
     await assert.rejects(PgVectorStore.open(url, docs, { dim: 8, fields: {} }), /exists with schema/);
   });

@@ -83,6 +83,16 @@ export function isConnectionError(e: unknown): boolean {
   return /Connection terminated|not queryable|ECONNRESET|ECONNREFUSED/.test(e.message);
 }
 
+/**
+ * pgvector's HNSW scan, resuming an iterative scan (hnsw.iterative_scan), can meet an element that
+ * VACUUM (autovacuum, during a re-index that rewrites many rows) deleted since the scan's previous
+ * step and fail with "cannot load deleted element" (pgvector 0.8.x): the same search on a fresh
+ * snapshot succeeds.
+ */
+export function isTransientScanError(e: unknown): boolean {
+  return e instanceof Error && /cannot load deleted element/.test(e.message);
+}
+
 const warn = (event: string, fields: Record<string, unknown>) =>
   process.stderr.write(`${JSON.stringify({ level: "warn", event, ...fields, time: new Date().toISOString() })}\n`);
 
@@ -136,6 +146,8 @@ export class PgVectorStore implements VectorStore {
    * meanwhile; autovacuum does that work throttled, as PostgreSQL intends
    */
   readonly optimizeEvery = Number.POSITIVE_INFINITY;
+  /** one backend scans a statement's vectors in turn: separate statements run side by side */
+  readonly searchBatch = 1;
   /** version → its HNSW index, as last read from the catalogue */
   #annIndexes = new Map<string, string>();
   /** the one HNSW index over every row that stores of earlier releases have (replaced by optimize) */
@@ -253,7 +265,8 @@ export class PgVectorStore implements VectorStore {
   }
 
   /**
-   * A read: tried once more when the connection died under it (the pool opens a new one), and a
+   * A read: tried once more when the connection died under it (the pool opens a new one) or an HNSW
+   * scan met an element vacuumed meanwhile (isTransientScanError), and a
    * timeout says which limit it hit.
    */
   async #read<T>(what: string, run: () => Promise<T>): Promise<T> {
@@ -261,7 +274,7 @@ export class PgVectorStore implements VectorStore {
       try {
         return await run();
       } catch (e) {
-        if (!isConnectionError(e)) throw e;
+        if (!isConnectionError(e) && !isTransientScanError(e)) throw e;
         warn("pg-retry", { table: this.table, what, error: (e as Error).message });
         // a moment for the pool to hear of its other dead idle connections
         await new Promise((r) => setTimeout(r, 50));
