@@ -396,16 +396,6 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
       load.begin("before");
       await new Promise((r) => setTimeout(r, seconds * 1000));
       phases.push(await load.end());
-      // the peer of joining concurrent searches' store calls: the same load with each call alone
-      const joined = service.storeBatch;
-      let alone1: Phase | undefined;
-      if (joined > 1) {
-        service.storeBatch = 1;
-        load.begin("before, store calls not joined");
-        await new Promise((r) => setTimeout(r, seconds * 1000));
-        alone1 = await load.end();
-        service.storeBatch = joined;
-      }
       const probe = new Load();
       await probe.start({ base, concurrency: 1, texts: queryTexts, k: 10 });
       const during = await reindexUnderLoad(
@@ -421,7 +411,6 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
       const underLoad = during.underLoad;
       await probe.exit();
       phases.push(poolPhases("during", during.windows), ...during.windows, during.probe);
-      if (alone1) phases.push(alone1);
       load.begin("after");
       await new Promise((r) => setTimeout(r, seconds * 1000));
       phases.push(await load.end());
@@ -461,7 +450,6 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
         ann: { recallAt10: recall, ef, sweep, exactMsPerQuery: exactMs, indexSeconds },
         storeAlone: alone,
         storeAloneAfter: aloneAfter,
-        storeBatch: joined,
         phases,
         serviceOverStore: before.qps / alone.qps,
         serverErrors: Object.fromEntries(serverErrors),

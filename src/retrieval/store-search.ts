@@ -10,7 +10,7 @@ import { type Calibration, calibrateHits } from "./calibration.js";
 import { mergeHits } from "./hit.js";
 
 export async function searchVersions(
-  store: Pick<VectorStore, "searchMany">,
+  store: VectorStore,
   /** per store version, one query vector per query */
   vectors: Record<string, Float32Array[]>,
   k: number,

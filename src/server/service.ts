@@ -16,7 +16,6 @@
 import { resolve } from "node:path";
 import { type CompensationMode, locateModel, modelRoots } from "../lineage/index.js";
 import { CALIBRATION_ROWS, type Calibration, calibrate, type Reference } from "../retrieval/calibration.js";
-import { CoalescingSearcher } from "../retrieval/coalesce.js";
 import { countRetrievals } from "../retrieval/reindex-order.js";
 import { searchVersions } from "../retrieval/store-search.js";
 import type { Filter, StoreHit, StoreRow, StoreState, VectorStore } from "../store/store.js";
@@ -65,11 +64,6 @@ export interface ServiceOptions {
   encoderThreads?: number;
   /** most texts embedded in one batched forward pass (default 64) */
   maxBatch?: number;
-  /**
-   * query vectors per store call into which concurrent searches are joined (default: the store's
-   * `searchBatch`; 1 passes every search's call on alone)
-   */
-  storeBatch?: number;
   /** structured events (errors, unreachable versions); default: JSON lines on stderr */
   log?: (event: Record<string, unknown>) => void;
   /**
@@ -113,8 +107,6 @@ const defaultLog = (e: Record<string, unknown>) =>
 
 export class SearchService {
   readonly store: VectorStore;
-  /** the store's searches, concurrent ones joined (src/retrieval/coalesce.ts) */
-  #searcher: CoalescingSearcher;
   #state: ModelState;
   /** searches being answered now, and when one last began while another was (performance.now()) */
   #searching = 0;
@@ -151,7 +143,6 @@ export class SearchService {
   ) {
     this.#opts = opts;
     this.store = opts.store;
-    this.#searcher = new CoalescingSearcher(opts.store, opts.storeBatch ?? opts.store.searchBatch ?? 1);
     this.#state = state;
     this.#queries = encoders.queries;
     this.#documents = encoders.documents;
@@ -264,14 +255,6 @@ export class SearchService {
   get encoderPids(): { queries?: number; documents?: number } {
     const pid = (e: Encoder) => (e instanceof ProcessEncoder ? e.pid : undefined);
     return { queries: pid(this.#queries), documents: pid(this.#documents) };
-  }
-
-  /** Query vectors per store call into which concurrent searches are joined (1: not joined). */
-  get storeBatch(): number {
-    return this.#searcher.maxBatch;
-  }
-  set storeBatch(n: number) {
-    this.#searcher = new CoalescingSearcher(this.store, n);
   }
 
   /** Problems that do not stop the service but that an operator must see (for /health). */
@@ -399,7 +382,7 @@ export class SearchService {
       const searched = Object.fromEntries(targets.map((v) => [v, vectors.rows[v] as Float32Array[]]));
       // one call per version with all the request's query vectors; with a single version in the
       // store the version filter is left out
-      const results = await searchVersions(this.#searcher, searched, k, {
+      const results = await searchVersions(this.store, searched, k, {
         filter,
         single: Object.keys(counts).length === 1,
         calibrations,

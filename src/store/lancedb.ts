@@ -206,8 +206,6 @@ export class LanceStore implements VectorStore {
    * third); each optimize adds them to the index as one more segment
    */
   readonly optimizeEvery = 16384;
-  /** a multi-vector query is planned once: 4 vectors × 2 callers 1.7× the QPS of 1 × 8 (src/retrieval/coalesce.ts) */
-  readonly searchBatch = 4;
   /** versions ever written, in the order first written (a version's table exists once it has rows) */
   #known = new Set<string>();
   /** mtime and size of the versions file when last read */

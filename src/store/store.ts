@@ -107,11 +107,6 @@ export interface VectorStore {
    * fast; `Infinity`: only once at the end (the store keeps itself in shape meanwhile).
    */
   readonly optimizeEvery: number;
-  /**
-   * Query vectors per `searchMany` call that concurrent searches are best joined into (the service
-   * coalesces its requests' store calls up to this many; 1: not joined)
-   */
-  readonly searchBatch: number;
   /** rows by id (missing ids are left out) */
   get(ids: string[]): Promise<StoreRow[]>;
   /** up to `limit` rows whose version is not `version` (what a re-index still has to do) */
