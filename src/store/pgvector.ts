@@ -146,8 +146,6 @@ export class PgVectorStore implements VectorStore {
    * meanwhile; autovacuum does that work throttled, as PostgreSQL intends
    */
   readonly optimizeEvery = Number.POSITIVE_INFINITY;
-  /** one backend scans a statement's vectors in turn: separate statements run side by side */
-  readonly searchBatch = 1;
   /** version → its HNSW index, as last read from the catalogue */
   #annIndexes = new Map<string, string>();
   /** the one HNSW index over every row that stores of earlier releases have (replaced by optimize) */
