@@ -837,6 +837,33 @@ describe("pgvector on a real server", {
     }
   });
 
+  it("builds a new version's HNSW index once when two processes write that version at the same moment", async () => {
+    const table = pgTable("race");
+    const a = await PgVectorStore.open(url, table, SCHEMA);
+    const b = await PgVectorStore.open(url, table);
+    try {
+      await a.upsert(randomRows(300, "v1", 23));
+      await a.buildIndex();
+      const v2 = randomRows(300, "v2", 24);
+      // each handle learns of the index within a second; both write v2's first rows together
+      await new Promise((r) => setTimeout(r, 1100));
+      await Promise.all([a.upsert(v2.slice(0, 100)), b.upsert(v2.slice(100, 200))]);
+      const names = await admin((c) =>
+        c.query("SELECT indexname FROM pg_indexes WHERE tablename = $1 AND indexname LIKE 'qdc_hnsw_%'", [table]),
+      );
+      assert.deepEqual(
+        names.rows.map((r: { indexname: string }) => r.indexname).sort(),
+        [versionIndexName(table, "v1"), versionIndexName(table, "v2")].sort(),
+      );
+      assert.deepEqual(await b.versions(), { v1: 100, v2: 200 });
+      const q = v2[150]!.vector as Float32Array;
+      assert.equal((await b.search(q, 1, { version: "v2" }))[0]?.id, v2[150]!.id);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   it("records the state, replaces it, and reads it reopened", async () => {
     const table = pgTable("state");
     const store = await PgVectorStore.open(url, table, SCHEMA);
