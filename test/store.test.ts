@@ -737,10 +737,22 @@ describe(`PostgreSQL + pgvector over the wire (${PG ? "QDC_PG_URL" : "PGlite + p
           bruteForce(v1, q, 5),
         );
         const v2 = randomRows(200, "v2", 35);
+        // a new version's first write builds its own index; the index over all rows serves v1 still
         await store.upsert(v2.slice(0, 50));
+        assert.deepEqual(
+          await names(),
+          [`${table}_hnsw`, `${table}_pkey`, `${table}_version`, versionIndexName(table, "v2")].sort(),
+        );
+        assert.deepEqual(
+          (await store.search(q, 5, { version: "v1" })).map((h) => h.id),
+          bruteForce(v1.slice(50), q, 5),
+        );
+        // optimize gives v1 its own and drops the one over all rows
         await store.optimize();
-        assert.ok((await names()).includes(`${table}_hnsw`), "kept while v1 has no graph of its own");
-        assert.ok((await names()).includes(versionIndexName(table, "v2")));
+        assert.deepEqual(
+          await names(),
+          [`${table}_pkey`, `${table}_version`, versionIndexName(table, "v1"), versionIndexName(table, "v2")].sort(),
+        );
         await store.upsert(v2.slice(50));
         await store.optimize();
         assert.deepEqual(await names(), [versionIndexName(table, "v2"), `${table}_pkey`, `${table}_version`].sort());
@@ -861,6 +873,66 @@ describe("pgvector on a real server", {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  it("keeps a version's index while a write of it is uncommitted, and rebuilds indexes found missing or invalid", async () => {
+    const table = pgTable("reconcile");
+    const store = await PgVectorStore.open(url, table, SCHEMA);
+    const writer = new pg.Client({ connectionString: url });
+    await writer.connect();
+    const indexes = async () =>
+      (
+        await admin((c) =>
+          c.query(
+            "SELECT c.relname AS name, i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE 'qdc_hnsw_%' AND i.indrelid = $1::regclass ORDER BY 1",
+            [table],
+          ),
+        )
+      ).rows as { name: string; valid: boolean }[];
+    try {
+      const v1 = randomRows(200, "v1", 25);
+      await store.upsert(v1);
+      await store.buildIndex();
+      const i1 = versionIndexName(table, "v1");
+      const i2 = versionIndexName(table, "v2");
+      await store.upsert(randomRows(200, "v2", 26).slice(0, 1));
+      // v1's index lost (dropped by hand) is rebuilt by optimize; one left invalid by the next write
+      await admin((c) => c.query(`DROP INDEX ${i1}`));
+      await store.optimize();
+      assert.deepEqual(
+        await indexes(),
+        [i1, i2].sort().map((name) => ({ name, valid: true })),
+      );
+      await admin((c) => c.query("UPDATE pg_index SET indisvalid = false WHERE indexrelid = $1::regclass", [i1]));
+      await new Promise((r) => setTimeout(r, 1100));
+      await store.upsert([{ ...v1[1]!, text: "rewritten" }]);
+      assert.deepEqual(
+        await indexes(),
+        [i1, i2].sort().map((name) => ({ name, valid: true })),
+      );
+      // v2 emptied while a write of v2 is in flight (holding its lock, rows not committed): kept
+      await store.delete(["d0000"]);
+      await writer.query("BEGIN");
+      await writer.query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))", [i2]);
+      await store.optimize();
+      assert.deepEqual(
+        (await indexes()).map((x) => x.name),
+        [i1, i2].sort(),
+        "kept under the writer's lock",
+      );
+      await writer.query("ROLLBACK");
+      await store.optimize();
+      assert.deepEqual(
+        (await indexes()).map((x) => x.name),
+        [i1],
+        "dropped once no write of v2 is in flight",
+      );
+      const q = v1[7]!.vector as Float32Array;
+      assert.equal((await store.search(q, 1))[0]?.id, v1[7]!.id);
+    } finally {
+      await writer.end();
+      await store.close();
     }
   });
 

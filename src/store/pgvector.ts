@@ -93,6 +93,9 @@ export function isTransientScanError(e: unknown): boolean {
   return e instanceof Error && /cannot load deleted element/.test(e.message);
 }
 
+/** an upsert's version lost its index between the check and the write (see `upsert`) */
+class IndexGone extends Error {}
+
 const warn = (event: string, fields: Record<string, unknown>) =>
   process.stderr.write(`${JSON.stringify({ level: "warn", event, ...fields, time: new Date().toISOString() })}\n`);
 
@@ -151,6 +154,10 @@ export class PgVectorStore implements VectorStore {
   /** the one HNSW index over every row that stores of earlier releases have (replaced by optimize) */
   #legacyIndex = false;
   #indexesAt = Number.NEGATIVE_INFINITY;
+  /** when this handle last built or dropped an index (a catalogue read begun before is stale) */
+  #indexesChangedAt = Number.NEGATIVE_INFINITY;
+  #invalidIndexes = new Set<string>();
+  #refreshing: { at: number; done: Promise<void> } | null = null;
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -314,23 +321,43 @@ export class PgVectorStore implements VectorStore {
   /** The HNSW indexes of the table, read from the catalogue (at most once a second unless `now`). */
   async #refreshIndexes(now = false): Promise<void> {
     if (!now && performance.now() - this.#indexesAt < INDEX_REFRESH_MS) return;
+    // concurrent callers share one read; a read begun before a change it must see is not shared
+    const started = performance.now();
+    if (this.#refreshing && this.#refreshing.at >= started - (now ? 0 : INDEX_REFRESH_MS)) return this.#refreshing.done;
+    const done = this.#readIndexes(started);
+    this.#refreshing = { at: started, done };
+    try {
+      await done;
+    } finally {
+      if (this.#refreshing?.done === done) this.#refreshing = null;
+    }
+  }
+
+  async #readIndexes(started: number): Promise<void> {
     const r = await query(
       this.pool,
-      `SELECT c.relname AS name, obj_description(c.oid, 'pg_class') AS note
+      `SELECT c.relname AS name, obj_description(c.oid, 'pg_class') AS note, i.indisvalid AS valid
          FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
-        WHERE t.relname = $1 AND t.relnamespace = current_schema()::regnamespace AND i.indisvalid`,
+        WHERE t.relname = $1 AND t.relnamespace = current_schema()::regnamespace`,
       [this.table],
     );
     const found = new Map<string, string>();
+    const invalid = new Set<string>();
     let legacy = false;
-    for (const row of r.rows as { name: string; note: string | null }[]) {
-      if (row.name === `${this.table}_hnsw`) legacy = true;
+    for (const row of r.rows as { name: string; note: string | null; valid: boolean }[]) {
+      // an index whose build or CONCURRENTLY drop was interrupted: unusable, rebuilt when needed
+      if (!row.valid) {
+        if (row.name.startsWith("qdc_hnsw_")) invalid.add(row.name);
+      } else if (row.name === `${this.table}_hnsw`) legacy = true;
       else if (row.name.startsWith("qdc_hnsw_") && row.note?.startsWith("qdc version "))
         found.set(row.note.slice("qdc version ".length), row.name);
     }
+    // an index this handle built after the read began is kept
+    if (this.#indexesChangedAt > started) return;
     this.#annIndexes = found;
+    this.#invalidIndexes = invalid;
     this.#legacyIndex = legacy;
-    this.#indexesAt = performance.now();
+    this.#indexesAt = started;
   }
 
   /**
@@ -355,6 +382,8 @@ export class PgVectorStore implements VectorStore {
         await c.query("SELECT setting::bigint / 1024 AS mb FROM pg_settings WHERE name = 'maintenance_work_mem'")
       ).rows[0].mb as string;
       if (mb > Number(have)) await c.query(`SET maintenance_work_mem = '${mb}MB'`);
+      // an invalid index of that name (an interrupted build or drop) would satisfy IF NOT EXISTS
+      if (this.#invalidIndexes.has(name)) await c.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
       try {
         await c.query("BEGIN");
         await c.query(
@@ -369,20 +398,41 @@ export class PgVectorStore implements VectorStore {
       }
     });
     this.#annIndexes.set(version, name);
+    this.#invalidIndexes.delete(name);
+    this.#indexesChangedAt = performance.now();
   }
 
-  /** Drops the HNSW indexes of versions without rows (CONCURRENTLY: searches are not held up). */
-  async #dropEmptyIndexes(): Promise<void> {
+  /**
+   * Indexes brought in line with the rows: a version with rows and no index gets one (a write
+   * that raced an index build, or a handle that had not seen the store become indexed); the
+   * indexes of versions without rows are dropped (CONCURRENTLY: searches are not held up), each
+   * under the version's advisory lock taken exclusively, so not while a write of that version is
+   * in flight (writers hold it shared in their transaction, see `upsert`); and the one index of
+   * earlier releases over all rows goes once every version has its own.
+   */
+  async #reconcileIndexes(): Promise<void> {
     await this.#refreshIndexes(true);
     const counts = await this.versions();
+    if (this.indexed)
+      for (const [v, n] of Object.entries(counts)) if (!this.#annIndexes.has(v)) await this.#ensureIndex(v, n);
     const empty = [...this.#annIndexes].filter(([v]) => !counts[v]);
-    // the one index over all rows goes once every version has its own
     const legacy = this.#legacyIndex && Object.keys(counts).every((v) => this.#annIndexes.has(v));
-    if (!empty.length && !legacy) return;
+    if (!empty.length && !legacy && !this.#invalidIndexes.size) return;
     await this.#maintenance(async (c) => {
-      for (const [, name] of empty) await c.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
+      for (const [v, name] of empty) {
+        const locked = await c.query("SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok", [name]);
+        if (!locked.rows[0].ok) continue; // being written: not empty for long
+        try {
+          const rows = await c.query(`SELECT 1 FROM ${this.table} WHERE version = $1 LIMIT 1`, [v]);
+          if (!rows.rows.length) await c.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
+        } finally {
+          await c.query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [name]);
+        }
+      }
+      for (const name of this.#invalidIndexes) await c.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
       if (legacy) await c.query(`DROP INDEX CONCURRENTLY IF EXISTS ${this.table}_hnsw`);
     });
+    this.#indexesChangedAt = performance.now();
     await this.#refreshIndexes(true);
   }
 
@@ -413,8 +463,9 @@ export class PgVectorStore implements VectorStore {
     // an indexed table gets each new version's graph before its first row: every row written
     // after is an HNSW insert into it, and a search of that version walks it from the start
     await this.#read("indexes", () => this.#refreshIndexes());
+    const versions = [...new Set(rows.map((r) => r.version))];
     if (this.indexed)
-      for (const v of new Set(rows.map((r) => r.version)))
+      for (const v of versions)
         if (!this.#annIndexes.has(v)) {
           await this.#refreshIndexes(true);
           await this.#ensureIndex(v);
@@ -442,18 +493,33 @@ export class PgVectorStore implements VectorStore {
         values,
       };
     };
-    if (rows.length <= UPSERT_ROWS) {
-      const { sql, values } = statement(rows);
-      await query(this.pool, sql, values);
-    } else {
-      await transaction(this.pool, async (client) => {
+    // the versions' index names locked shared until commit: their indexes are not dropped while
+    // these rows are uncommitted; one dropped just before is noticed here and the write redone
+    const indexNames = this.indexed ? versions.map((v) => versionIndexName(this.table, v)) : [];
+    for (let attempt = 0; ; attempt++) {
+      const missing = await transaction(this.pool, async (client) => {
+        if (indexNames.length) {
+          await client.query("SELECT pg_advisory_xact_lock_shared(hashtextextended(n, 0)) FROM unnest($1::text[]) n", [
+            indexNames,
+          ]);
+          const have = await client.query(
+            "SELECT count(*)::int AS n FROM pg_class WHERE relname = ANY($1) AND relnamespace = current_schema()::regnamespace",
+            [indexNames],
+          );
+          if (have.rows[0].n < indexNames.length) throw new IndexGone();
+        }
         for (let i = 0; i < rows.length; i += UPSERT_ROWS) {
           const { sql, values } = statement(rows.slice(i, i + UPSERT_ROWS));
           await client.query(sql, values);
         }
+        return false;
       }).catch((e: unknown) => {
+        if (e instanceof IndexGone && attempt === 0) return true;
         throw this.#explain(e);
       });
+      if (!missing) break;
+      await this.#refreshIndexes(true);
+      for (const v of versions) await this.#ensureIndex(v);
     }
     if (!this.indexed && (await this.count()) >= this.opts.annThreshold) await this.buildIndex();
   }
@@ -463,7 +529,7 @@ export class PgVectorStore implements VectorStore {
     await this.#refreshIndexes(true);
     if (this.indexed) await this.#ensureIndex(to);
     await query(this.pool, `UPDATE ${this.table} SET version = $2 WHERE version = $1`, [from, to]);
-    if (this.#annIndexes.has(from)) await this.#dropEmptyIndexes();
+    if (this.#annIndexes.has(from)) await this.#reconcileIndexes();
   }
 
   async delete(ids: string[]): Promise<void> {
@@ -598,7 +664,7 @@ export class PgVectorStore implements VectorStore {
    */
   async optimize(_opts?: OptimizeOptions): Promise<void> {
     await this.#maintenance((c) => c.query(`VACUUM (ANALYZE) ${this.table}`));
-    await this.#dropEmptyIndexes();
+    await this.#reconcileIndexes();
   }
 
   async get(ids: string[]): Promise<StoreRow[]> {
@@ -655,7 +721,7 @@ export class PgVectorStore implements VectorStore {
   async buildIndex(): Promise<void> {
     await this.#refreshIndexes(true);
     for (const [v, n] of Object.entries(await this.versions())) await this.#ensureIndex(v, n);
-    await this.#dropEmptyIndexes();
+    await this.#reconcileIndexes();
     await this.#maintenance((c) => c.query(`ANALYZE ${this.table}`));
   }
 
