@@ -363,6 +363,116 @@ for (const { kind, uri } of stores)
     });
   });
 
+/**
+ * Several `qdc store reindex` workers on one store beside a serving service under load: pgvector
+ * workers claim rows with leases (any number share the rows), LanceDB workers take their part of
+ * the ids; one worker is killed (SIGKILL) while it works.
+ */
+for (const { kind, uri } of stores)
+  describe(`re-index workers beside a service under load, one killed (${kind})`, () => {
+    it("leave every row at the new version once, and no search fails", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "qdc-workers-"));
+      const oldDir = resolve(FIXTURES, "bert-tiny");
+      const newDir = childOfBertTiny(dir);
+      const storeDir = uri(dir);
+      const N = 600;
+      const store = await openStore(storeDir, { dim: 64, fields: {} });
+      await loadCorpus(store, oldDir, wordCorpus(dir, N));
+      await store.close();
+      const server = await serve(["--store", storeDir, "--model", oldDir]);
+      const up = await post(server.base, "/admin/upgrade", { model: newDir }, TOKEN);
+      assert.equal(up.status, 200, JSON.stringify(up.body));
+      const searching = load(server.base, 3);
+      const worker = (which: string[]) => {
+        const child = spawn(
+          "node",
+          [
+            cli,
+            "store",
+            "reindex",
+            "--store",
+            storeDir,
+            "--model",
+            newDir,
+            "--batch-size",
+            "8",
+            "--write-rows",
+            "16",
+            ...which,
+          ],
+          { stdio: ["ignore", "ignore", "pipe"] },
+        );
+        let err = "";
+        child.stderr?.on("data", (d: Buffer) => {
+          err += d.toString();
+        });
+        const exited = new Promise<{ code: number | null; signal: string | null; err: string }>((r) =>
+          child.once("exit", (code, signal) => r({ code, signal, err })),
+        );
+        return { child, exited };
+      };
+      const args =
+        kind === "pgvector"
+          ? [
+              ["--lease", "2"],
+              ["--lease", "2"],
+            ]
+          : [
+              ["--worker", "0/2"],
+              ["--worker", "1/2"],
+            ];
+      const a = worker(args[0]!);
+      const b = worker(args[1]!);
+      const newVersion = hashModel(newDir);
+      try {
+        await until("some rows re-indexed", async () => {
+          const s = await openStore(storeDir);
+          const v = await s.versions();
+          await s.close();
+          return (v[newVersion] ?? 0) >= 64;
+        });
+        a.child.kill("SIGKILL");
+        assert.equal((await a.exited).signal, "SIGKILL");
+        // pgvector: b takes over a's claimed rows once they expire; LanceDB: a's part is its own, a
+        // restarted a finishes it
+        const again = kind === "lancedb" ? worker(args[0]!) : null;
+        const rb = await b.exited;
+        assert.equal(rb.code, 0, rb.err);
+        if (again) {
+          const ra = await again.exited;
+          assert.equal(ra.code, 0, ra.err);
+        }
+      } finally {
+        a.child.kill("SIGKILL");
+        b.child.kill("SIGKILL");
+      }
+      const responses = await searching.stop();
+      server.child.kill("SIGTERM");
+      await new Promise((r) => server.child.once("exit", r));
+      assert.ok(responses.length > 20, `${responses.length} searches`);
+      const failed = responses.filter((r) => r.status !== 200);
+      assert.equal(failed.length, 0, JSON.stringify(failed.slice(0, 3)));
+      const done = await openStore(storeDir);
+      try {
+        assert.deepEqual(await done.versions(), { [newVersion]: N });
+        assert.equal(await done.count(), N);
+        const rows = await done.get(Array.from({ length: N }, (_, i) => `doc${i}`));
+        assert.equal(rows.length, N);
+        const m = EmbeddingModel.load(newDir);
+        const want = m.encode([rows[0]!.text, rows[N - 1]!.text], { kind: "document" }).toArray();
+        m.dispose();
+        for (const [j, r] of [rows[0]!, rows[N - 1]!].entries()) {
+          let diff = 0;
+          for (let d = 0; d < 64; d++) diff = Math.max(diff, Math.abs(r.vector[d]! - want[j * 64 + d]!));
+          assert.ok(diff < 1e-5, `${r.id} is embedded by the new model (max difference ${diff})`);
+        }
+      } finally {
+        await done.close();
+      }
+      rmSync(dir, { recursive: true, force: true });
+    });
+  });
+
 describe("rows another process writes", () => {
   it("are searched within a bounded time (LanceDB: a second handle on the store directory)", async () => {
     const dir = mkdtempSync(join(tmpdir(), "qdc-visible-"));

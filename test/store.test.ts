@@ -4,6 +4,7 @@
  * pglite-socket (real SQL, real HNSW).
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,6 +21,7 @@ import {
   isTransientScanError,
   LanceStore,
   PgVectorStore,
+  partBounds,
   type StoreRow,
   type StoreSchema,
   tableName,
@@ -204,6 +206,23 @@ function storeSuite(
       assert.deepEqual(await store.versions(), before);
     });
 
+    it("splits the stale rows between re-index workers by MD5 ranges of the ids", async () => {
+      const all = (await store.stale("v3", 10000)).map((r) => r.id).sort();
+      assert.ok(all.length > 100, `${all.length} stale rows`);
+      const seen: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const { lo, hi } = partBounds(i, 3);
+        const mine = (await store.stale("v3", 10000, { part: { index: i, count: 3 } })).map((r) => r.id);
+        assert.ok(mine.length > 0 && mine.length < all.length, `part ${i}: ${mine.length}`);
+        for (const id of mine) {
+          const h = createHash("md5").update(id).digest("hex");
+          assert.ok(h >= lo && (hi === null || h < hi), `${id} (${h}) is in [${lo}, ${hi})`);
+        }
+        seen.push(...mine);
+      }
+      assert.deepEqual(seen.sort(), all, "the parts cover every stale row once");
+    });
+
     it("builds an ANN index whose top-10 recalls the exact one", async () => {
       await store.buildIndex();
       assert.ok(store.indexed);
@@ -264,6 +283,27 @@ storeSuite(
   () => LanceStore.open(lanceDir),
   0.7,
 );
+
+describe("re-index worker parts", () => {
+  it("are equal MD5 ranges, the last open-ended", () => {
+    assert.deepEqual(partBounds(0, 1), { lo: "00000000", hi: null });
+    assert.deepEqual(partBounds(1, 4), { lo: "40000000", hi: "80000000" });
+    assert.deepEqual(partBounds(2, 3), { lo: "aaaaaaaa", hi: null });
+    assert.throws(() => partBounds(2, 2), /0 ≤ index < count, got 2\/2/);
+    assert.throws(() => partBounds(0, 0), /got 0\/0/);
+  });
+  it("LanceDB takes none of pgvector's claims", async () => {
+    const store = await LanceStore.open(join(mkdtempSync(join(tmpdir(), "qdc-claim-")), "s"), SCHEMA);
+    try {
+      await assert.rejects(
+        store.stale("v", 5, { claim: { owner: "w", seconds: 5 } }),
+        /takes no claims: give each re-index worker its part/,
+      );
+    } finally {
+      await store.close();
+    }
+  });
+});
 
 describe("LanceDB specifics", () => {
   const fresh = () => join(mkdtempSync(join(tmpdir(), "qdc-lance-")), "store");
@@ -636,6 +676,47 @@ describe(`PostgreSQL + pgvector over the wire (${PG ? "QDC_PG_URL" : "PGlite + p
     assert.ok(!isTransientScanError(new Error('relation "x" does not exist')));
     assert.ok(!isTransientScanError("cannot load deleted element"));
   });
+  it("claims stale rows for re-index workers: disjoint between owners, taken over once expired, given up", async () => {
+    const table = pgTable("claims");
+    const store = await PgVectorStore.open(url, table, SCHEMA);
+    try {
+      await store.upsert(randomRows(60, "v1", 27));
+      const a = await store.stale("v2", 20, { claim: { owner: "a", seconds: 60 } });
+      const b = await store.stale("v2", 100, { claim: { owner: "b", seconds: 0.3 } });
+      assert.equal(a.length, 20);
+      assert.equal(b.length, 40);
+      assert.deepEqual(
+        [...a, ...b].map((r) => r.id).sort(),
+        randomRows(60, "v1", 27).map((r) => r.id),
+      );
+      assert.ok(a.every((r) => r.version === "v1" && r.text.startsWith("document")));
+      // everything is claimed: c gets nothing until b's claims expire, then b's rows
+      assert.deepEqual(await store.stale("v2", 100, { claim: { owner: "c", seconds: 60 } }), []);
+      await new Promise((r) => setTimeout(r, 400));
+      const c = await store.stale("v2", 100, { claim: { owner: "c", seconds: 60 } });
+      assert.deepEqual(
+        c.map((r) => r.id),
+        b.map((r) => r.id),
+      );
+      // a worker's part and claims together; a given-up claim is free to take
+      await store.releaseClaims(
+        "a",
+        a.slice(0, 5).map((r) => r.id),
+      );
+      const d = await store.stale("v2", 100, { claim: { owner: "d", seconds: 60 }, part: { index: 0, count: 1 } });
+      assert.deepEqual(
+        d.map((r) => r.id),
+        a.slice(0, 5).map((r) => r.id),
+      );
+      // rows written at the target version are no longer stale, claimed or not
+      await store.upsert(d.map((r) => ({ ...r, version: "v2" })));
+      assert.equal((await store.stale("v2", 100)).length, 55);
+      await assert.rejects(store.stale("v2", 5, { claim: { owner: "", seconds: 5 } }), /a claim needs an owner/);
+    } finally {
+      await store.close();
+    }
+  });
+
   it("refuses a different schema for an existing table", async () => {
     await assert.rejects(PgVectorStore.open(url, docs, { dim: 8, fields: {} }), /exists with schema/);
   });

@@ -10,7 +10,7 @@
  */
 import { topByCount } from "../retrieval/reindex-order.js";
 import { asRows } from "../retrieval/rows.js";
-import type { StoreRow } from "../store/store.js";
+import type { StaleOptions, StoreRow } from "../store/store.js";
 import type { SearchService } from "./service.js";
 
 export type ReindexState = "idle" | "running" | "paused" | "done" | "failed";
@@ -60,6 +60,14 @@ export interface ReindexOptions {
    * searches share the service's process)
    */
   share?: number;
+  /**
+   * one of several workers re-embedding the store at once (`qdc store reindex --worker I/N` or
+   * `--lease S`): the rows it takes are its part of the ids and/or rows it claims for a lease (see
+   * StaleOptions); the most retrieved rows are not looked for first. A worker that finds nothing
+   * left to take while rows of other versions remain (claimed by other workers) waits for them —
+   * to be written, or for their claims to expire and take them — before it finishes.
+   */
+  worker?: StaleOptions;
 }
 
 const STATES: ReindexState[] = ["idle", "running", "paused", "done", "failed"];
@@ -181,6 +189,8 @@ export class Reindexer {
       this.#writtenFor = target;
       this.#written.clear();
     }
+    const worker = this.opts.worker;
+    if (worker) return this.service.store.stale(target, n, worker);
     const hot: [string, number][] = [];
     for (const e of this.service.retrievals) if (!this.#written.has(e[0])) hot.push(e);
     const top = topByCount(hot, n).map(([id]) => id);
@@ -228,6 +238,7 @@ export class Reindexer {
         }
         const target = m.version;
         const rows = await this.#batch(target, writeRows);
+        if (!rows.length && this.opts.worker && (await this.#othersAtWork(target, generation))) continue;
         if (!rows.length) {
           // compaction and the ANN index brought up to date (one graph again), before reporting done
           await this.service.store.optimize({ final: true });
@@ -254,6 +265,11 @@ export class Reindexer {
         );
         if (!wrote) continue;
         for (const r of rows) this.#written.add(r.id);
+        if (this.opts.worker?.claim)
+          await this.service.store.releaseClaims(
+            this.opts.worker.claim.owner,
+            rows.map((r) => r.id),
+          );
         // the round's own work (an optimize below runs in the store's maintenance process)
         const workMs = performance.now() - roundStart;
         sinceOptimize += rows.length;
@@ -297,6 +313,31 @@ export class Reindexer {
         m.release();
       }
     }
+  }
+
+  /**
+   * A worker that took nothing: whether rows of its part not at `target` remain (claimed by other
+   * workers); then it waits a second (or less, when paused or stopped) before looking again.
+   */
+  async #othersAtWork(target: string, generation: number): Promise<boolean> {
+    const part = this.opts.worker?.part;
+    const left = await this.service.store.stale(target, 1, part ? { part } : {});
+    if (!left.length) return false;
+    await this.#sleep(1000, generation);
+    return true;
+  }
+
+  async #sleep(ms: number, generation: number): Promise<void> {
+    if (this.#status.state !== "running" || generation !== this.#generation) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    });
+    this.#wake = null;
   }
 
   /**

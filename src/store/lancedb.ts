@@ -32,7 +32,9 @@ import {
   checkSchema,
   type Filter,
   type OptimizeOptions,
+  partBounds,
   type SearchOptions,
+  type StaleOptions,
   type StoreHit,
   type StoreRow,
   type StoreSchema,
@@ -328,7 +330,7 @@ export class LanceStore implements VectorStore {
     if (!create && missedAt !== undefined && Date.now() - missedAt < this.opts.refreshSeconds * 1000) return undefined;
     const name = tableName(version);
     let table: lancedb.Table;
-    if ((await this.conn.tableNames()).includes(name)) table = await this.conn.openTable(name);
+    if ((await this.conn.tableNames()).includes(name)) table = await this.#openTable(name);
     else if (create) {
       const fields = [
         new Field("id", new Utf8(), false),
@@ -367,6 +369,23 @@ export class LanceStore implements VectorStore {
     return t;
   }
 
+  /**
+   * Opens a table that is listed in the directory. Another process creating it (two re-index
+   * workers writing a new version's first rows at once) lists it before its first version is
+   * committed, and opening fails meanwhile ("exists but could not be loaded"): tried again for up
+   * to two seconds.
+   */
+  async #openTable(name: string): Promise<lancedb.Table> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.conn.openTable(name);
+      } catch (e) {
+        if (attempt >= 40 || !/could not be loaded|_versions|was not found/i.test((e as Error).message)) throw e;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+
   /** when the directory's tables were last listed */
   #listedAt = 0;
 
@@ -382,7 +401,8 @@ export class LanceStore implements VectorStore {
     const found: string[] = [];
     for (const name of await this.conn.tableNames()) {
       if (names.has(name) || !name.startsWith("v_")) continue;
-      const t = await this.conn.openTable(name);
+      const t = await this.#openTable(name).catch(() => undefined);
+      if (!t) continue; // still being created by another process: found at a later look
       const v = (await t.schema()).metadata.get(VERSION_KEY);
       t.close();
       if (v !== undefined && tableName(v) === name) found.push(v);
@@ -657,17 +677,26 @@ export class LanceStore implements VectorStore {
    * two tables (an upsert's two commits apart) is the newer table's row; a copy whose id the
    * `version` table already holds is not stale but left over, and is deleted here.
    */
-  async stale(version: string, limit: number): Promise<StoreRow[]> {
+  async stale(version: string, limit: number, opts: StaleOptions = {}): Promise<StoreRow[]> {
+    if (opts.claim)
+      throw new Error(
+        "a LanceDB store takes no claims: give each re-index worker its part of the ids instead (qdc store reindex --worker I/N)",
+      );
+    // a worker's part: the ids whose MD5 falls in its range (LanceDB's SQL has md5())
+    let part: string | undefined;
+    if (opts.part) {
+      const { lo, hi } = partBounds(opts.part.index, opts.part.count);
+      part = `md5(id) >= '${lo}'${hi ? ` AND md5(id) < '${hi}'` : ""}`;
+    }
     const tables = await this.#all();
     const target = tables.find((t) => t.version === version);
     for (;;) {
       const out = new Map<string, StoreRow>();
       for (const t of [...tables].reverse()) {
         if (t.version === version || out.size >= limit) continue;
-        const rows = (await t.table
-          .query()
-          .limit(limit - out.size + 64)
-          .toArray()) as Record<string, unknown>[];
+        let q = t.table.query();
+        if (part) q = q.where(part);
+        const rows = (await q.limit(limit - out.size + 64).toArray()) as Record<string, unknown>[];
         for (const r of rows) {
           const row = this.#row(r, t.version);
           if (!out.has(row.id) && out.size < limit) out.set(row.id, row);
@@ -682,6 +711,9 @@ export class LanceStore implements VectorStore {
       await this.#serial(() => this.#deleteElsewhere(version, done));
     }
   }
+
+  /** LanceDB takes no claims (see `stale`) */
+  async releaseClaims(_owner: string, _ids: string[]): Promise<void> {}
 
   async *iterate(version: string, batch: number): AsyncGenerator<StoreRow[]> {
     this.#loadVersions();

@@ -14,7 +14,9 @@ import {
   checkRows,
   checkSchema,
   type OptimizeOptions,
+  partBounds,
   type SearchOptions,
+  type StaleOptions,
   type StoreHit,
   type StoreRow,
   type StoreSchema,
@@ -232,6 +234,11 @@ export class PgVectorStore implements VectorStore {
       await query(
         pool,
         "CREATE TABLE IF NOT EXISTS qdc_stores (name text PRIMARY KEY, schema jsonb NOT NULL, state jsonb)",
+      );
+      // re-index workers' claims on rows (see `stale`), of every store in the database
+      await query(
+        pool,
+        "CREATE TABLE IF NOT EXISTS qdc_claims (store text, id text, owner text NOT NULL, until timestamptz NOT NULL, PRIMARY KEY (store, id))",
       );
       // databases from before the state column: added once (ALTER takes a lock, so only when missing)
       const hasState = await query(
@@ -665,6 +672,8 @@ export class PgVectorStore implements VectorStore {
   async optimize(_opts?: OptimizeOptions): Promise<void> {
     await this.#maintenance((c) => c.query(`VACUUM (ANALYZE) ${this.table}`));
     await this.#reconcileIndexes();
+    // claims left by workers that died after their writes
+    await query(this.pool, "DELETE FROM qdc_claims WHERE store = $1 AND until < clock_timestamp()", [this.table]);
   }
 
   async get(ids: string[]): Promise<StoreRow[]> {
@@ -675,14 +684,67 @@ export class PgVectorStore implements VectorStore {
     });
   }
 
-  async stale(version: string, limit: number): Promise<StoreRow[]> {
-    return this.#read("stale", async () => {
-      const r = await query(this.pool, `SELECT * FROM ${this.table} WHERE version <> $1 ORDER BY id LIMIT $2`, [
-        version,
-        limit,
-      ]);
+  /**
+   * Stale rows in id order; with `opts.part` only a worker's share of the ids (MD5 ranges, as
+   * LanceDB); with `opts.claim` only rows no other owner holds an unexpired claim on, claimed in the
+   * same statement: the rows are locked `FOR UPDATE SKIP LOCKED` (two workers claiming at the same
+   * moment take different rows) and the claim replaces another owner's only once expired.
+   */
+  async stale(version: string, limit: number, opts: StaleOptions = {}): Promise<StoreRow[]> {
+    const params: unknown[] = [version, limit];
+    let part = "";
+    if (opts.part) {
+      const { lo, hi } = partBounds(opts.part.index, opts.part.count);
+      params.push(lo);
+      part = ` AND md5(t.id) >= $${params.length}`;
+      if (hi) {
+        params.push(hi);
+        part += ` AND md5(t.id) < $${params.length}`;
+      }
+    }
+    if (!opts.claim)
+      return this.#read("stale", async () => {
+        const r = await query(
+          this.pool,
+          `SELECT * FROM ${this.table} t WHERE version <> $1${part} ORDER BY id LIMIT $2`,
+          params,
+        );
+        return r.rows.map((row: Record<string, unknown>) => this.#row(row));
+      });
+    const { owner, seconds } = opts.claim;
+    if (!owner || !(seconds > 0))
+      throw new Error(`a claim needs an owner and a lease in seconds > 0, got ${owner}, ${seconds}`);
+    params.push(this.table, owner, seconds);
+    const [s, o, secs] = [params.length - 2, params.length - 1, params.length];
+    const sql = `WITH picked AS (
+        SELECT t.id FROM ${this.table} t
+         WHERE t.version <> $1${part}
+           AND NOT EXISTS (SELECT 1 FROM qdc_claims c
+                            WHERE c.store = $${s} AND c.id = t.id AND c.owner <> $${o} AND c.until > clock_timestamp())
+         ORDER BY t.id LIMIT $2
+         FOR UPDATE OF t SKIP LOCKED),
+      claimed AS (
+        INSERT INTO qdc_claims (store, id, owner, until)
+        SELECT $${s}, id, $${o}, clock_timestamp() + make_interval(secs => $${secs}) FROM picked
+        ON CONFLICT (store, id) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until
+         WHERE qdc_claims.owner = EXCLUDED.owner OR qdc_claims.until <= clock_timestamp()
+        RETURNING id)
+      SELECT t.* FROM ${this.table} t JOIN claimed USING (id) ORDER BY t.id`;
+    try {
+      const r = await query(this.pool, sql, params);
       return r.rows.map((row: Record<string, unknown>) => this.#row(row));
-    });
+    } catch (e) {
+      throw this.#explain(e);
+    }
+  }
+
+  async releaseClaims(owner: string, ids: string[]): Promise<void> {
+    if (!ids.length) return;
+    await query(this.pool, "DELETE FROM qdc_claims WHERE store = $1 AND owner = $2 AND id = ANY($3)", [
+      this.table,
+      owner,
+      ids,
+    ]);
   }
 
   async *iterate(version: string, batch: number): AsyncGenerator<StoreRow[]> {

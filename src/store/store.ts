@@ -73,6 +73,35 @@ export interface LoadState {
   updatedAt: string;
 }
 
+/**
+ * Which stale rows a re-index worker takes (several workers re-embed one store at once, with no
+ * coordination beyond the store).
+ */
+export interface StaleOptions {
+  /**
+   * a deterministic share of the ids: worker `index` of `count` takes the ids whose MD5 (hex) falls
+   * in its `index`-th of `count` equal ranges (`idPart`); both stores
+   */
+  part?: { index: number; count: number };
+  /**
+   * rows claimed for `owner` until `seconds` from now (pgvector): rows another owner holds an
+   * unexpired claim on are left out, so any number of workers share the rows; a worker that died
+   * leaves its rows to the others once its claims expire. LanceDB refuses claims (use `part`).
+   */
+  claim?: { owner: string; seconds: number };
+}
+
+/** The MD5 range bounds (8 hex digits) of part `index` of `count`: [lo, hi), hi null for the last. */
+export function partBounds(index: number, count: number): { lo: string; hi: string | null } {
+  if (!Number.isInteger(count) || count < 1 || !Number.isInteger(index) || index < 0 || index >= count)
+    throw new Error(`a worker part is index/count with 0 ≤ index < count, got ${index}/${count}`);
+  const at = (i: number) =>
+    Math.floor((i * 2 ** 32) / count)
+      .toString(16)
+      .padStart(8, "0");
+  return { lo: at(index), hi: index + 1 < count ? at(index + 1) : null };
+}
+
 export interface OptimizeOptions {
   /**
    * a long rewrite (a re-index, a load) has just ended: an ANN index that earlier optimizes left
@@ -109,8 +138,13 @@ export interface VectorStore {
   readonly optimizeEvery: number;
   /** rows by id (missing ids are left out) */
   get(ids: string[]): Promise<StoreRow[]>;
-  /** up to `limit` rows whose version is not `version` (what a re-index still has to do) */
-  stale(version: string, limit: number): Promise<StoreRow[]>;
+  /**
+   * up to `limit` rows whose version is not `version` (what a re-index still has to do); with
+   * `opts`, only a worker's part, or rows claimed for a worker (see StaleOptions)
+   */
+  stale(version: string, limit: number, opts?: StaleOptions): Promise<StoreRow[]>;
+  /** gives up `owner`'s claims on `ids` (rows written: a no-op where the store takes no claims) */
+  releaseClaims(owner: string, ids: string[]): Promise<void>;
   /** all rows of a version, in batches */
   iterate(version: string, batch: number): AsyncGenerator<StoreRow[]>;
   /** rows per version */

@@ -1,6 +1,16 @@
 /** `qdc store load / reindex`: vector stores for the service. */
-import type { Command } from "commander";
+import { type Command, InvalidArgumentError } from "commander";
 import { MODELS_HELP, positiveInt } from "../options.js";
+
+/** `--worker i/n`: worker i (0-based) of n */
+function workerPart(value: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(value);
+  const index = Number(m?.[1]);
+  const count = Number(m?.[2]);
+  if (!m || !(count >= 1) || index >= count)
+    throw new InvalidArgumentError(`--worker takes i/n with 0 ≤ i < n (worker i of n), got '${value}'`);
+  return { index, count };
+}
 
 export function register(program: Command): void {
   const store = program
@@ -59,10 +69,21 @@ export function register(program: Command): void {
     .option("--batch-size <n>", "documents per forward pass", positiveInt("--batch-size"), 64)
     .option("--write-rows <n>", "documents per store write", positiveInt("--write-rows"), 1024)
     .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
+    .option(
+      "--worker <i/n>",
+      "one of n workers (0-based i) re-embedding the store at once: this one takes its n-th of the ids (both stores)",
+      workerPart,
+    )
+    .option(
+      "--lease <seconds>",
+      "pgvector: take rows by claiming them for this long (any number of workers share the rows; a dead worker's rows are taken over once its claims expire)",
+      positiveInt("--lease"),
+    )
     .action(async (opts) => {
       const { openStore } = await import("../../store/open.js");
       const { SearchService } = await import("../../server/service.js");
       const { Reindexer } = await import("../../server/reindex.js");
+      const { hostname } = await import("node:os");
       const s = await openStore(opts.store);
       // one process does the work here: no encoder processes
       const service = await SearchService.create({
@@ -82,6 +103,13 @@ export function register(program: Command): void {
             `reindex ${st.state}: ${st.done} done, ${st.remaining ?? "?"} left (${st.docsPerSecond.toFixed(1)} docs/s)`,
           ),
         crashAfterWrites: crash ? Number(crash) : undefined,
+        worker:
+          opts.worker || opts.lease
+            ? {
+                part: opts.worker,
+                claim: opts.lease ? { owner: `${hostname()}:${process.pid}`, seconds: opts.lease } : undefined,
+              }
+            : undefined,
       });
       if (r.status.state !== "running") r.start();
       const st = await r.settled();
