@@ -690,13 +690,19 @@ describe(`PostgreSQL + pgvector over the wire (${PG ? "QDC_PG_URL" : "PGlite + p
         randomRows(60, "v1", 27).map((r) => r.id),
       );
       assert.ok(a.every((r) => r.version === "v1" && r.text.startsWith("document")));
-      // everything is claimed: c gets nothing until b's claims expire, then b's rows
+      // a renewed claim outlives its first lease
+      await store.renewClaims(
+        "b",
+        b.slice(0, 3).map((r) => r.id),
+        60,
+      );
+      // everything is claimed: c gets nothing until b's claims expire, then b's unrenewed rows
       assert.deepEqual(await store.stale("v2", 100, { claim: { owner: "c", seconds: 60 } }), []);
       await new Promise((r) => setTimeout(r, 400));
       const c = await store.stale("v2", 100, { claim: { owner: "c", seconds: 60 } });
       assert.deepEqual(
         c.map((r) => r.id),
-        b.map((r) => r.id),
+        b.slice(3).map((r) => r.id),
       );
       // a worker's part and claims together; a given-up claim is free to take
       await store.releaseClaims(

@@ -171,6 +171,12 @@ export class Reindexer {
     if (patch.state !== undefined && patch.state !== this.#status.state) this.#wake?.();
     this.#status = { ...this.#status, ...patch, updatedAt: new Date().toISOString() };
     const snapshot = this.status;
+    // one of several workers: the store's recorded re-index (what a restarted service resumes) is
+    // not any one worker's
+    if (this.opts.worker) {
+      this.opts.log?.(snapshot);
+      return;
+    }
     // recorded in order; a failure to record is logged, never fatal to the re-index
     this.#recorded = this.#recorded
       .then(() => this.service.recordReindex({ ...snapshot }))
@@ -240,6 +246,13 @@ export class Reindexer {
         const rows = await this.#batch(target, writeRows);
         if (!rows.length && this.opts.worker && (await this.#othersAtWork(target, generation))) continue;
         if (!rows.length) {
+          // a worker whose part is done while other parts are not: those workers finish the store
+          const left = this.opts.worker ? await this.service.store.versions() : {};
+          const others = Object.entries(left).reduce((a, [v, n]) => (v === target ? a : a + n), 0);
+          if (others > 0) {
+            this.#set({ state: "done", remaining: others });
+            return;
+          }
           // compaction and the ANN index brought up to date (one graph again), before reporting done
           await this.service.store.optimize({ final: true });
           this.service.invalidate();
@@ -257,6 +270,14 @@ export class Reindexer {
               rows.slice(i, i + batchSize).map((r) => r.text),
             )),
           );
+          // claimed rows: the lease renewed after every forward pass (a round may outlast it)
+          const claim = this.opts.worker?.claim;
+          if (claim)
+            await this.service.store.renewClaims(
+              claim.owner,
+              rows.map((r) => r.id),
+              claim.seconds,
+            );
         }
         if (vectors.length < rows.length) continue;
         // dropped (and redone for the new model) if an upgrade came in meanwhile

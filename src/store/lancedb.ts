@@ -714,6 +714,7 @@ export class LanceStore implements VectorStore {
 
   /** LanceDB takes no claims (see `stale`) */
   async releaseClaims(_owner: string, _ids: string[]): Promise<void> {}
+  async renewClaims(_owner: string, _ids: string[], _seconds: number): Promise<void> {}
 
   async *iterate(version: string, batch: number): AsyncGenerator<StoreRow[]> {
     this.#loadVersions();

@@ -96,7 +96,11 @@ export function isTransientScanError(e: unknown): boolean {
 }
 
 /** an upsert's version lost its index between the check and the write (see `upsert`) */
-class IndexGone extends Error {}
+class IndexGone extends Error {
+  constructor() {
+    super("a version's HNSW index was dropped during the write, twice in a row");
+  }
+}
 
 const warn = (event: string, fields: Record<string, unknown>) =>
   process.stderr.write(`${JSON.stringify({ level: "warn", event, ...fields, time: new Date().toISOString() })}\n`);
@@ -231,13 +235,14 @@ export class PgVectorStore implements VectorStore {
     });
     try {
       await query(pool, "CREATE EXTENSION IF NOT EXISTS vector");
-      await query(
-        pool,
-        "CREATE TABLE IF NOT EXISTS qdc_stores (name text PRIMARY KEY, schema jsonb NOT NULL, state jsonb)",
-      );
+      // (two processes opening stores of a new database at once: one of the CREATEs loses the race)
+      const create = (sql: string) =>
+        query(pool, sql).catch((e: { code?: string }) => {
+          if (!["23505", "42P07"].includes(e.code ?? "")) throw e;
+        });
+      await create("CREATE TABLE IF NOT EXISTS qdc_stores (name text PRIMARY KEY, schema jsonb NOT NULL, state jsonb)");
       // re-index workers' claims on rows (see `stale`), of every store in the database
-      await query(
-        pool,
+      await create(
         "CREATE TABLE IF NOT EXISTS qdc_claims (store text, id text, owner text NOT NULL, until timestamptz NOT NULL, PRIMARY KEY (store, id))",
       );
       // databases from before the state column: added once (ALTER takes a lock, so only when missing)
@@ -436,7 +441,19 @@ export class PgVectorStore implements VectorStore {
           await c.query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [name]);
         }
       }
-      for (const name of this.#invalidIndexes) await c.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
+      for (const name of this.#invalidIndexes) {
+        const locked = await c.query("SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok", [name]);
+        if (!locked.rows[0].ok) continue;
+        try {
+          // still invalid now (another process may have rebuilt it since the list was read)
+          const bad = await c.query("SELECT 1 FROM pg_index WHERE indexrelid = to_regclass($1) AND NOT indisvalid", [
+            name,
+          ]);
+          if (bad.rows.length) await c.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
+        } finally {
+          await c.query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [name]);
+        }
+      }
       if (legacy) await c.query(`DROP INDEX CONCURRENTLY IF EXISTS ${this.table}_hnsw`);
     });
     this.#indexesChangedAt = performance.now();
@@ -736,6 +753,15 @@ export class PgVectorStore implements VectorStore {
     } catch (e) {
       throw this.#explain(e);
     }
+  }
+
+  async renewClaims(owner: string, ids: string[], seconds: number): Promise<void> {
+    if (!ids.length) return;
+    await query(
+      this.pool,
+      "UPDATE qdc_claims SET until = clock_timestamp() + make_interval(secs => $4) WHERE store = $1 AND owner = $2 AND id = ANY($3)",
+      [this.table, owner, ids, seconds],
+    );
   }
 
   async releaseClaims(owner: string, ids: string[]): Promise<void> {

@@ -145,6 +145,8 @@ export interface VectorStore {
   stale(version: string, limit: number, opts?: StaleOptions): Promise<StoreRow[]>;
   /** gives up `owner`'s claims on `ids` (rows written: a no-op where the store takes no claims) */
   releaseClaims(owner: string, ids: string[]): Promise<void>;
+  /** extends `owner`'s claims on `ids` to `seconds` from now (a no-op where the store takes no claims) */
+  renewClaims(owner: string, ids: string[], seconds: number): Promise<void>;
   /** all rows of a version, in batches */
   iterate(version: string, batch: number): AsyncGenerator<StoreRow[]>;
   /** rows per version */

@@ -84,7 +84,12 @@ export function register(program: Command): void {
       const { SearchService } = await import("../../server/service.js");
       const { Reindexer } = await import("../../server/reindex.js");
       const { hostname } = await import("node:os");
+      const { randomUUID } = await import("node:crypto");
       const s = await openStore(opts.store);
+      if (opts.lease && s.kind !== "pgvector") {
+        await s.close();
+        throw new Error(`--lease: a ${s.kind} store takes no claims; give each worker its part with --worker I/N`);
+      }
       // one process does the work here: no encoder processes
       const service = await SearchService.create({
         store: s,
@@ -107,7 +112,9 @@ export function register(program: Command): void {
           opts.worker || opts.lease
             ? {
                 part: opts.worker,
-                claim: opts.lease ? { owner: `${hostname()}:${process.pid}`, seconds: opts.lease } : undefined,
+                claim: opts.lease
+                  ? { owner: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`, seconds: opts.lease }
+                  : undefined,
               }
             : undefined,
       });
