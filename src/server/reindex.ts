@@ -348,6 +348,7 @@ export class Reindexer {
     return true;
   }
 
+  /** Waits `ms`, or less when the run is paused, superseded or stopped meanwhile (`#wake`). */
   async #sleep(ms: number, generation: number): Promise<void> {
     if (this.#status.state !== "running" || generation !== this.#generation) return;
     await new Promise<void>((resolve) => {
@@ -370,15 +371,7 @@ export class Reindexer {
     while (this.#status.state === "running" && generation === this.#generation) {
       const left = end - performance.now();
       if (left <= 0 || !this.service.searchesContended(1000)) return;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, Math.min(left, 1000));
-        function done() {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.#wake = done;
-      });
-      this.#wake = null;
+      await this.#sleep(Math.min(left, 1000), generation);
     }
   }
 }

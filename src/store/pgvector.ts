@@ -415,45 +415,49 @@ export class PgVectorStore implements VectorStore {
   }
 
   /**
-   * Indexes brought in line with the rows: a version with rows and no index gets one (a write
+   * Each of `versions` with its index: the catalogue read afresh first where one seems missing, or
+   * always when `doubt` (the cached list is known to be wrong: an index was dropped under a write).
+   */
+  async #ensureIndexes(versions: string[], doubt = false): Promise<void> {
+    if (!doubt && versions.every((v) => this.#annIndexes.has(v))) return;
+    await this.#refreshIndexes(true);
+    for (const v of versions) await this.#ensureIndex(v);
+  }
+
+  /**
+   * Indexes brought in line with the rows (`build`: also where the table has none yet, as
+   * `buildIndex`): a version with rows and no index gets one (a write
    * that raced an index build, or a handle that had not seen the store become indexed); the
    * indexes of versions without rows are dropped (CONCURRENTLY: searches are not held up), each
    * under the version's advisory lock taken exclusively, so not while a write of that version is
    * in flight (writers hold it shared in their transaction, see `upsert`); and the one index of
    * earlier releases over all rows goes once every version has its own.
    */
-  async #reconcileIndexes(): Promise<void> {
+  async #reconcileIndexes(build = false): Promise<void> {
     await this.#refreshIndexes(true);
     const counts = await this.versions();
-    if (this.indexed)
+    if (build || this.indexed)
       for (const [v, n] of Object.entries(counts)) if (!this.#annIndexes.has(v)) await this.#ensureIndex(v, n);
     const empty = [...this.#annIndexes].filter(([v]) => !counts[v]);
     const legacy = this.#legacyIndex && Object.keys(counts).every((v) => this.#annIndexes.has(v));
     if (!empty.length && !legacy && !this.#invalidIndexes.size) return;
     await this.#maintenance(async (c) => {
-      for (const [v, name] of empty) {
+      /** drops index `name` under its advisory lock (skipped while a writer holds it) if `check` still holds */
+      const dropIf = async (name: string, check: string, param: string) => {
         const locked = await c.query("SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok", [name]);
-        if (!locked.rows[0].ok) continue; // being written: not empty for long
+        if (!locked.rows[0].ok) return; // being written: not empty for long
         try {
-          const rows = await c.query(`SELECT 1 FROM ${this.table} WHERE version = $1 LIMIT 1`, [v]);
-          if (!rows.rows.length) await c.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
+          if ((await c.query(check, [param])).rows.length) await c.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
         } finally {
           await c.query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [name]);
         }
-      }
-      for (const name of this.#invalidIndexes) {
-        const locked = await c.query("SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok", [name]);
-        if (!locked.rows[0].ok) continue;
-        try {
-          // still invalid now (another process may have rebuilt it since the list was read)
-          const bad = await c.query("SELECT 1 FROM pg_index WHERE indexrelid = to_regclass($1) AND NOT indisvalid", [
-            name,
-          ]);
-          if (bad.rows.length) await c.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
-        } finally {
-          await c.query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [name]);
-        }
-      }
+      };
+      // the version still without rows
+      for (const [v, name] of empty)
+        await dropIf(name, `SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM ${this.table} WHERE version = $1)`, v);
+      // still invalid (another process may have rebuilt it since the list was read)
+      for (const name of this.#invalidIndexes)
+        await dropIf(name, "SELECT 1 FROM pg_index WHERE indexrelid = to_regclass($1) AND NOT indisvalid", name);
       if (legacy) await c.query(`DROP INDEX CONCURRENTLY IF EXISTS ${this.table}_hnsw`);
     });
     this.#indexesChangedAt = performance.now();
@@ -488,12 +492,7 @@ export class PgVectorStore implements VectorStore {
     // after is an HNSW insert into it, and a search of that version walks it from the start
     await this.#read("indexes", () => this.#refreshIndexes());
     const versions = [...new Set(rows.map((r) => r.version))];
-    if (this.indexed)
-      for (const v of versions)
-        if (!this.#annIndexes.has(v)) {
-          await this.#refreshIndexes(true);
-          await this.#ensureIndex(v);
-        }
+    if (this.indexed) await this.#ensureIndexes(versions);
     const names = ["id", "version", "text", "embedding", ...this.#fieldNames()];
     const updates = names
       .slice(1)
@@ -542,8 +541,7 @@ export class PgVectorStore implements VectorStore {
         throw this.#explain(e);
       });
       if (!missing) break;
-      await this.#refreshIndexes(true);
-      for (const v of versions) await this.#ensureIndex(v);
+      await this.#ensureIndexes(versions, true);
     }
     if (!this.indexed && (await this.count()) >= this.opts.annThreshold) await this.buildIndex();
   }
@@ -807,9 +805,7 @@ export class PgVectorStore implements VectorStore {
    * the statement timeout); a store's index of earlier releases over all rows is dropped after.
    */
   async buildIndex(): Promise<void> {
-    await this.#refreshIndexes(true);
-    for (const [v, n] of Object.entries(await this.versions())) await this.#ensureIndex(v, n);
-    await this.#reconcileIndexes();
+    await this.#reconcileIndexes(true);
     await this.#maintenance((c) => c.query(`ANALYZE ${this.table}`));
   }
 
