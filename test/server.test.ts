@@ -280,6 +280,42 @@ async function reindexFixture(prefix: string, n: number, log: (e: Record<string,
   return { oldDir, newDir, store, service, reindex };
 }
 
+describe("the store's re-index lease", () => {
+  it("keeps a re-index from running while another process holds it, unrecorded; runs it once the lease expires", async () => {
+    const { newDir, store, service } = await reindexFixture("qdc-lease-", 30);
+    const { Reindexer } = await import("../src/server/reindex.js");
+    try {
+      await service.upgrade(newDir);
+      const recorded = JSON.stringify((await store.readState())?.reindex ?? null);
+      // a process of another machine holds it (its pid cannot be checked from here)
+      const other = "elsewhere:1:abcd1234";
+      assert.equal((await store.lease("reindex", other, 1)).owner, other);
+      const r = new Reindexer(service, { lease: 5 });
+      assert.equal((await r.acquire())?.owner, other);
+      r.start();
+      const st = await r.settled();
+      assert.equal(st.state, "idle");
+      assert.equal(st.runningOn, other);
+      assert.equal(Object.keys(await store.versions()).length, 1, "nothing re-indexed");
+      assert.equal(JSON.stringify((await store.readState())?.reindex ?? null), recorded, "nothing recorded");
+      await new Promise((res) => setTimeout(res, 1100));
+      assert.equal(await r.acquire(), null, "an expired lease is taken");
+      r.start();
+      const done = await r.settled();
+      assert.equal(done.state, "done");
+      assert.equal(done.runningOn, undefined);
+      assert.deepEqual(Object.keys(await store.versions()), [hashModel(newDir)]);
+      const rec = (await store.readState())?.reindex as { state: string; runningOn: string };
+      assert.equal(rec.state, "done");
+      assert.equal(rec.runningOn, r.owner, "the record names the process that ran it");
+      // given up at the end: another process takes it at once
+      assert.equal((await store.lease("reindex", "next", 5)).owner, "next");
+    } finally {
+      await service.close();
+    }
+  });
+});
+
 describe("re-index writes", () => {
   it("embed batchSize documents per forward pass and write writeRows rows per store write, each row once", async () => {
     const { newDir, store, service, reindex } = await reindexFixture("qdc-rewrite-", 50);

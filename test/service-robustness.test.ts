@@ -473,6 +473,96 @@ for (const { kind, uri } of stores)
     });
   });
 
+for (const { kind, uri } of stores)
+  describe(`service replicas on one store (${kind})`, () => {
+    it("follow an upgrade and a rollback made through either, run one re-index, and take it over from a killed replica", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "qdc-replicas-"));
+      const oldDir = resolve(FIXTURES, "bert-tiny");
+      const newDir = childOfBertTiny(dir);
+      const [oldId, newId] = [hashModel(oldDir), hashModel(newDir)];
+      const storeDir = uri(dir);
+      const N = 400;
+      const store = await openStore(storeDir, { dim: 64, fields: {} });
+      await loadCorpus(store, oldDir, wordCorpus(dir, N));
+      await store.close();
+      const common = ["--store", storeDir, "--follow", "1", "--reindex-lease", "3"];
+      const slow = ["--reindex-batch", "8", "--reindex-write", "8"];
+      const a = await serve([...common, ...slow, "--model", oldDir]);
+      // the second replica takes the store's recorded model
+      const b = await serve([...common, ...slow]);
+      const models = async (r: { base: string }) =>
+        (await (await fetch(`${r.base}/models`)).json()) as {
+          current: string;
+          reindex: { state: string; done: number; runningOn?: string };
+        };
+      const follows = async (r: { base: string }, id: string, what: string) => {
+        const t0 = Date.now();
+        await until(what, async () => (await models(r)).current === id, 20000);
+        console.error(`# ${what} after ${Date.now() - t0} ms`);
+      };
+      const [la, lb] = [load(a.base, 2), load(b.base, 2)];
+      let aResponses: { status: number; body: Record<string, unknown> }[] = [];
+      try {
+        assert.equal((await models(b)).current, oldId);
+        const up = await post(a.base, "/admin/upgrade", { model: newDir }, TOKEN);
+        assert.equal(up.status, 200, JSON.stringify(up.body));
+        await follows(b, newId, "b follows a's upgrade");
+        const back = await post(b.base, "/admin/rollback", {}, TOKEN);
+        assert.deepEqual(back.body, { previous: newId, current: oldId });
+        await follows(a, oldId, "a follows b's rollback");
+        assert.equal((await post(a.base, "/admin/upgrade", { model: newDir }, TOKEN)).status, 200);
+        await follows(b, newId, "b follows a's second upgrade");
+        // one re-index: a runs it, b refuses to start another and names a's process
+        const started = await post(a.base, "/admin/reindex", { action: "start" }, TOKEN);
+        assert.equal(started.body.state, "running", JSON.stringify(started.body));
+        const refused = await post(b.base, "/admin/reindex", { action: "start" }, TOKEN);
+        assert.equal(refused.status, 409, JSON.stringify(refused.body));
+        assert.equal(refused.body.error, "reindex_elsewhere");
+        assert.match(String(refused.body.message), new RegExp(`:${a.child.pid}:`));
+        await until("b shows where the re-index runs", async () =>
+          String((await models(b)).reindex.runningOn).includes(`:${a.child.pid}:`),
+        );
+        assert.notEqual((await models(b)).reindex.state, "running");
+        await until("some rows re-indexed by a", async () => (await models(a)).reindex.done >= 40);
+        aResponses = await la.stop();
+        a.child.kill("SIGKILL");
+        await new Promise((r) => a.child.once("exit", r));
+        // b takes the re-index over (a's process is gone from this machine: without waiting for the lease)
+        await until("b's re-index", async () => (await models(b)).reindex.state !== "paused", 20000);
+        await until(
+          "the re-index finished by b",
+          async () => {
+            const st = (await models(b)).reindex;
+            assert.notEqual(st.state, "failed", JSON.stringify(st));
+            return st.state === "done";
+          },
+          120000,
+        );
+        assert.match(b.stderr(), /"event":"reindex-taken-over"/);
+        assert.match(b.stderr(), /"event":"followed"/);
+      } finally {
+        await la.stop();
+        const bResponses = await lb.stop();
+        a.child.kill("SIGKILL");
+        b.child.kill("SIGTERM");
+        await new Promise((r) => b.child.once("exit", r));
+        for (const [name, rs] of [
+          ["a", aResponses],
+          ["b", bResponses],
+        ] as const) {
+          assert.ok(rs.length > 20, `${name}: ${rs.length} searches`);
+          const failed = rs.filter((r) => r.status !== 200);
+          assert.equal(failed.length, 0, `${name}: ${JSON.stringify(failed.slice(0, 3))}`);
+          assert.equal(rs.at(-1)?.body.model, newId, `${name} serves the new model at the end`);
+        }
+      }
+      const done = await openStore(storeDir);
+      assert.deepEqual(await done.versions(), { [newId]: N });
+      assert.equal(await done.count(), N);
+      await done.close();
+    });
+  });
+
 describe("rows another process writes", () => {
   it("are searched within a bounded time (LanceDB: a second handle on the store directory)", async () => {
     const dir = mkdtempSync(join(tmpdir(), "qdc-visible-"));

@@ -223,6 +223,33 @@ function storeSuite(
       assert.deepEqual(seen.sort(), all, "the parts cover every stale row once");
     });
 
+    it("keeps a named lease: one holder at a time, renewed, given up, expired, replaced; racing takers agree", async () => {
+      const a = await store.lease("reindex", "a", 60);
+      assert.equal(a.owner, "a");
+      assert.ok(Math.abs(a.until - (Date.now() + 60_000)) < 10_000, `until ${a.until}`);
+      assert.deepEqual(await store.lease("reindex", "b", 60), a, "held by a: b gets a's lease back");
+      const renewed = await store.lease("reindex", "a", 120);
+      assert.equal(renewed.owner, "a");
+      assert.ok(renewed.until > a.until + 30_000, "a renewal moves the end");
+      assert.equal((await store.lease("other", "b", 60)).owner, "b", "another name is another lease");
+      await store.releaseLease("reindex", "b"); // not b's: a no-op
+      assert.equal((await store.lease("reindex", "c", 60)).owner, "a");
+      // a holder known to be gone is replaced at once; an expired lease is free
+      assert.equal((await store.lease("reindex", "c", 0.3, { replace: "a" })).owner, "c");
+      assert.equal((await store.lease("reindex", "d", 60, { replace: "a" })).owner, "c");
+      await new Promise((r) => setTimeout(r, 450));
+      assert.equal((await store.lease("reindex", "d", 60)).owner, "d");
+      await store.releaseLease("reindex", "d");
+      const takers = ["e", "f", "g", "h", "i", "j"];
+      const raced = await Promise.all(takers.map((o) => store.lease("reindex", o, 60)));
+      const holders = new Set(raced.map((l) => l.owner));
+      assert.equal(holders.size, 1, `one holder for all: ${[...holders]}`);
+      assert.ok(takers.includes([...holders][0]!));
+      await store.releaseLease("reindex", [...holders][0]!);
+      await store.releaseLease("other", "b");
+      await assert.rejects(store.lease("reindex", "", 5), /a lease needs an owner/);
+    });
+
     it("builds an ANN index whose top-10 recalls the exact one", async () => {
       await store.buildIndex();
       assert.ok(store.indexed);

@@ -58,6 +58,7 @@ export type ErrorCode =
   | "upgrade_refused"
   | "nothing_to_roll_back"
   | "reindex_refused"
+  | "reindex_elsewhere"
   | "internal";
 
 class HttpError extends Error {
@@ -537,6 +538,16 @@ export function buildApp(service: SearchService, reindexer: Reindexer, opts: Htt
     },
     async (req) => {
       const action = (req.body as { action: "start" | "pause" | "resume" | "status" }).action;
+      if (action === "start" || action === "resume") {
+        // one process re-indexes a store: the one holding its lease (another replica, a worker)
+        const other = await reindexer.acquire();
+        if (other)
+          throw new HttpError(
+            409,
+            "reindex_elsewhere",
+            `the re-index of this store runs in ${other.owner} (its lease lasts until ${new Date(other.until).toISOString()}): see or pause it there; this replica takes it over if that process stops`,
+          );
+      }
       const status = action === "status" ? reindexer.status : await reindexer[action]();
       // a re-index the store cannot take (another dimension) is refused, not reported as started
       if (

@@ -8,9 +8,11 @@
  * most the batch in flight and a restart simply continues. When every row is done the store is
  * optimised (compaction, ANN index brought up to date).
  */
+import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
 import { topByCount } from "../retrieval/reindex-order.js";
 import { asRows } from "../retrieval/rows.js";
-import type { StaleOptions, StoreRow } from "../store/store.js";
+import type { Lease, StaleOptions, StoreRow } from "../store/store.js";
 import type { SearchService } from "./service.js";
 
 export type ReindexState = "idle" | "running" | "paused" | "done" | "failed";
@@ -24,7 +26,15 @@ export interface ReindexStatus {
   startedAt: string | null;
   updatedAt: string;
   error?: string;
+  /**
+   * the process that holds the store's re-index lease when this one's is not running because of it
+   * (host:pid:random; another replica, or a `qdc store reindex`)
+   */
+  runningOn?: string;
 }
+
+/** the store lease that makes one process at a time run a store's (non-worker) re-index */
+export const REINDEX_LEASE = "reindex";
 
 export interface ReindexOptions {
   /** documents per forward pass of the re-index encoder (default 64) */
@@ -68,6 +78,26 @@ export interface ReindexOptions {
    * to be written, or for their claims to expire and take them — before it finishes.
    */
   worker?: StaleOptions;
+  /**
+   * seconds of the store's re-index lease (default 30): the re-index (not a worker's) runs only in
+   * the process holding it, which renews it every round and at least every third of it while it
+   * waits; one that dies leaves it to another replica once it expires
+   */
+  lease?: number;
+  /** who takes the lease (default host:pid:random) */
+  owner?: string;
+}
+
+/** Whether `owner` (host:pid:random) names a process of this machine that no longer exists. */
+function goneHere(owner: string): boolean {
+  const [host, pid] = owner.split(":");
+  if (host !== hostname() || !pid || !/^\d+$/.test(pid) || Number(pid) === process.pid) return false;
+  try {
+    process.kill(Number(pid), 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "ESRCH";
+  }
 }
 
 const STATES: ReindexState[] = ["idle", "running", "paused", "done", "failed"];
@@ -87,6 +117,10 @@ export class Reindexer {
   #writtenFor: string | null = null;
   /** ends the wait between two rounds early (a pause or a stop is heard at once) */
   #wake: (() => void) | null = null;
+  readonly owner: string;
+  /** whether this process holds the store's re-index lease, and when it last took or renewed it */
+  #holding = false;
+  #renewedAt = 0;
 
   constructor(
     private readonly service: SearchService,
@@ -94,6 +128,9 @@ export class Reindexer {
   ) {
     if (opts.share !== undefined && !(opts.share > 0 && opts.share <= 1))
       throw new Error(`ReindexOptions.share must be in (0, 1], got ${opts.share}`);
+    if (opts.lease !== undefined && !(opts.lease > 0))
+      throw new Error(`ReindexOptions.lease must be seconds > 0, got ${opts.lease}`);
+    this.owner = opts.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     this.#status = {
       state: "idle",
       target: null,
@@ -145,7 +182,15 @@ export class Reindexer {
   }
 
   #go(): ReindexStatus {
-    this.#set({ state: "running", error: undefined });
+    const before = this.#status.state;
+    // running here at once; recorded in the store once this process holds the lease (`#hold`)
+    this.#status = {
+      ...this.#status,
+      state: "running",
+      error: undefined,
+      runningOn: undefined,
+      updatedAt: new Date().toISOString(),
+    };
     this.#t0 = performance.now();
     this.#doneAtStart = this.#status.done;
     const generation = ++this.#generation;
@@ -153,11 +198,124 @@ export class Reindexer {
     // one loop at a time: a resume waits for the paused run's batch in flight to finish
     this.#loop = (async () => {
       await previous;
-      await this.#run(generation);
+      try {
+        await this.#run(generation, before);
+      } finally {
+        await this.#letGo();
+      }
     })().catch((e: unknown) => {
       this.#set({ state: "failed", error: e instanceof Error ? e.message : String(e) });
     });
     return this.status;
+  }
+
+  get #leaseSeconds(): number {
+    return this.opts.lease ?? 30;
+  }
+
+  /**
+   * Takes the store's re-index lease for this process ahead of `start` (an HTTP start, a replica
+   * taking over a re-index whose process died): null when it is this process's now (or none is
+   * needed: a worker), else the other holder's lease (and `start` would not run).
+   */
+  async acquire(): Promise<Lease | null> {
+    if (this.opts.worker) return null;
+    const lease = await this.#take();
+    if (lease.owner === this.owner) {
+      this.#renewedAt = performance.now();
+      return null;
+    }
+    this.#status = { ...this.#status, runningOn: lease.owner };
+    return lease;
+  }
+
+  /**
+   * At the start of every round: whether this process (still) holds the lease, taking or renewing
+   * it. The first time it is taken the run is recorded as running; when another process holds it,
+   * the run ends without recording anything (the store's record is the holder's).
+   */
+  async #hold(before: ReindexState): Promise<boolean> {
+    if (this.opts.worker) return true;
+    const lease = await this.#take();
+    if (lease.owner === this.owner) {
+      this.#renewedAt = performance.now();
+      if (!this.#holding) {
+        this.#holding = true;
+        this.#set({ state: "running" });
+      }
+      return true;
+    }
+    const lost = this.#holding;
+    this.#holding = false;
+    this.#status = {
+      ...this.#status,
+      state: lost ? "paused" : before,
+      runningOn: lease.owner,
+      updatedAt: new Date().toISOString(),
+    };
+    this.service.log({
+      level: lost ? "warn" : "info",
+      event: lost ? "reindex-lease-lost" : "reindex-elsewhere",
+      owner: lease.owner,
+      until: new Date(lease.until).toISOString(),
+    });
+    this.opts.log?.(this.status);
+    return false;
+  }
+
+  /**
+   * Takes or renews the lease; one held by a process of this machine that is gone (killed, and
+   * restarted as this one) is taken at once rather than after it expires.
+   */
+  async #take(): Promise<Lease> {
+    const store = this.service.store;
+    const lease = await store.lease(REINDEX_LEASE, this.owner, this.#leaseSeconds);
+    if (lease.owner === this.owner || !goneHere(lease.owner)) return lease;
+    this.service.log({ level: "info", event: "reindex-lease-of-gone-process", owner: lease.owner });
+    return store.lease(REINDEX_LEASE, this.owner, this.#leaseSeconds, { replace: lease.owner });
+  }
+
+  /** Renews the lease when a third of it has passed since (between rounds and forward passes). */
+  async #renewIfDue(): Promise<void> {
+    if (!this.#holding || performance.now() - this.#renewedAt < (this.#leaseSeconds * 1000) / 3) return;
+    const lease = await this.service.store.lease(REINDEX_LEASE, this.owner, this.#leaseSeconds);
+    // a lease lost meanwhile (this process stalled past it) is found at the next round's `#hold`
+    if (lease.owner === this.owner) this.#renewedAt = performance.now();
+  }
+
+  /** Gives the lease up at the end of a run (another process may take it at once). */
+  async #letGo(): Promise<void> {
+    if (!this.#holding) return;
+    this.#holding = false;
+    await this.service.store
+      .releaseLease(REINDEX_LEASE, this.owner)
+      .catch((e: Error) =>
+        this.service.log({ level: "warn", event: "reindex-lease-release-failed", message: e.message }),
+      );
+  }
+
+  /**
+   * Ends the run without recording a change and gives the lease up: a service shutting down. The
+   * store still records the re-index as running, so a restart, or another replica, goes on with it.
+   */
+  async stop(): Promise<void> {
+    this.#generation++;
+    this.#wake?.();
+    await this.#loop;
+    await this.#recorded;
+    if (this.#status.state === "running") this.#status = { ...this.#status, state: "paused" };
+    if (!this.opts.worker) await this.service.store.releaseLease(REINDEX_LEASE, this.owner).catch(() => undefined);
+  }
+
+  /**
+   * A replica's view of the re-index another process runs, from the store's record (`followStore`):
+   * `runningOn` names that process while this one's re-index is not running.
+   */
+  observe(recorded: Record<string, unknown> | undefined): void {
+    if (this.#status.state === "running") return;
+    const r = recorded as Partial<ReindexStatus> | undefined;
+    const other = r?.state === "running" && r.runningOn && r.runningOn !== this.owner ? r.runningOn : undefined;
+    if (other !== this.#status.runningOn) this.#status = { ...this.#status, runningOn: other };
   }
 
   /** Resolves when the current run stops (done, paused or failed) and its state is recorded. */
@@ -179,7 +337,7 @@ export class Reindexer {
     }
     // recorded in order; a failure to record is logged, never fatal to the re-index
     this.#recorded = this.#recorded
-      .then(() => this.service.recordReindex({ ...snapshot }))
+      .then(() => this.service.recordReindex({ ...snapshot, runningOn: this.owner }))
       .catch((e: Error) => this.service.log({ level: "warn", event: "reindex-record-failed", message: e.message }));
     this.opts.log?.(snapshot);
   }
@@ -214,7 +372,7 @@ export class Reindexer {
     return picked;
   }
 
-  async #run(generation: number): Promise<void> {
+  async #run(generation: number, before: ReindexState): Promise<void> {
     const batchSize = this.opts.batchSize ?? 64;
     const writeRows = Math.ceil((this.opts.writeRows ?? 1024) / batchSize) * batchSize;
     const optimizeEvery = this.opts.optimizeEvery ?? this.service.store.optimizeEvery;
@@ -227,6 +385,7 @@ export class Reindexer {
       const roundStart = performance.now();
       const m = this.service.acquire();
       try {
+        if (!(await this.#hold(before))) return;
         if (m.version !== this.#status.target && this.service.model.dimension !== this.service.store.schema.dim) {
           // upgraded meanwhile to a model of another dimension: nothing of it can be written here
           this.#set({
@@ -270,6 +429,7 @@ export class Reindexer {
               rows.slice(i, i + batchSize).map((r) => r.text),
             )),
           );
+          await this.#renewIfDue();
           // claimed rows: the lease renewed after every forward pass (a round may outlast it)
           const claim = this.opts.worker?.claim;
           if (claim)
@@ -372,6 +532,7 @@ export class Reindexer {
       const left = end - performance.now();
       if (left <= 0 || !this.service.searchesContended(1000)) return;
       await this.#sleep(Math.min(left, 1000), generation);
+      await this.#renewIfDue();
     }
   }
 }

@@ -127,6 +127,11 @@ export class SearchService {
   /** the model served before the current one (what a rollback returns to) */
   #previous: string | null;
   readonly log: (event: Record<string, unknown>) => void;
+  /**
+   * called when the store holds rows of a version the current model cannot reach (a replica: rows
+   * another replica's re-index wrote with a model this one has not switched to yet)
+   */
+  onUnreachable?: (version: string) => void;
   /** retrievals per document id (for re-indexing the most retrieved first) */
   readonly retrievals = new Map<string, number>();
   /**
@@ -286,6 +291,7 @@ export class SearchService {
           const message = `store rows of ${v} are not searched: ${(e as Error).message}`;
           this.#unreachable.set(v, message);
           this.log({ level: "warn", event: "unreachable-version", version: v, message });
+          this.onUnreachable?.(v);
         }
       }
     }
@@ -566,46 +572,76 @@ export class SearchService {
     compensate?: Compensation,
     check: { minOverlap?: number } = {},
   ): Promise<{ previous: string; current: string; check?: UpgradeCheck }> {
+    return this.#exclusive(() =>
+      this.#switch(ref, compensate, check.minOverlap ?? this.#opts.upgradeCheck?.minOverlap),
+    );
+  }
+
+  /** Loads `ref` and switches to it (under `#exclusive`); recorded in the store unless `follow`ing it. */
+  async #switch(
+    ref: string,
+    compensate: Compensation | undefined,
+    min: number | undefined,
+    follow?: StoreState,
+  ): Promise<{ previous: string; current: string; check?: UpgradeCheck }> {
+    const dir = locateModel(ref, modelRoots(this.#opts.modelRoots), this.#served.get(ref) ?? follow?.modelDir);
+    const spec = {
+      ...SearchService.#spec(this.#opts, dir, this.#served.values()),
+      mode: compensate ?? this.#state.spec.mode,
+    };
+    this.invalidate();
+    const next = await SearchService.#load(this.#opts, this.#queries, spec, null);
+    const prev = this.#state;
+    let report: UpgradeCheck | undefined;
+    if (min !== undefined && prev.version !== next.version) {
+      report = await checkUpgrade({
+        store: this.store,
+        encoder: this.#queries,
+        current: prev.version,
+        candidate: next.version,
+        queries: this.#opts.upgradeCheck?.queries,
+        sample: this.#opts.upgradeCheck?.sample,
+      });
+      this.log({ level: "info", event: "upgrade-check", model: next.version, ...report });
+      if (report.overlap < min) {
+        await this.#queries.unload(next.version);
+        throw new Error(
+          `${next.version} keeps too little of the current results: ${describeCheck(report)}, below the minimum overlap ${min}`,
+        );
+      }
+    }
+    this.#state = next; // one assignment: requests after it use the new model, earlier ones keep theirs
+    this.#references.clear();
+    this.#unreachable.clear();
+    if (prev.version !== next.version) {
+      prev.retired = true;
+      if (prev.refs === 0) this.#unload(prev);
+      this.#previous = prev.version;
+      this.#served.delete(next.version);
+      this.#served.set(next.version, next.spec.dir);
+    }
+    if (follow) {
+      // the recording replica's view: what a rollback returns to, the models it knows
+      this.#previous = follow.previous ?? this.#previous;
+      for (const [id, d] of Object.entries(follow.models ?? {})) if (!this.#served.has(id)) this.#served.set(id, d);
+    } else await this.#record();
+    return { previous: prev.version, current: next.version, ...(report ? { check: report } : {}) };
+  }
+
+  /**
+   * A replica's look at the store: when the model the store records (an upgrade or a rollback made
+   * through another replica, or a `qdc store reindex --model`) is not the one served here, loads it
+   * and switches to it, as an upgrade would but without recording anything (the record is where it
+   * came from). Returns the store's record (null when none) and the switch, when one was made.
+   */
+  follow(): Promise<{ state: StoreState | null; switched?: { previous: string; current: string } }> {
     return this.#exclusive(async () => {
-      const dir = locateModel(ref, modelRoots(this.#opts.modelRoots), this.#served.get(ref));
-      const spec = {
-        ...SearchService.#spec(this.#opts, dir, this.#served.values()),
-        mode: compensate ?? this.#state.spec.mode,
-      };
-      this.invalidate();
-      const next = await SearchService.#load(this.#opts, this.#queries, spec, null);
-      const prev = this.#state;
-      const min = check.minOverlap ?? this.#opts.upgradeCheck?.minOverlap;
-      let report: UpgradeCheck | undefined;
-      if (min !== undefined && prev.version !== next.version) {
-        report = await checkUpgrade({
-          store: this.store,
-          encoder: this.#queries,
-          current: prev.version,
-          candidate: next.version,
-          queries: this.#opts.upgradeCheck?.queries,
-          sample: this.#opts.upgradeCheck?.sample,
-        });
-        this.log({ level: "info", event: "upgrade-check", model: next.version, ...report });
-        if (report.overlap < min) {
-          await this.#queries.unload(next.version);
-          throw new Error(
-            `${next.version} keeps too little of the current results: ${describeCheck(report)}, below the minimum overlap ${min}`,
-          );
-        }
-      }
-      this.#state = next; // one assignment: requests after it use the new model, earlier ones keep theirs
-      this.#references.clear();
-      this.#unreachable.clear();
-      if (prev.version !== next.version) {
-        prev.retired = true;
-        if (prev.refs === 0) this.#unload(prev);
-        this.#previous = prev.version;
-        this.#served.delete(next.version);
-        this.#served.set(next.version, next.spec.dir);
-      }
-      await this.#record();
-      return { previous: prev.version, current: next.version, ...(report ? { check: report } : {}) };
+      const state = await this.store.readState();
+      if (!state?.model || state.model === this.#state.version) return { state };
+      const mode = (state.compensation as Compensation | undefined) ?? this.#state.spec.mode;
+      const { previous, current } = await this.#switch(state.model, mode, undefined, state);
+      this.log({ level: "info", event: "followed", previous, current });
+      return { state, switched: { previous, current } };
     });
   }
 

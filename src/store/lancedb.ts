@@ -26,11 +26,14 @@ import { fileURLToPath } from "node:url";
 import * as lancedb from "@lancedb/lancedb";
 import { Field, FixedSizeList, Float32, Float64, Schema, Utf8 } from "apache-arrow";
 import { mergeHits } from "../retrieval/hit.js";
+import { releaseFileLease, takeFileLease } from "./file-lease.js";
 import {
   checkFilter,
   checkRows,
   checkSchema,
   type Filter,
+  type Lease,
+  type LeaseOptions,
   type OptimizeOptions,
   partBounds,
   type SearchOptions,
@@ -715,6 +718,21 @@ export class LanceStore implements VectorStore {
   /** LanceDB takes no claims (see `stale`) */
   async releaseClaims(_owner: string, _ids: string[]): Promise<void> {}
   async renewClaims(_owner: string, _ids: string[], _seconds: number): Promise<void> {}
+
+  /** in a file of the store's directory (`qdc-lease-<name>.json`; see `takeFileLease`) */
+  lease(name: string, owner: string, seconds: number, opts: LeaseOptions = {}): Promise<Lease> {
+    return takeFileLease(this.#leasePath(name), owner, seconds, opts.replace);
+  }
+
+  releaseLease(name: string, owner: string): Promise<void> {
+    return releaseFileLease(this.#leasePath(name), owner);
+  }
+
+  #leasePath(name: string): string {
+    if (!/^[a-z0-9-]+$/.test(name))
+      throw new Error(`a lease name is lower-case letters, digits and '-', got '${name}'`);
+    return join(this.dir, `qdc-lease-${name}.json`);
+  }
 
   async *iterate(version: string, batch: number): AsyncGenerator<StoreRow[]> {
     this.#loadVersions();

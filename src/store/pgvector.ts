@@ -13,6 +13,8 @@ import {
   checkFilter,
   checkRows,
   checkSchema,
+  type Lease,
+  type LeaseOptions,
   type OptimizeOptions,
   partBounds,
   type SearchOptions,
@@ -244,6 +246,10 @@ export class PgVectorStore implements VectorStore {
       // re-index workers' claims on rows (see `stale`), of every store in the database
       await create(
         "CREATE TABLE IF NOT EXISTS qdc_claims (store text, id text, owner text NOT NULL, until timestamptz NOT NULL, PRIMARY KEY (store, id))",
+      );
+      // named leases (the service's re-index: one replica runs it), of every store in the database
+      await create(
+        "CREATE TABLE IF NOT EXISTS qdc_leases (store text, name text, owner text NOT NULL, until timestamptz NOT NULL, PRIMARY KEY (store, name))",
       );
       // databases from before the state column: added once (ALTER takes a lock, so only when missing)
       const hasState = await query(
@@ -768,6 +774,50 @@ export class PgVectorStore implements VectorStore {
       this.table,
       owner,
       ids,
+    ]);
+  }
+
+  /**
+   * One statement takes the lease when it is free, expired or `owner`'s (on the database's clock);
+   * the holder is read back in the next when another holds it (a holder that committed after this
+   * statement's snapshot is not visible to it).
+   */
+  async lease(name: string, owner: string, seconds: number, opts: LeaseOptions = {}): Promise<Lease> {
+    if (!owner || !(seconds > 0)) throw new Error(`a lease needs an owner and seconds > 0, got ${owner}, ${seconds}`);
+    const until = "(extract(epoch FROM until) * 1000)::float8 AS until";
+    try {
+      // (a holder that gives the lease up between the two statements: taken on the next attempt)
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const r = await query(
+          this.pool,
+          `INSERT INTO qdc_leases (store, name, owner, until)
+           VALUES ($1, $2, $3, clock_timestamp() + make_interval(secs => $4))
+           ON CONFLICT (store, name) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until
+            WHERE qdc_leases.owner IN (EXCLUDED.owner, $5) OR qdc_leases.until <= clock_timestamp()
+           RETURNING owner, ${until}`,
+          [this.table, name, owner, seconds, opts.replace ?? owner],
+        );
+        const row =
+          r.rows[0] ??
+          (
+            await query(this.pool, `SELECT owner, ${until} FROM qdc_leases WHERE store = $1 AND name = $2`, [
+              this.table,
+              name,
+            ])
+          ).rows[0];
+        if (row) return { owner: String(row.owner), until: Number(row.until) };
+      }
+      throw new Error(`the lease ${name} of ${this.table} was given up and taken again three times while being read`);
+    } catch (e) {
+      throw this.#explain(e);
+    }
+  }
+
+  async releaseLease(name: string, owner: string): Promise<void> {
+    await query(this.pool, "DELETE FROM qdc_leases WHERE store = $1 AND name = $2 AND owner = $3", [
+      this.table,
+      name,
+      owner,
     ]);
   }
 

@@ -91,6 +91,22 @@ export interface StaleOptions {
   claim?: { owner: string; seconds: number };
 }
 
+/**
+ * A named lease of a store (the service's background re-index: one replica runs it): who holds it
+ * and until when (ms since the epoch, on the store's clock: the database's for pgvector, the
+ * machine's for LanceDB). A lease is for sharing work, not for safety: a holder that stalls past
+ * its lease may find another at work on the same rows, and both write the same embeddings.
+ */
+export interface Lease {
+  owner: string;
+  until: number;
+}
+
+export interface LeaseOptions {
+  /** take the lease even while this owner holds it (a holder known to be dead: its process is gone) */
+  replace?: string;
+}
+
 /** The MD5 range bounds (8 hex digits) of part `index` of `count`: [lo, hi), hi null for the last. */
 export function partBounds(index: number, count: number): { lo: string; hi: string | null } {
   if (!Number.isInteger(count) || count < 1 || !Number.isInteger(index) || index < 0 || index >= count)
@@ -147,6 +163,13 @@ export interface VectorStore {
   releaseClaims(owner: string, ids: string[]): Promise<void>;
   /** extends `owner`'s claims on `ids` to `seconds` from now (a no-op where the store takes no claims) */
   renewClaims(owner: string, ids: string[], seconds: number): Promise<void>;
+  /**
+   * takes the lease `name` for `owner` until `seconds` from now when it is free, expired,
+   * already `owner`'s (a renewal) or `opts.replace`'s; returns the holder after the attempt (`owner` when taken)
+   */
+  lease(name: string, owner: string, seconds: number, opts?: LeaseOptions): Promise<Lease>;
+  /** gives up `owner`'s lease `name` (a no-op when another owner holds it) */
+  releaseLease(name: string, owner: string): Promise<void>;
   /** all rows of a version, in batches */
   iterate(version: string, batch: number): AsyncGenerator<StoreRow[]>;
   /** rows per version */

@@ -50,6 +50,18 @@ export function register(program: Command): void {
       number("--upgrade-min-overlap"),
     )
     .option("--upgrade-queries <file>", "queries that check uses (default: pseudo-queries of 200 stored documents)")
+    .option(
+      "--follow <seconds>",
+      "replicas: how often to look at the store for another replica's upgrade or rollback, or a re-index to take over (0: never)",
+      number("--follow"),
+      5,
+    )
+    .option(
+      "--reindex-lease <seconds>",
+      "the store's re-index lease (one replica re-indexes; another takes over once a dead one's lease expires)",
+      positiveInt("--reindex-lease"),
+      30,
+    )
     .option("--allow-incomplete", "serve a store whose last `qdc store load` did not finish")
     .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
     .action(async (opts) => {
@@ -57,6 +69,8 @@ export function register(program: Command): void {
       const { SearchService } = await import("../../server/service.js");
       const { Reindexer } = await import("../../server/reindex.js");
       const { buildApp } = await import("../../server/http.js");
+      const { followStore } = await import("../../server/follow.js");
+      if (!(opts.follow >= 0)) throw new Error(`--follow must be seconds ≥ 0, got ${opts.follow}`);
       const min = opts.upgradeMinOverlap;
       if (min !== undefined && !(min >= 0 && min <= 1))
         throw new Error(`--upgrade-min-overlap must be a share from 0 to 1, got ${min}`);
@@ -84,7 +98,9 @@ export function register(program: Command): void {
         batchSize: opts.reindexBatch,
         writeRows: opts.reindexWrite,
         share: opts.reindexShare,
+        lease: opts.reindexLease,
       });
+      const follower = opts.follow > 0 ? followStore(service, reindexer, opts.follow) : null;
       const app = buildApp(service, reindexer, { token: opts.token ?? process.env.QDC_ADMIN_TOKEN });
       const address = await app.listen({ port: opts.port, host: opts.host });
       const rs = reindexer.status;
@@ -97,9 +113,10 @@ export function register(program: Command): void {
           console.error("qdc serve: requests still running after 10 s; exiting");
           process.exit(1);
         }, 10000).unref();
-        reindexer.pause();
+        await follower?.stop();
         await app.close();
-        await reindexer.settled();
+        // recorded as running still: a restart, or another replica, goes on with it
+        await reindexer.stop();
         await service.close();
         process.exit(0);
       };

@@ -118,6 +118,13 @@ export function register(program: Command): void {
               }
             : undefined,
       });
+      const other = await r.acquire();
+      if (other) {
+        await service.close();
+        throw new Error(
+          `the re-index of this store runs in ${other.owner} (its lease lasts until ${new Date(other.until).toISOString()}): work beside it with --worker I/N or --lease S, or wait for it`,
+        );
+      }
       if (r.status.state !== "running") r.start();
       const st = await r.settled();
       await service.close();
