@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "qdc",
-      "sources": ["src/addon.cc", "src/ops.cc", "src/autograd.cc", "src/io.cc", "src/cpu_allocator.cc"],
+      "sources": ["src/addon.cc", "src/ops.cc", "src/autograd.cc", "src/io.cc", "src/cpu_allocator.cc", "src/dist.cc"],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "<!@(node torch-paths.cjs include)"

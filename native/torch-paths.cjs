@@ -19,6 +19,13 @@ function torchVersion() {
   }
 }
 const dir = process.env.TORCH_DIR;
+// c10d's Gloo process group (data-parallel training) needs Gloo's headers: Debian's libgloo-dev,
+// or the copy a PyTorch install ships under include/
+function glooInclude() {
+  for (const d of [dir && `${dir}/include`, "/usr/include"])
+    if (d && fs.existsSync(path.join(d, "gloo/algorithm.h"))) return d;
+  return null;
+}
 const cuda = process.env.TORCH_CUDA === "1";
 const out = [];
 if (what === "include") {
@@ -37,6 +44,7 @@ if (what === "include") {
   if (dir) out.push(`-L${dir}/lib`, `-Wl,-rpath,${dir}/lib`);
   out.push("-Wl,--no-as-needed", "-ltorch", "-ltorch_cpu", "-lc10");
   if (cuda) out.push("-ltorch_cuda", "-lc10_cuda");
+  if (!dir && glooInclude() && fs.existsSync("/usr/lib/libgloo.so")) out.push("-lgloo");
   out.push("-Wl,--as-needed");
 } else if (what === "abi") {
   out.push(process.env.TORCH_CXX11_ABI ?? "1");
@@ -45,6 +53,7 @@ if (what === "include") {
   out.push(v.major >= 2 ? "-std=c++20" : "-std=c++17");
 } else if (what === "defines") {
   if (cuda) out.push("QDC_WITH_CUDA=1");
+  if (glooInclude()) out.push("QDC_WITH_DIST=1", "USE_C10D_GLOO=1");
 } else {
   console.error(`torch-paths: unknown request '${what}' (include|libs|abi|std|defines)`);
   process.exit(2);

@@ -485,7 +485,7 @@ for (const { kind, uri } of stores)
       const store = await openStore(storeDir, { dim: 64, fields: {} });
       await loadCorpus(store, oldDir, wordCorpus(dir, N));
       await store.close();
-      const common = ["--store", storeDir, "--follow", "1", "--reindex-lease", "3"];
+      const common = ["--store", storeDir, "--follow", "1", "--reindex-lease", "10"];
       const slow = ["--reindex-batch", "8", "--reindex-write", "8"];
       const a = await serve([...common, ...slow, "--model", oldDir]);
       // the second replica takes the store's recorded model

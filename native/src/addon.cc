@@ -373,6 +373,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterTensorOps(env, exports);
   RegisterAutograd(env, exports);
   RegisterIO(env, exports);
+  RegisterDist(env, exports);
   return exports;
 }
 

@@ -85,5 +85,6 @@ void RegisterTensorOps(Napi::Env env, Napi::Object exports);
 void RegisterAutograd(Napi::Env env, Napi::Object exports);
 void RegisterIO(Napi::Env env, Napi::Object exports);
 void RegisterCpuAllocator(Napi::Env env, Napi::Object exports);
+void RegisterDist(Napi::Env env, Napi::Object exports);
 
 }  // namespace qdc

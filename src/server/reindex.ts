@@ -80,8 +80,10 @@ export interface ReindexOptions {
   worker?: StaleOptions;
   /**
    * seconds of the store's re-index lease (default 30): the re-index (not a worker's) runs only in
-   * the process holding it, which renews it every round and at least every third of it while it
-   * waits; one that dies leaves it to another replica once it expires
+   * the process holding it, which renews it every round, at least every third of it while it
+   * works or waits, and right before each store write (so a process that stalled past its lease
+   * drops its batch); one that dies leaves it to another replica once it expires, or at once when
+   * it was a process of the same machine
    */
   lease?: number;
   /** who takes the lease (default host:pid:random) */
@@ -121,6 +123,8 @@ export class Reindexer {
   /** whether this process holds the store's re-index lease, and when it last took or renewed it */
   #holding = false;
   #renewedAt = 0;
+  /** whether this run was recorded as running since it took the lease */
+  #recordedRunning = false;
 
   constructor(
     private readonly service: SearchService,
@@ -234,19 +238,23 @@ export class Reindexer {
    * it. The first time it is taken the run is recorded as running; when another process holds it,
    * the run ends without recording anything (the store's record is the holder's).
    */
-  async #hold(before: ReindexState): Promise<boolean> {
+  async #hold(before: ReindexState, generation: number): Promise<boolean> {
     if (this.opts.worker) return true;
     const lease = await this.#take();
     if (lease.owner === this.owner) {
       this.#renewedAt = performance.now();
-      if (!this.#holding) {
-        this.#holding = true;
+      this.#holding = true;
+      // paused, stopped or superseded while the lease was being taken: the run ends (and gives it up)
+      if (this.#status.state !== "running" || generation !== this.#generation) return false;
+      if (!this.#recordedRunning) {
+        this.#recordedRunning = true;
         this.#set({ state: "running" });
       }
       return true;
     }
     const lost = this.#holding;
     this.#holding = false;
+    this.#recordedRunning = false;
     this.#status = {
       ...this.#status,
       state: lost ? "paused" : before,
@@ -285,6 +293,7 @@ export class Reindexer {
 
   /** Gives the lease up at the end of a run (another process may take it at once). */
   async #letGo(): Promise<void> {
+    this.#recordedRunning = false;
     if (!this.#holding) return;
     this.#holding = false;
     await this.service.store
@@ -385,7 +394,7 @@ export class Reindexer {
       const roundStart = performance.now();
       const m = this.service.acquire();
       try {
-        if (!(await this.#hold(before))) return;
+        if (!(await this.#hold(before, generation))) return;
         if (m.version !== this.#status.target && this.service.model.dimension !== this.service.store.schema.dim) {
           // upgraded meanwhile to a model of another dimension: nothing of it can be written here
           this.#set({
@@ -440,10 +449,18 @@ export class Reindexer {
             );
         }
         if (vectors.length < rows.length) continue;
+
         // dropped (and redone for the new model) if an upgrade came in meanwhile
-        const wrote = await this.service.writeFor(target, () =>
-          this.service.store.upsert(asRows(rows, vectors, target)),
-        );
+        // the lease renewed right before the write (a fence): a process that stalled past its lease
+        // drops its batch instead of writing beside the new holder (LanceDB's merge-insert adds a
+        // row twice when two processes write the same id at once); the write then has the whole
+        // lease to finish in
+        let fenced = true;
+        const wrote = await this.service.writeFor(target, async () => {
+          fenced = await this.#hold(before, generation);
+          if (fenced) await this.service.store.upsert(asRows(rows, vectors, target));
+        });
+        if (!fenced) return;
         if (!wrote) continue;
         for (const r of rows) this.#written.add(r.id);
         if (this.opts.worker?.claim)

@@ -94,8 +94,9 @@ export interface StaleOptions {
 /**
  * A named lease of a store (the service's background re-index: one replica runs it): who holds it
  * and until when (ms since the epoch, on the store's clock: the database's for pgvector, the
- * machine's for LanceDB). A lease is for sharing work, not for safety: a holder that stalls past
- * its lease may find another at work on the same rows, and both write the same embeddings.
+ * machine's for LanceDB). A holder that stalls past its lease loses it to the next taker; the
+ * re-index renews its lease right before every write, so two holders' writes could meet only if a
+ * write outlasted the whole lease.
  */
 export interface Lease {
   owner: string;

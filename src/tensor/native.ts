@@ -121,6 +121,13 @@ export interface Native {
   ): void;
   clipGradNorm(params: Id[], maxNorm: number, normType: number): number;
 
+  distAvailable(): boolean;
+  distInit(rank: number, world: number, masterAddr: string, masterPort: number, timeoutMs: number): void;
+  distDestroy(): void;
+  allReduceGrads(params: Id[], divisor: number): void;
+  allGather(t: Id): Id;
+  barrier(): void;
+
   setCpuCacheLimit(bytes: number): void;
   emptyCpuCache(): void;
   cpuCacheStats(): {

@@ -21,6 +21,8 @@ import { z } from "zod";
 import { type RowSource, RowStream } from "../data/pairs.js";
 import { readYamlConfig } from "../data/yaml-config.js";
 import { FIT_METHODS } from "../lineage/methods.js";
+import { barrier } from "../tensor/index.js";
+import { joinGroupFromEnv } from "./distributed.js";
 import { type TrainOptions, train } from "./trainer.js";
 
 const TaskSettings = z
@@ -124,6 +126,13 @@ export async function runContinual(
   } = {},
 ): Promise<string[]> {
   const log = opts.log ?? ((m: string) => console.error(m));
+  // data parallel (the ranks of a group run this together): rank 0 does the after-task work, the
+  // others wait for it before the next task starts from its files
+  const group = joinGroupFromEnv();
+  const after = async (t: FinishedTask) => {
+    if ((group?.rank ?? 0) === 0) await opts.afterTask?.(t);
+    if (group) barrier();
+  };
   const dirs: string[] = [];
   let parent = config.init;
   for (const [index, task] of config.tasks.entries()) {
@@ -136,7 +145,7 @@ export async function runContinual(
     };
     if (existsSync(lineagePath)) {
       log(`task ${index + 1}/${config.tasks.length} ${task.name}: done earlier, skipped`);
-      await opts.afterTask?.({ index, name: task.name, parent, dir: out, data });
+      await after({ index, name: task.name, parent, dir: out, data });
       dirs.push(out);
       parent = out;
       continue;
@@ -177,7 +186,7 @@ export async function runContinual(
     log(`task ${index + 1}/${config.tasks.length} ${task.name}: ${steps} steps from ${parent}`);
     // the trained model is saved with its lineage record (its presence marks the task done)
     await train({ ...options, lineage: { task: task.name, index, run: config.run } });
-    await opts.afterTask?.({ index, name: task.name, parent, dir: out, data });
+    await after({ index, name: task.name, parent, dir: out, data });
     dirs.push(out);
     parent = out;
   }

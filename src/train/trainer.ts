@@ -14,6 +14,9 @@ import { Rng } from "../data/rng.js";
 import { EmbeddingModel } from "../models/embedding-model.js";
 import {
   AdamW,
+  allGather,
+  allReduceGradients,
+  barrier,
   cat,
   clipGradNorm,
   getRngState,
@@ -27,6 +30,7 @@ import {
   tensor,
   tidy,
 } from "../tensor/index.js";
+import { joinGroupFromEnv } from "./distributed.js";
 import { cosineDistillation, infoNCE } from "./losses.js";
 
 interface CachedEmbedding {
@@ -231,11 +235,35 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
   const prefix = o.prefix === false ? false : undefined;
   const precision = o.precision ?? "auto";
   const bf16 = precision === "bf16" || (precision === "auto" && device.startsWith("cuda"));
+  // data parallel (a rank of the group the environment describes): each rank embeds its share of
+  // every micro-batch; the embeddings are gathered so the loss sees the whole global batch (every
+  // document a negative for every query), and the gradients summed over the ranks; rank 0 alone
+  // writes the log, checkpoints and the model
+  const group = joinGroupFromEnv();
+  const rank = group?.rank ?? 0;
+  const world = group?.world ?? 1;
+  const lead = rank === 0;
+  if ((o.batchSize / accumulation) % world !== 0)
+    throw new RangeError(
+      `batchSize ${o.batchSize} / accumulation ${accumulation} = ${o.batchSize / accumulation} queries per micro-batch cannot be shared by ${world} ranks`,
+    );
+  /** This rank's rows with every other rank's in rank order: the global micro-batch (autograd through its own). */
+  const gathered = (local: Tensor): Tensor => {
+    if (world === 1) return local;
+    const all = allGather(local);
+    const n = local.size(0);
+    const parts: Tensor[] = [];
+    if (rank > 0) parts.push(all.narrow(0, 0, rank * n));
+    parts.push(local);
+    if (rank < world - 1) parts.push(all.narrow(0, (rank + 1) * n, (world - 1 - rank) * n));
+    return cat(parts);
+  };
   mkdirSync(o.out, { recursive: true });
   const ckptDir = join(o.out, "checkpoint");
   const logPath = join(o.out, "train.log.jsonl");
 
-  manualSeed(seed);
+  // (each rank its own dropout stream; rank 0's is a single process's)
+  manualSeed(seed + 7919 * rank);
   const student = EmbeddingModel.load(o.init, { device, requiresGrad: true });
   student.training = true;
   const teacher = kdQ > 0 || kdD > 0 ? EmbeddingModel.load(o.init, { device }) : null;
@@ -259,7 +287,8 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
   const negRng = new Rng(seed + 1);
 
   let start = 0;
-  recoverCheckpoint(ckptDir);
+  if (lead) recoverCheckpoint(ckptDir);
+  if (world > 1) barrier();
   if (!o.resume && existsSync(join(ckptDir, "state.json"))) {
     const at = (JSON.parse(readFileSync(join(ckptDir, "state.json"), "utf8")) as CheckpointState).step;
     throw new Error(
@@ -292,16 +321,19 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
     negRng.state = state.negativeRng;
     setRngState(Uint8Array.from(Buffer.from(state.torchRng, "base64")));
     start = state.step;
+    if (rank > 0) manualSeed(seed + 7919 * rank + start);
     // drop log lines of steps that ran after the checkpoint and will run again
-    if (existsSync(logPath)) {
+    if (lead && existsSync(logPath)) {
       const kept = readFileSync(logPath, "utf8")
         .split("\n")
         .filter((l) => l.trim() !== "" && (JSON.parse(l) as StepLog).step < start);
       writeFileSync(logPath, kept.map((l) => `${l}\n`).join(""));
     }
-  } else {
+  } else if (lead) {
     rmSync(logPath, { force: true });
   }
+  // every rank has read what it needs before rank 0 writes again
+  if (world > 1) barrier();
 
   const saveCheckpoint = (step: number) => {
     const tmp = `${ckptDir}.tmp-${process.pid}`;
@@ -324,7 +356,7 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
   };
 
   const bar =
-    o.progress === true
+    o.progress === true && lead
       ? new cliProgress.SingleBar(
           {
             format: "train {bar} {value}/{total} steps | {rate} steps/s | ETA {eta_formatted} | loss {loss}",
@@ -350,8 +382,11 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
       opt.zeroGrad();
       for (let a = 0; a < accumulation; a++) {
         const micro = rows.slice(a * per, (a + 1) * per);
-        const queries = micro.map((r) => r.query);
-        const docs = micro.flatMap((r) => [r.document, ...pickNegatives(r, o.negatives, negRng)]);
+        // negatives are drawn for the whole micro-batch on every rank (the same draws), then shared
+        const groups = micro.map((r) => [r.document, ...pickNegatives(r, o.negatives, negRng)]);
+        const share = per / world;
+        const queries = micro.slice(rank * share, (rank + 1) * share).map((r) => r.query);
+        const docs = groups.slice(rank * share, (rank + 1) * share).flat();
         tidy(() => {
           const cast = bf16 ? student.castParams("bfloat16") : undefined;
           const embed = (texts: string[], kind: "query" | "document") =>
@@ -360,16 +395,16 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
           const cached = chunk
             ? [gradCacheEmbed(queries, "query", chunk, embed), gradCacheEmbed(docs, "document", chunk, embed)]
             : null;
-          const qe = cached ? (cached[0] as CachedEmbedding).emb : embed(queries, "query");
-          const de = cached ? (cached[1] as CachedEmbedding).emb : embed(docs, "document");
+          const qe = gathered(cached ? (cached[0] as CachedEmbedding).emb : embed(queries, "query"));
+          const de = gathered(cached ? (cached[1] as CachedEmbedding).emb : embed(docs, "document"));
           const con = infoNCE(qe, de, { scale: logScale ? logScale.exp() : scale, bidirectional: o.bidirectional });
           let total: Tensor = con;
           let kq = 0;
           let kd = 0;
           if (teacher) {
             const [qo, dob] = noGrad(() => [
-              teacher.embedTexts(queries, { kind: "query", prefix, maxLength: o.maxLength }),
-              teacher.embedTexts(docs, { kind: "document", prefix, maxLength: o.maxLength }),
+              gathered(teacher.embedTexts(queries, { kind: "query", prefix, maxLength: o.maxLength })),
+              gathered(teacher.embedTexts(docs, { kind: "document", prefix, maxLength: o.maxLength })),
             ]);
             const lq = cosineDistillation(qe, qo as Tensor);
             const ld = cosineDistillation(de, dob as Tensor);
@@ -385,6 +420,10 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
           parts.kd_doc += kd / accumulation;
         });
       }
+      // the loss is the same on every rank and its gradient reaches each rank's parameters only
+      // through that rank's embeddings: the sum over the ranks is the whole batch's gradient (a
+      // learned logit scale gets its whole gradient on every rank already)
+      if (world > 1) allReduceGradients(student.parameters().map(([, p]) => p));
       const gradNorm =
         clip > 0
           ? clipGradNorm(
@@ -403,14 +442,14 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
         rows: stream.position.rows,
         seconds: (Date.now() - t0) / 1000,
       };
-      writeFileSync(logPath, `${JSON.stringify(entry)}\n`, { flag: "a" });
+      if (lead) writeFileSync(logPath, `${JSON.stringify(entry)}\n`, { flag: "a" });
       o.onStep?.(entry);
       ran++;
       bar?.update(step + 1, {
         rate: (ran / Math.max(1e-3, (Date.now() - t0) / 1000)).toFixed(2),
         loss: parts.loss.toFixed(4),
       });
-      if ((step + 1) % every === 0 || step + 1 === o.steps) saveCheckpoint(step + 1);
+      if (lead && ((step + 1) % every === 0 || step + 1 === o.steps)) saveCheckpoint(step + 1);
       if (o.crashAfter !== undefined && ran >= o.crashAfter && step + 1 < o.steps)
         throw new Error(`simulated crash after step ${step}`);
     }
@@ -419,7 +458,9 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
   }
   student.training = false;
   // the model with its lineage: derived from `init` (what its compensators map back to)
-  student.save(o.out, { parent: o.init, lineage: o.lineage });
+  if (lead) student.save(o.out, { parent: o.init, lineage: o.lineage });
   teacher?.dispose();
+  // no rank goes on (to a next task that starts from this model) before it is written
+  if (world > 1) barrier();
   return { steps: o.steps, resumedFrom: start };
 }

@@ -2,6 +2,15 @@
 import { type Command, Option } from "commander";
 import { nonNegativeInt, number, positiveInt } from "../options.js";
 
+/** Test hook: QDC_TEST_KILL_RANK_AFTER_STEP=R:S makes rank R SIGKILL itself once step S is done. */
+function killHook(rank: number): ((e: { step: number }) => void) | undefined {
+  const m = /^(\d+):(\d+)$/.exec(process.env.QDC_TEST_KILL_RANK_AFTER_STEP ?? "");
+  if (!m || Number(m[1]) !== rank) return undefined;
+  return (e) => {
+    if (e.step >= Number(m[2])) process.kill(process.pid, "SIGKILL");
+  };
+}
+
 export function register(program: Command): void {
   program
     .command("train")
@@ -54,18 +63,36 @@ export function register(program: Command): void {
     .option("--checkpoint-every <n>", "steps between checkpoints", positiveInt("--checkpoint-every"))
     .option("--resume", "continue from the checkpoint in --out")
     .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
+    .option(
+      "--nproc <n>",
+      "data parallel: n local ranks of this command (c10d/Gloo), the cores shared between them; a rank started by a launcher (WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT set) joins its group without it",
+      positiveInt("--nproc"),
+    )
     .action(async (opts) => {
+      const { joinGroupFromEnv, launchRanks, withoutOption } = await import("../../train/distributed.js");
+      if (opts.nproc > 1 && !process.env.WORLD_SIZE) {
+        const code = await launchRanks(opts.nproc, withoutOption(process.argv.slice(2), "--nproc"));
+        if (code !== 0)
+          throw new Error(
+            `train: a rank failed (exit code ${code}); rerun with --resume to go on from the last checkpoint`,
+          );
+        return;
+      }
+      const group = joinGroupFromEnv();
+      const lead = (group?.rank ?? 0) === 0;
       if (opts.config) {
         const { readRunConfig, runContinual } = await import("../../train/continual.js");
         const { driftAfterTask } = await import("../../drift/task-drift.js");
         const config = readRunConfig(opts.config);
-        const log = (m: string) => console.error(m);
+        const log = (m: string) => {
+          if (lead) console.error(m);
+        };
         const dirs = await runContinual(config, {
           progress: process.stderr.isTTY === true,
           log,
           afterTask: driftAfterTask(config.drift, { device: config.device, log }),
         });
-        console.error(`run finished: ${dirs.join(", ")}`);
+        log(`run finished: ${dirs.join(", ")}`);
         return;
       }
       const missing = ["init", "out", "steps"].filter((k) => opts[k] === undefined);
@@ -77,9 +104,10 @@ export function register(program: Command): void {
       if (opts.negatives === undefined) {
         const { RowStream } = await import("../../data/pairs.js");
         opts.negatives = await new RowStream(data).negativesCarried();
-        console.error(
-          `train: ${opts.negatives} hard negative(s) per query (the fewest any row carries; --negatives to choose)`,
-        );
+        if (lead)
+          console.error(
+            `train: ${opts.negatives} hard negative(s) per query (the fewest any row carries; --negatives to choose)`,
+          );
       }
       const r = await train({
         data,
@@ -108,9 +136,11 @@ export function register(program: Command): void {
         resume: opts.resume ?? false,
         device: opts.device,
         progress: process.stderr.isTTY === true,
+        onStep: killHook(group?.rank ?? 0),
       });
-      console.error(
-        `trained ${r.steps} steps${r.resumedFrom ? ` (resumed at step ${r.resumedFrom})` : ""} → ${opts.out}`,
-      );
+      if (lead)
+        console.error(
+          `trained ${r.steps} steps${r.resumedFrom ? ` (resumed at step ${r.resumedFrom})` : ""}${group ? ` on ${group.world} ranks` : ""} → ${opts.out}`,
+        );
     });
 }

@@ -1,0 +1,127 @@
+// Data-parallel collectives on libtorch's own c10d: a TCPStore for the rendezvous (rank 0 serves
+// it at MASTER_ADDR:MASTER_PORT, as torchrun's env:// does) and a Gloo process group (CPU). One
+// group per process; every call blocks until all ranks took part or the group's timeout passed,
+// and a rank that died makes the others' next collective fail with Gloo's error instead of hanging.
+// Built where the Gloo headers are found (QDC_WITH_DIST, see torch-paths.cjs); elsewhere every
+// function says so.
+#include "common.h"
+
+#ifdef QDC_WITH_DIST
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+
+#include <chrono>
+#include <memory>
+
+namespace qdc {
+namespace {
+
+using Info = Napi::CallbackInfo;
+using V = Napi::Value;
+
+#ifdef QDC_WITH_DIST
+c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+
+c10d::ProcessGroupGloo& Group() {
+  if (!group) throw std::runtime_error("no process group: call distInit first");
+  return *group;
+}
+
+// (rank, world, masterAddr, masterPort, timeoutMs)
+V DistInit(const Info& info) {
+  if (group) throw std::runtime_error("a process group exists already in this process (distDestroy it first)");
+  int64_t rank = Int(info, 0), world = Int(info, 1);
+  std::string addr = String(info, 2);
+  int64_t port = Int(info, 3), timeout = Int(info, 4);
+  if (world < 1 || rank < 0 || rank >= world)
+    throw std::invalid_argument("distInit: rank " + std::to_string(rank) + " is not in [0, " + std::to_string(world) + ")");
+  if (port < 1 || port > 65535) throw std::invalid_argument("distInit: port " + std::to_string(port) + " is not a TCP port");
+  std::chrono::milliseconds ms(timeout);
+  c10d::TCPStoreOptions so;
+  so.port = static_cast<std::uint16_t>(port);
+  so.isServer = rank == 0;
+  so.numWorkers = static_cast<std::size_t>(world);
+  so.waitWorkers = true;
+  so.timeout = ms;
+  auto store = c10::make_intrusive<c10d::TCPStore>(addr, so);
+  auto opts = c10d::ProcessGroupGloo::Options::create(ms);
+  opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(addr == "localhost" ? "127.0.0.1" : addr));
+  group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, static_cast<int>(rank), static_cast<int>(world), opts);
+  return info.Env().Undefined();
+}
+
+V DistDestroy(const Info& info) {
+  group.reset();
+  return info.Env().Undefined();
+}
+
+// Sums every parameter's gradient over the ranks in place, in one collective over a flat buffer
+// (parameters without a gradient take part with zeros, so every rank sends the same layout).
+V AllReduceGrads(const Info& info) {  // (params[], divisor): the sum divided by divisor
+  auto params = TensorList(info, 0);
+  double divisor = Double(info, 1);
+  at::NoGradGuard guard;
+  if (params.empty()) return info.Env().Undefined();
+  std::vector<at::Tensor> flat;
+  for (auto& p : params) {
+    const at::Tensor& g = p.grad();
+    flat.push_back(g.defined() ? g.reshape(-1).to(at::kFloat) : at::zeros({p.numel()}, p.options().dtype(at::kFloat)));
+  }
+  std::vector<at::Tensor> buffer{at::cat(flat)};
+  Group().allreduce(buffer)->wait();
+  if (divisor != 1) buffer[0].div_(divisor);
+  int64_t offset = 0;
+  for (auto& p : params) {
+    at::Tensor part = buffer[0].narrow(0, offset, p.numel()).view(p.sizes());
+    offset += p.numel();
+    if (p.grad().defined())
+      p.mutable_grad().copy_(part);
+    else
+      p.mutable_grad() = part.to(p.scalar_type()).clone();
+  }
+  return info.Env().Undefined();
+}
+
+// The ranks' tensors (same shape on every rank) concatenated along dim 0, rank order; no autograd.
+V AllGather(const Info& info) {
+  at::Tensor t = Tensor(info, 0).detach().contiguous();
+  std::vector<at::Tensor> input{t};
+  std::vector<std::vector<at::Tensor>> output(1);
+  for (int i = 0; i < Group().getSize(); i++) output[0].push_back(at::empty_like(t));
+  Group().allgather(output, input)->wait();
+  return Wrap(info.Env(), at::cat(output[0], 0));
+}
+
+V Barrier(const Info& info) {
+  Group().barrier()->wait();
+  return info.Env().Undefined();
+}
+
+V DistAvailable(const Info& info) { return Napi::Boolean::New(info.Env(), true); }
+#else
+V Unavailable(const Info& info) {
+  throw std::runtime_error(
+      "this qdc addon was built without c10d/Gloo (no Gloo headers: on Debian `apt-get install libgloo-dev`, then "
+      "`npm run build:native`)");
+}
+V DistAvailable(const Info& info) { return Napi::Boolean::New(info.Env(), false); }
+#define DistInit Unavailable
+#define DistDestroy Unavailable
+#define AllReduceGrads Unavailable
+#define AllGather Unavailable
+#define Barrier Unavailable
+#endif
+
+}  // namespace
+
+void RegisterDist(Napi::Env env, Napi::Object e) {
+  Export<DistAvailable>(env, e, "distAvailable");
+  Export<DistInit>(env, e, "distInit");
+  Export<DistDestroy>(env, e, "distDestroy");
+  Export<AllReduceGrads>(env, e, "allReduceGrads");
+  Export<AllGather>(env, e, "allGather");
+  Export<Barrier>(env, e, "barrier");
+}
+
+}  // namespace qdc
