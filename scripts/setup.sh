@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what qdc needs and builds what is stale; quick when everything is in place.
 # Debian packages (as root): libtorch-dev (CPU libtorch 1.13), libopenblas0-pthread (fast BLAS),
+# libgloo-dev (Gloo headers: data-parallel training on c10d),
 # g++/make/python3 for node-gyp, and the text the offline benchmark is built from (WordNet, FOLDOC,
 # man pages, the Python and Perl documentation, apt's English long descriptions). Then npm
 # dependencies, the native addon and the TypeScript build.
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 apt_packages=(g++ make python3 wordnet-base dict-foldoc manpages manpages-dev python3.11-doc perl-doc)
-[ -n "${TORCH_DIR:-}" ] || apt_packages+=(libtorch-dev libopenblas0-pthread)
+[ -n "${TORCH_DIR:-}" ] || apt_packages+=(libtorch-dev libopenblas0-pthread libgloo-dev)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -45,9 +46,10 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm install --no-audit --no-fund --loglevel=error
 fi
 
-# native addon: rebuild when its sources changed or another libtorch was chosen
+# native addon: rebuild when its sources changed, another libtorch was chosen or what it can be
+# built with changed (Gloo's headers installed: the defines)
 addon=native/build/Release/qdc.node
-torch_env="TORCH_DIR=${TORCH_DIR:-} TORCH_CUDA=${TORCH_CUDA:-} TORCH_CXX11_ABI=${TORCH_CXX11_ABI:-}"
+torch_env="TORCH_DIR=${TORCH_DIR:-} TORCH_CUDA=${TORCH_CUDA:-} TORCH_CXX11_ABI=${TORCH_CXX11_ABI:-} DEFINES=$(node native/torch-paths.cjs defines)"
 stamp=native/build/torch-env
 if [ ! -f "$addon" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$torch_env" ] ||
   [ -n "$(find native/src native/binding.gyp native/torch-paths.cjs -newer "$addon" -print -quit)" ]; then

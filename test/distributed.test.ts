@@ -16,6 +16,8 @@ import { freePort, rankFromEnv, withoutOption } from "../src/train/distributed.j
 import { assertClose, FIXTURES } from "./helpers.js";
 
 const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
+/** Debian's PyTorch (python3-torch), for a launcher's store: optional */
+const pyTorch = spawnSync("/usr/bin/python3", ["-c", "import torch.distributed"], { stdio: "ignore" }).status === 0;
 const tmp = () => mkdtempSync(join(tmpdir(), "qdc-ddp-"));
 const fixture = join(FIXTURES, "train-step");
 
@@ -198,5 +200,31 @@ describe("data-parallel training (2 Gloo ranks on this CPU)", {
       [0, 1, 2, 3, 4, 5],
     );
     assertSameRun(out, whole);
+  });
+  it("joins a store a launcher serves (torchrun's agent store), as ranks of a torchrun job do", {
+    skip: pyTorch ? false : "no PyTorch for /usr/bin/python3 (Debian: python3-torch)",
+  }, async () => {
+    const one = tmp();
+    const two = tmp();
+    run(recipe(one));
+    const port = await freePort();
+    // the launcher's store serves MASTER_PORT; both ranks are its clients
+    const agent = [
+      "import datetime, os, subprocess, sys",
+      "import torch.distributed as dist",
+      `store = dist.TCPStore("127.0.0.1", ${port}, 3, True, datetime.timedelta(seconds=60))`,
+      "args = sys.argv[1:]",
+      "env = lambda r: {**os.environ, 'QDC_THREADS': '1', 'RANK': str(r), 'LOCAL_RANK': str(r), 'WORLD_SIZE': '2', 'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': '" +
+        port +
+        "', 'TORCHELASTIC_USE_AGENT_STORE': 'True', 'TORCHELASTIC_RESTART_COUNT': '0'}",
+      "procs = [subprocess.Popen(args, env=env(r)) for r in range(2)]",
+      "sys.exit(max(p.wait() for p in procs))",
+    ].join("\n");
+    const r = spawnSync("/usr/bin/python3", ["-c", agent, "node", cli, ...recipe(two)], {
+      encoding: "utf8",
+      timeout: 120_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assertSameRun(two, one);
   });
 });

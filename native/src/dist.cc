@@ -7,6 +7,7 @@
 #include "common.h"
 
 #ifdef QDC_WITH_DIST
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
@@ -28,23 +29,28 @@ c10d::ProcessGroupGloo& Group() {
   return *group;
 }
 
-// (rank, world, masterAddr, masterPort, timeoutMs)
+// (rank, world, masterAddr, masterPort, timeoutMs, serve, prefix): `serve` false when a launcher
+// already serves the store at that address (torchrun's agent store); the group's keys live under
+// `prefix` (a launcher's store outlives restarts of its workers)
 V DistInit(const Info& info) {
   if (group) throw std::runtime_error("a process group exists already in this process (distDestroy it first)");
   int64_t rank = Int(info, 0), world = Int(info, 1);
   std::string addr = String(info, 2);
   int64_t port = Int(info, 3), timeout = Int(info, 4);
+  bool serve = Bool(info, 5);
+  std::string prefix = String(info, 6);
   if (world < 1 || rank < 0 || rank >= world)
     throw std::invalid_argument("distInit: rank " + std::to_string(rank) + " is not in [0, " + std::to_string(world) + ")");
   if (port < 1 || port > 65535) throw std::invalid_argument("distInit: port " + std::to_string(port) + " is not a TCP port");
   std::chrono::milliseconds ms(timeout);
   c10d::TCPStoreOptions so;
   so.port = static_cast<std::uint16_t>(port);
-  so.isServer = rank == 0;
+  so.isServer = serve && rank == 0;
   so.numWorkers = static_cast<std::size_t>(world);
   so.waitWorkers = true;
   so.timeout = ms;
-  auto store = c10::make_intrusive<c10d::TCPStore>(addr, so);
+  auto tcp = c10::make_intrusive<c10d::TCPStore>(addr, so);
+  auto store = c10::make_intrusive<c10d::PrefixStore>(prefix, tcp);
   auto opts = c10d::ProcessGroupGloo::Options::create(ms);
   opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(addr == "localhost" ? "127.0.0.1" : addr));
   group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, static_cast<int>(rank), static_cast<int>(world), opts);

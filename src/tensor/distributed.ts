@@ -14,6 +14,10 @@ export interface GroupOptions {
   masterPort: number;
   /** how long a collective (and the rendezvous) waits for the other ranks */
   timeoutMs: number;
+  /** rank 0 serves the rendezvous store (default); false when a launcher serves it already */
+  serve?: boolean;
+  /** the group's keys in the store live under this prefix (default "qdc/") */
+  prefix?: string;
 }
 
 let current: { rank: number; world: number } | null = null;
@@ -25,7 +29,7 @@ export function distributedAvailable(): boolean {
 
 export function initProcessGroup(o: GroupOptions): void {
   if (current) throw new Error(`this process is rank ${current.rank} of a group of ${current.world} already`);
-  N.distInit(o.rank, o.world, o.masterAddr, o.masterPort, o.timeoutMs);
+  N.distInit(o.rank, o.world, o.masterAddr, o.masterPort, o.timeoutMs, o.serve ?? true, o.prefix ?? "qdc/");
   current = { rank: o.rank, world: o.world };
 }
 

@@ -122,7 +122,15 @@ export interface Native {
   clipGradNorm(params: Id[], maxNorm: number, normType: number): number;
 
   distAvailable(): boolean;
-  distInit(rank: number, world: number, masterAddr: string, masterPort: number, timeoutMs: number): void;
+  distInit(
+    rank: number,
+    world: number,
+    masterAddr: string,
+    masterPort: number,
+    timeoutMs: number,
+    serve: boolean,
+    prefix: string,
+  ): void;
   distDestroy(): void;
   allReduceGrads(params: Id[], divisor: number): void;
   allGather(t: Id): Id;

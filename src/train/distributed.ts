@@ -43,7 +43,7 @@ export function rankFromEnv(env: NodeJS.ProcessEnv = process.env): RankEnv | nul
 
 /**
  * Joins the group the environment describes (once per process; later calls return it): rank 0
- * serves the rendezvous. Collectives wait QDC_DIST_TIMEOUT seconds (default 1800) for the others.
+ * serves the rendezvous, unless torchrun's agent does (TORCHELASTIC_USE_AGENT_STORE). Collectives wait QDC_DIST_TIMEOUT seconds (default 1800) for the others.
  */
 export function joinGroupFromEnv(env: NodeJS.ProcessEnv = process.env): { rank: number; world: number } | null {
   const joined = processGroup();
@@ -62,6 +62,10 @@ export function joinGroupFromEnv(env: NodeJS.ProcessEnv = process.env): { rank: 
     masterAddr: r.masterAddr,
     masterPort: r.masterPort,
     timeoutMs: Math.round(timeout * 1000),
+    // torchrun's agent serves its store at MASTER_ADDR:MASTER_PORT and says so; a restart of the
+    // workers (TORCHELASTIC_RESTART_COUNT) meets under keys of its own
+    serve: env.TORCHELASTIC_USE_AGENT_STORE !== "True",
+    prefix: `qdc/${env.TORCHELASTIC_RESTART_COUNT ?? "0"}/`,
   });
   return processGroup();
 }
