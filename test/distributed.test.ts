@@ -142,6 +142,38 @@ describe("data-parallel training (2 Gloo ranks on this CPU)", {
     assert.notEqual(log(two).at(-1)?.logit_scale, 50, "the scale moved");
   });
 
+  it("refuses ranks that do not see the same output folder (they would train apart)", async () => {
+    const trained = tmp();
+    run([...recipe(trained), "--checkpoint-every", "3"]);
+    const fresh = tmp();
+    const port = await freePort();
+    const ranks = [fresh, trained].map(
+      (out, rank) =>
+        new Promise<{ code: number | null; err: string }>((res) => {
+          const c = spawn("node", [cli, ...recipe(out), "--resume"], {
+            env: {
+              ...process.env,
+              QDC_THREADS: "1",
+              WORLD_SIZE: "2",
+              RANK: String(rank),
+              MASTER_ADDR: "127.0.0.1",
+              MASTER_PORT: String(port),
+            },
+            stdio: ["ignore", "ignore", "pipe"],
+          });
+          let err = "";
+          c.stderr?.on("data", (d: Buffer) => {
+            err += d.toString();
+          });
+          c.once("exit", (code) => res({ code, err }));
+        }),
+    );
+    for (const r of await Promise.all(ranks)) {
+      assert.notEqual(r.code, 0);
+      assert.match(r.err, /the ranks disagree on where training starts .*rank 0 has 0, 0, .*rank 1 has 6, /);
+    }
+  });
+
   it("refuses a micro-batch the ranks cannot share", () => {
     const r = spawnSync("node", [cli, ...recipe(tmp(), ["--batch-size", "3"]), "--nproc", "2"], {
       encoding: "utf8",

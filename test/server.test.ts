@@ -280,6 +280,33 @@ async function reindexFixture(prefix: string, n: number, log: (e: Record<string,
   return { oldDir, newDir, store, service, reindex };
 }
 
+describe("switching back to a model whose last request ends during the switch", () => {
+  it("keeps that model loaded (its unload waits for the switch, which makes it current again)", async () => {
+    const { oldDir, newDir, store, service } = await reindexFixture("qdc-switchback-", 20);
+    try {
+      const held = service.acquire(); // a request still searching with the old model
+      await service.upgrade(newDir); // old retired, but in use: not unloaded yet
+      // the request ends while the switch back is under way: after the old model was loaded (the
+      // encoder had it still), during the overlap check, before it is made current; its release
+      // would unload the very model being switched to
+      const versions = store.versions.bind(store);
+      let calls = 0;
+      store.versions = async () => {
+        if (++calls === 2) held.release();
+        return versions();
+      };
+      await service.upgrade(oldDir, undefined, { minOverlap: 0 });
+      assert.equal(calls >= 2, true, "the check asked the store after the load");
+      store.versions = versions;
+      const r = await service.search(["the river"], 3);
+      assert.equal(r.model, hashModel(oldDir));
+      assert.equal(r.results[0]?.length, 3);
+    } finally {
+      await service.close();
+    }
+  });
+});
+
 describe("the store's re-index lease", () => {
   it("keeps a re-index from running while another process holds it, unrecorded; runs it once the lease expires", async () => {
     const { newDir, store, service } = await reindexFixture("qdc-lease-", 30);

@@ -502,6 +502,7 @@ for (const { kind, uri } of stores)
       };
       const [la, lb] = [load(a.base, 2), load(b.base, 2)];
       let aResponses: { status: number; body: Record<string, unknown> }[] = [];
+      let bResponses: { status: number; body: Record<string, unknown> }[] = [];
       try {
         assert.equal((await models(b)).current, oldId);
         const up = await post(a.base, "/admin/upgrade", { model: newDir }, TOKEN);
@@ -519,16 +520,29 @@ for (const { kind, uri } of stores)
         assert.equal(refused.status, 409, JSON.stringify(refused.body));
         assert.equal(refused.body.error, "reindex_elsewhere");
         assert.match(String(refused.body.message), new RegExp(`:${a.child.pid}:`));
-        await until("b shows where the re-index runs", async () =>
-          String((await models(b)).reindex.runningOn).includes(`:${a.child.pid}:`),
-        );
-        assert.notEqual((await models(b)).reindex.state, "running");
+        // b shows a's re-index: where it runs (to the admin) and how far it got (to anyone)
+        await until("b shows where the re-index runs", async () => {
+          const st = (await post(b.base, "/admin/reindex", { action: "status" }, TOKEN)).body;
+          return String(st.runningOn).includes(`:${a.child.pid}:`);
+        });
+        await until("b shows a's progress", async () => (await models(b)).reindex.state === "running");
+        assert.equal((await models(b)).reindex.runningOn, undefined, "no host or pid on the public route");
         await until("some rows re-indexed by a", async () => (await models(a)).reindex.done >= 40);
         aResponses = await la.stop();
         a.child.kill("SIGKILL");
         await new Promise((r) => a.child.once("exit", r));
-        // b takes the re-index over (a's process is gone from this machine: without waiting for the lease)
-        await until("b's re-index", async () => (await models(b)).reindex.state !== "paused", 20000);
+        // b takes the re-index over (a's process is gone from this machine: without waiting for the
+        // lease), going on from a's progress
+        const doneByA = (await models(b)).reindex.done;
+        await until(
+          "b's re-index",
+          async () => {
+            const st = (await post(b.base, "/admin/reindex", { action: "status" }, TOKEN)).body;
+            return (st.state === "running" && st.runningOn === undefined) || st.state === "done";
+          },
+          20000,
+        );
+        assert.ok((await models(b)).reindex.done >= doneByA, "progress does not go back on a takeover");
         await until(
           "the re-index finished by b",
           async () => {
@@ -542,19 +556,24 @@ for (const { kind, uri } of stores)
         assert.match(b.stderr(), /"event":"followed"/);
       } finally {
         await la.stop();
-        const bResponses = await lb.stop();
+        bResponses = await lb.stop();
         a.child.kill("SIGKILL");
         b.child.kill("SIGTERM");
         await new Promise((r) => b.child.once("exit", r));
-        for (const [name, rs] of [
-          ["a", aResponses],
-          ["b", bResponses],
-        ] as const) {
-          assert.ok(rs.length > 20, `${name}: ${rs.length} searches`);
-          const failed = rs.filter((r) => r.status !== 200);
-          assert.equal(failed.length, 0, `${name}: ${JSON.stringify(failed.slice(0, 3))}`);
-          assert.equal(rs.at(-1)?.body.model, newId, `${name} serves the new model at the end`);
-        }
+      }
+      for (const [name, rs] of [
+        ["a", aResponses],
+        ["b", bResponses],
+      ] as const) {
+        assert.ok(rs.length > 20, `${name}: ${rs.length} searches`);
+        const failed = rs.filter((r) => r.status !== 200);
+        const causes =
+          (name === "a" ? a : b)
+            .stderr()
+            .match(/.*"request-failed".*/g)
+            ?.slice(0, 2) ?? [];
+        assert.equal(failed.length, 0, `${name}: ${JSON.stringify(failed.slice(0, 3))} ${causes.join("\n")}`);
+        assert.equal(rs.at(-1)?.body.model, newId, `${name} serves the new model at the end`);
       }
       const done = await openStore(storeDir);
       assert.deepEqual(await done.versions(), { [newId]: N });

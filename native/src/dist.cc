@@ -13,6 +13,7 @@
 #endif
 
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 
 namespace qdc {
@@ -52,7 +53,16 @@ V DistInit(const Info& info) {
   auto tcp = c10::make_intrusive<c10d::TCPStore>(addr, so);
   auto store = c10::make_intrusive<c10d::PrefixStore>(prefix, tcp);
   auto opts = c10d::ProcessGroupGloo::Options::create(ms);
-  opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(addr == "localhost" ? "127.0.0.1" : addr));
+  // the interface this rank talks on, as PyTorch picks it: GLOO_SOCKET_IFNAME when set; loopback
+  // for a group on one machine at a loopback rendezvous; else the address this host's name
+  // resolves to (the rendezvous host is another machine's for every rank but 0)
+  const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+  if (ifname && *ifname)
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+  else if (addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1")
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+  else
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
   group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, static_cast<int>(rank), static_cast<int>(world), opts);
   return info.Env().Undefined();
 }
@@ -62,28 +72,38 @@ V DistDestroy(const Info& info) {
   return info.Env().Undefined();
 }
 
-// Sums every parameter's gradient over the ranks in place, in one collective over a flat buffer
-// (parameters without a gradient take part with zeros, so every rank sends the same layout).
+// Sums every parameter's gradient over the ranks in place, in one collective over a flat buffer:
+// the gradients (zeros where a rank has none, so every rank sends the same layout), then one count
+// per parameter of the ranks that had one. A parameter no rank has a gradient for keeps none (the
+// optimiser skips it, as in one process); one some ranks have gets the sum.
 V AllReduceGrads(const Info& info) {  // (params[], divisor): the sum divided by divisor
   auto params = TensorList(info, 0);
   double divisor = Double(info, 1);
   at::NoGradGuard guard;
   if (params.empty()) return info.Env().Undefined();
   std::vector<at::Tensor> flat;
+  std::vector<float> had;
   for (auto& p : params) {
     const at::Tensor& g = p.grad();
     flat.push_back(g.defined() ? g.reshape(-1).to(at::kFloat) : at::zeros({p.numel()}, p.options().dtype(at::kFloat)));
+    had.push_back(g.defined() ? 1.0f : 0.0f);
   }
+  flat.push_back(at::tensor(had, flat[0].options()));
   std::vector<at::Tensor> buffer{at::cat(flat)};
   Group().allreduce(buffer)->wait();
-  if (divisor != 1) buffer[0].div_(divisor);
+  int64_t total = buffer[0].numel() - static_cast<int64_t>(params.size());
+  at::Tensor counts = buffer[0].narrow(0, total, static_cast<int64_t>(params.size())).cpu().contiguous();
+  const float* count = counts.data_ptr<float>();
+  at::Tensor grads = buffer[0].narrow(0, 0, total);
+  if (divisor != 1) grads.div_(divisor);
   int64_t offset = 0;
-  for (auto& p : params) {
-    at::Tensor part = buffer[0].narrow(0, offset, p.numel()).view(p.sizes());
+  for (size_t i = 0; i < params.size(); i++) {
+    at::Tensor& p = params[i];
+    at::Tensor part = grads.narrow(0, offset, p.numel()).view(p.sizes());
     offset += p.numel();
     if (p.grad().defined())
       p.mutable_grad().copy_(part);
-    else
+    else if (count[i] > 0)
       p.mutable_grad() = part.to(p.scalar_type()).clone();
   }
   return info.Env().Undefined();

@@ -24,14 +24,19 @@ export function followStore(service: SearchService, reindexer: Reindexer, second
 
   async function look(): Promise<void> {
     const { state } = await service.follow();
-    const recorded = state?.reindex as { state?: string } | undefined;
+    const running = (s: typeof state) => (s?.reindex as { state?: string } | undefined)?.state === "running";
     reindexer.observe(state?.reindex);
-    if (stopped || recorded?.state !== "running" || reindexer.status.state === "running") return;
+    if (stopped || !running(state) || reindexer.runningHere) return;
     // recorded as running, and not here: the process that ran it may be gone
-    if ((await reindexer.acquire()) === null && !stopped) {
-      service.log({ level: "info", event: "reindex-taken-over", target: service.model.version });
-      reindexer.start();
+    if ((await reindexer.acquire()) !== null) return;
+    // (its holder may have paused or finished it just before giving the lease up)
+    const now = await service.store.readState();
+    if (stopped || !running(now)) {
+      await reindexer.release();
+      return;
     }
+    service.log({ level: "info", event: "reindex-taken-over", target: service.model.version });
+    reindexer.start();
   }
 
   const now = (): Promise<void> => {

@@ -244,7 +244,8 @@ export function buildApp(service: SearchService, reindexer: Reindexer, opts: Htt
     const target = reindexer.status.target;
     return [...Object.keys(await service.versions()), ...(target ? [target] : [])];
   };
-  const publicStatus = async (s: ReindexStatus) => ({
+  // (the process running the re-index, host:pid, is for the admin routes only)
+  const publicStatus = async ({ runningOn: _, ...s }: ReindexStatus) => ({
     ...s,
     target: s.target === null ? null : name(s.target),
     ...(s.error === undefined ? {} : { error: redactPaths(s.error, await knownVersions()) }),
@@ -560,7 +561,7 @@ export function buildApp(service: SearchService, reindexer: Reindexer, opts: Htt
           "reindex_refused",
           redactPaths(status.error ?? "the re-index cannot run", await knownVersions()),
         );
-      return publicStatus(status);
+      return { ...(await publicStatus(status)), ...(status.runningOn ? { runningOn: status.runningOn } : {}) };
     },
   );
 

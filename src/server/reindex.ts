@@ -8,7 +8,8 @@
  * most the batch in flight and a restart simply continues. When every row is done the store is
  * optimised (compaction, ANN index brought up to date).
  */
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
+import { readFileSync, readlinkSync } from "node:fs";
 import { hostname } from "node:os";
 import { topByCount } from "../retrieval/reindex-order.js";
 import { asRows } from "../retrieval/rows.js";
@@ -86,14 +87,30 @@ export interface ReindexOptions {
    * it was a process of the same machine
    */
   lease?: number;
-  /** who takes the lease (default host:pid:random) */
+  /** who takes the lease (default host:pid:random:pid-space) */
   owner?: string;
 }
 
-/** Whether `owner` (host:pid:random) names a process of this machine that no longer exists. */
+/**
+ * Where a pid means one process: this boot of this machine and this pid namespace (containers of
+ * one host name have namespaces of their own); "" where /proc cannot tell.
+ */
+const PID_SPACE = (() => {
+  try {
+    const boot = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+    return createHash("sha256")
+      .update(`${boot} ${readlinkSync("/proc/self/ns/pid")}`)
+      .digest("hex")
+      .slice(0, 8);
+  } catch {
+    return "";
+  }
+})();
+
+/** Whether `owner` (host:pid:random:pid-space) names a process of this pid space that no longer exists. */
 function goneHere(owner: string): boolean {
-  const [host, pid] = owner.split(":");
-  if (host !== hostname() || !pid || !/^\d+$/.test(pid) || Number(pid) === process.pid) return false;
+  const [, pid, , space] = owner.split(":");
+  if (!PID_SPACE || space !== PID_SPACE || !pid || !/^\d+$/.test(pid) || Number(pid) === process.pid) return false;
   try {
     process.kill(Number(pid), 0);
     return false;
@@ -125,6 +142,8 @@ export class Reindexer {
   #renewedAt = 0;
   /** whether this run was recorded as running since it took the lease */
   #recordedRunning = false;
+  /** the re-index another process runs, as the store records it (`observe`) */
+  #remote: ReindexStatus | null = null;
 
   constructor(
     private readonly service: SearchService,
@@ -134,7 +153,7 @@ export class Reindexer {
       throw new Error(`ReindexOptions.share must be in (0, 1], got ${opts.share}`);
     if (opts.lease !== undefined && !(opts.lease > 0))
       throw new Error(`ReindexOptions.lease must be seconds > 0, got ${opts.lease}`);
-    this.owner = opts.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    this.owner = opts.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}:${PID_SPACE || "-"}`;
     this.#status = {
       state: "idle",
       target: null,
@@ -152,8 +171,19 @@ export class Reindexer {
     }
   }
 
+  /**
+   * This process's re-index; while it runs none and another process does (`observe`), that one's
+   * progress as the store records it, with `runningOn` naming it.
+   */
   get status(): ReindexStatus {
-    return { ...this.#status };
+    const r = this.#remote;
+    if (this.#status.state === "running" || !r) return { ...this.#status };
+    return { ...this.#status, ...r };
+  }
+
+  /** Whether the re-index runs in this process (`status` may show another process's). */
+  get runningHere(): boolean {
+    return this.#status.state === "running";
   }
 
   /** Starts re-indexing to the service's current model (a no-op while running). */
@@ -163,6 +193,7 @@ export class Reindexer {
     const { dimension } = this.service.model;
     const dim = this.service.store.schema.dim;
     if (dimension !== dim) {
+      if (!this.#loop) void this.#letGo(); // a lease `acquire` took for this start
       this.#set({
         state: "failed",
         target,
@@ -170,8 +201,17 @@ export class Reindexer {
       });
       return this.status;
     }
-    if (this.#status.target !== target)
-      this.#status = { ...this.#status, target, done: 0, startedAt: new Date().toISOString() };
+    if (this.#status.target !== target) {
+      // taking over another process's re-index to the same model: its progress goes on
+      const r = this.#remote?.target === target ? this.#remote : null;
+      this.#status = {
+        ...this.#status,
+        target,
+        done: r?.done ?? 0,
+        startedAt: r?.startedAt ?? new Date().toISOString(),
+      };
+    }
+    this.#remote = null;
     return this.#go();
   }
 
@@ -204,12 +244,15 @@ export class Reindexer {
       await previous;
       try {
         await this.#run(generation, before);
+      } catch (e) {
+        const error = e instanceof Error ? e.message : String(e);
+        // recorded only by the process whose run the store records (still holding the lease)
+        if (this.#recordedRunning || this.opts.worker) this.#set({ state: "failed", error });
+        else this.#status = { ...this.#status, state: "failed", error, updatedAt: new Date().toISOString() };
       } finally {
         await this.#letGo();
       }
-    })().catch((e: unknown) => {
-      this.#set({ state: "failed", error: e instanceof Error ? e.message : String(e) });
-    });
+    })();
     return this.status;
   }
 
@@ -227,10 +270,16 @@ export class Reindexer {
     const lease = await this.#take();
     if (lease.owner === this.owner) {
       this.#renewedAt = performance.now();
+      this.#holding = true; // given up at the end of the run `start` begins (or by `start` refusing)
       return null;
     }
     this.#status = { ...this.#status, runningOn: lease.owner };
     return lease;
+  }
+
+  /** Gives up a lease `acquire` took when no run followed (a replica that changed its mind). */
+  async release(): Promise<void> {
+    if (!this.runningHere && !this.#loop) await this.#letGo();
   }
 
   /**
@@ -238,12 +287,14 @@ export class Reindexer {
    * it. The first time it is taken the run is recorded as running; when another process holds it,
    * the run ends without recording anything (the store's record is the holder's).
    */
-  async #hold(before: ReindexState, generation: number): Promise<boolean> {
+  async #hold(before: ReindexState, generation: number, fence = false): Promise<boolean> {
     if (this.opts.worker) return true;
     const lease = await this.#take();
     if (lease.owner === this.owner) {
       this.#renewedAt = performance.now();
       this.#holding = true;
+      // (the fence of a write: the batch in flight is written even when a pause came meanwhile)
+      if (fence) return true;
       // paused, stopped or superseded while the lease was being taken: the run ends (and gives it up)
       if (this.#status.state !== "running" || generation !== this.#generation) return false;
       if (!this.#recordedRunning) {
@@ -291,11 +342,15 @@ export class Reindexer {
     if (lease.owner === this.owner) this.#renewedAt = performance.now();
   }
 
-  /** Gives the lease up at the end of a run (another process may take it at once). */
+  /**
+   * Gives the lease up at the end of a run, once the run's last state (paused, done, failed) is
+   * recorded: another process that takes the lease then reads that state, not "running".
+   */
   async #letGo(): Promise<void> {
     this.#recordedRunning = false;
     if (!this.#holding) return;
     this.#holding = false;
+    await this.#recorded;
     await this.service.store
       .releaseLease(REINDEX_LEASE, this.owner)
       .catch((e: Error) =>
@@ -321,10 +376,21 @@ export class Reindexer {
    * `runningOn` names that process while this one's re-index is not running.
    */
   observe(recorded: Record<string, unknown> | undefined): void {
-    if (this.#status.state === "running") return;
     const r = recorded as Partial<ReindexStatus> | undefined;
-    const other = r?.state === "running" && r.runningOn && r.runningOn !== this.owner ? r.runningOn : undefined;
-    if (other !== this.#status.runningOn) this.#status = { ...this.#status, runningOn: other };
+    const other = r?.state === "running" && r.runningOn && r.runningOn !== this.owner;
+    this.#remote = other
+      ? {
+          state: "running",
+          target: r.target ?? null,
+          done: r.done ?? 0,
+          remaining: r.remaining ?? null,
+          docsPerSecond: r.docsPerSecond ?? 0,
+          startedAt: r.startedAt ?? null,
+          updatedAt: r.updatedAt ?? new Date().toISOString(),
+          runningOn: r.runningOn,
+        }
+      : null;
+    if (!other && this.#status.runningOn && !this.runningHere) this.#status = { ...this.#status, runningOn: undefined };
   }
 
   /** Resolves when the current run stops (done, paused or failed) and its state is recorded. */
@@ -457,7 +523,7 @@ export class Reindexer {
         // lease to finish in
         let fenced = true;
         const wrote = await this.service.writeFor(target, async () => {
-          fenced = await this.#hold(before, generation);
+          fenced = await this.#hold(before, generation, true);
           if (fenced) await this.service.store.upsert(asRows(rows, vectors, target));
         });
         if (!fenced) return;

@@ -121,6 +121,9 @@ export class SearchService {
   #inFlight = false;
   #pumpScheduled = false;
   #writes: Promise<unknown> = Promise.resolve();
+  /** a switch is loading its model; unloads of retired models wait for it (`#unload`) */
+  #switching = false;
+  readonly #deferred = new Set<ModelState>();
   readonly #recorded: StoreState | null;
   /** models this service (or the one before it on this store) served: id → directory */
   readonly #served: Map<string, string>;
@@ -190,6 +193,14 @@ export class SearchService {
         recorded,
       );
       const service = new SearchService(opts, state, { queries, documents }, recorded);
+      if (opts.modelDir && recorded?.model && recorded.model !== state.version)
+        service.log({
+          level: "warn",
+          event: "model-overrides-record",
+          model: state.version,
+          recorded: recorded.model,
+          message: `started with ${state.version} while the store records ${recorded.model}: ${state.version} is recorded now, and every replica following this store switches to it (start replicas without a model to follow the store)`,
+        });
       await service.#record();
       return service;
     } catch (e) {
@@ -484,6 +495,12 @@ export class SearchService {
 
   #unload(s: ModelState): void {
     if (s.version === this.#state.version) return; // upgraded back to it meanwhile
+    // a switch loading a model now may be loading this very version (an upgrade back to it: the
+    // encoder answers from what it has): unloaded, if still retired, once the switch is made
+    if (this.#switching) {
+      this.#deferred.add(s);
+      return;
+    }
     for (const e of new Set([this.#queries, this.#documents]))
       e.unload(s.version).catch((err: Error) =>
         this.log({ level: "warn", event: "unload-failed", version: s.version, message: err.message }),
@@ -542,24 +559,24 @@ export class SearchService {
     });
   }
 
-  /** Records the served model (and the re-index state, when given) in the store. */
-  async #record(reindex?: Record<string, unknown>): Promise<void> {
-    const prev = reindex ? undefined : (await this.store.readState())?.reindex;
-    await this.store.writeState({
+  /**
+   * Records the served model in the store (its keys only: the re-index progress, which another
+   * replica may be recording meanwhile, and the load record are left as they are).
+   */
+  async #record(): Promise<void> {
+    await this.store.patchState({
       model: this.#state.version,
       modelDir: this.#state.spec.dir,
       ...(this.#previous ? { previous: this.#previous } : {}),
-      ...(this.#recorded?.load ? { load: this.#recorded.load } : {}),
       models: Object.fromEntries([...this.#served].slice(-16)),
       compensation: this.#state.spec.mode,
-      reindex: reindex ?? prev,
       updatedAt: new Date().toISOString(),
     });
   }
 
-  /** The re-indexer's progress, recorded beside the model so that a restart resumes it. */
+  /** The re-indexer's progress, recorded beside the model so that a restart resumes it (its key only). */
   recordReindex(status: Record<string, unknown>): Promise<void> {
-    return this.#record(status);
+    return this.store.patchState({ reindex: status, updatedAt: new Date().toISOString() });
   }
 
   /**
@@ -590,6 +607,22 @@ export class SearchService {
       mode: compensate ?? this.#state.spec.mode,
     };
     this.invalidate();
+    this.#switching = true;
+    try {
+      return await this.#switchTo(spec, min, follow);
+    } finally {
+      this.#switching = false;
+      const deferred = [...this.#deferred];
+      this.#deferred.clear();
+      for (const s of deferred) this.#unload(s);
+    }
+  }
+
+  async #switchTo(
+    spec: ModelSpec,
+    min: number | undefined,
+    follow?: StoreState,
+  ): Promise<{ previous: string; current: string; check?: UpgradeCheck }> {
     const next = await SearchService.#load(this.#opts, this.#queries, spec, null);
     const prev = this.#state;
     let report: UpgradeCheck | undefined;

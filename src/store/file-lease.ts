@@ -11,7 +11,11 @@ import type { Lease } from "./store.js";
 /** a mutex older than this was left by a process that died holding it (a holder keeps it for ms) */
 const STALE_MS = 10_000;
 
-async function locked<T>(path: string, body: () => Promise<T>): Promise<T> {
+/**
+ * Runs `body` while holding the mutex of `path` (the directory `path.lock`), against every process
+ * of this machine doing the same.
+ */
+export async function withFileMutex<T>(path: string, body: () => Promise<T>): Promise<T> {
   const mutex = `${path}.lock`;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -23,8 +27,19 @@ async function locked<T>(path: string, body: () => Promise<T>): Promise<T> {
         (s) => Date.now() - s.mtimeMs,
         () => 0,
       );
-      if (age > STALE_MS) await rm(mutex, { recursive: true, force: true });
-      else if (attempt > 2000) throw new Error(`the lease ${path} stays locked by ${mutex}: remove it if no qdc runs`);
+      if (age > STALE_MS) {
+        // renamed first: of two processes that found it stale only one moves it (the other's
+        // rename fails), so neither removes a mutex the other has just taken
+        const aside = `${mutex}.stale-${process.pid}-${Date.now()}`;
+        if (
+          await rename(mutex, aside).then(
+            () => true,
+            () => false,
+          )
+        )
+          await rm(aside, { recursive: true, force: true });
+      } else if (attempt > 2000)
+        throw new Error(`the lease ${path} stays locked by ${mutex}: remove it if no qdc runs`);
       else await new Promise((r) => setTimeout(r, 5));
     }
   }
@@ -48,7 +63,7 @@ async function holder(path: string): Promise<Lease | null> {
 /** Takes or renews the lease in `path` for `owner` (see `VectorStore.lease`). */
 export async function takeFileLease(path: string, owner: string, seconds: number, replace?: string): Promise<Lease> {
   if (!owner || !(seconds > 0)) throw new Error(`a lease needs an owner and seconds > 0, got ${owner}, ${seconds}`);
-  return locked(path, async () => {
+  return withFileMutex(path, async () => {
     const now = Date.now();
     const held = await holder(path);
     if (held && held.owner !== owner && held.owner !== replace && held.until > now) return held;
@@ -62,7 +77,7 @@ export async function takeFileLease(path: string, owner: string, seconds: number
 
 /** Gives up `owner`'s lease in `path` (a no-op when another owner holds it). */
 export async function releaseFileLease(path: string, owner: string): Promise<void> {
-  return locked(path, async () => {
+  return withFileMutex(path, async () => {
     if ((await holder(path))?.owner === owner) await rm(path, { force: true });
   });
 }

@@ -26,7 +26,7 @@ import { fileURLToPath } from "node:url";
 import * as lancedb from "@lancedb/lancedb";
 import { Field, FixedSizeList, Float32, Float64, Schema, Utf8 } from "apache-arrow";
 import { mergeHits } from "../retrieval/hit.js";
-import { releaseFileLease, takeFileLease } from "./file-lease.js";
+import { releaseFileLease, takeFileLease, withFileMutex } from "./file-lease.js";
 import {
   checkFilter,
   checkRows,
@@ -922,6 +922,17 @@ export class LanceStore implements VectorStore {
     const tmp = tmpName(path);
     await writeFile(tmp, `${JSON.stringify(state)}\n`);
     await rename(tmp, path);
+  }
+
+  /** A read-modify-write of the state file under its mutex (`withFileMutex`). */
+  async patchState(patch: Partial<StoreState>): Promise<void> {
+    const path = join(this.dir, STATE);
+    await withFileMutex(path, async () => {
+      const state = { ...((await this.readState()) ?? {}), ...patch } as StoreState;
+      const tmp = tmpName(path);
+      await writeFile(tmp, `${JSON.stringify(state)}\n`);
+      await rename(tmp, path);
+    });
   }
 
   async close(): Promise<void> {

@@ -683,6 +683,20 @@ export class PgVectorStore implements VectorStore {
     }
   }
 
+  /** One UPDATE merging the top-level keys (jsonb `||`): atomic against other writers. */
+  async patchState(patch: Partial<StoreState>): Promise<void> {
+    try {
+      const r = await query(
+        this.pool,
+        "UPDATE qdc_stores SET state = COALESCE(state, '{}'::jsonb) || $2::jsonb WHERE name = $1",
+        [this.table, JSON.stringify(patch)],
+      );
+      if (r.rowCount !== 1) throw new Error(`no qdc store '${this.table}' in qdc_stores to record the state of`);
+    } catch (e) {
+      throw this.#explain(e);
+    }
+  }
+
   /**
    * VACUUM (ANALYZE): reclaims the dead row versions a re-index leaves (also in the HNSW indexes,
    * whose rows are always current: pgvector indexes every write) and refreshes the planner's

@@ -144,6 +144,11 @@ export interface VectorStore {
   /** replaces the recorded service state atomically */
   writeState(state: StoreState): Promise<void>;
   /**
+   * merges `patch` into the recorded state atomically, key by key at the top level (the others
+   * kept): a replica's re-index progress and another replica's model switch never undo each other
+   */
+  patchState(patch: Partial<StoreState>): Promise<void>;
+  /**
    * Housekeeping after many rewrites (a finished re-index): compacts storage, brings every row
    * into the ANN index where one exists, and drops what older table versions kept alive.
    */

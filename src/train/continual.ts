@@ -22,7 +22,7 @@ import { type RowSource, RowStream } from "../data/pairs.js";
 import { readYamlConfig } from "../data/yaml-config.js";
 import { FIT_METHODS } from "../lineage/methods.js";
 import { barrier } from "../tensor/index.js";
-import { joinGroupFromEnv } from "./distributed.js";
+import { agreeAcrossRanks, joinGroupFromEnv } from "./distributed.js";
 import { type TrainOptions, train } from "./trainer.js";
 
 const TaskSettings = z
@@ -143,7 +143,9 @@ export async function runContinual(
       beir: (task.beir as { dir: string }).dir,
       split: (task.beir as { split: string }).split,
     };
-    if (existsSync(lineagePath)) {
+    const done = existsSync(lineagePath);
+    agreeAcrossRanks([done ? 1 : 0], `whether task ${task.name} is done (${lineagePath})`);
+    if (done) {
       log(`task ${index + 1}/${config.tasks.length} ${task.name}: done earlier, skipped`);
       await after({ index, name: task.name, parent, dir: out, data });
       dirs.push(out);

@@ -8,7 +8,7 @@
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { availableParallelism } from "node:os";
-import { distributedAvailable, initProcessGroup, processGroup } from "../tensor/index.js";
+import { allGather, distributedAvailable, initProcessGroup, processGroup, tensor, tidy } from "../tensor/index.js";
 
 export interface RankEnv {
   rank: number;
@@ -45,11 +45,14 @@ export function rankFromEnv(env: NodeJS.ProcessEnv = process.env): RankEnv | nul
  * Joins the group the environment describes (once per process; later calls return it): rank 0
  * serves the rendezvous, unless torchrun's agent does (TORCHELASTIC_USE_AGENT_STORE). Collectives wait QDC_DIST_TIMEOUT seconds (default 1800) for the others.
  */
-export function joinGroupFromEnv(env: NodeJS.ProcessEnv = process.env): { rank: number; world: number } | null {
+export function joinGroupFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+): { rank: number; world: number; localRank: number } | null {
   const joined = processGroup();
-  if (joined) return joined;
+  if (joined) return { ...joined, localRank };
   const r = rankFromEnv(env);
   if (!r) return null;
+  localRank = r.localRank;
   if (!distributedAvailable())
     throw new Error(
       "WORLD_SIZE is set, but this qdc addon was built without c10d/Gloo: install Gloo's headers (Debian: apt-get install libgloo-dev) and run `npm run build:native`",
@@ -67,7 +70,28 @@ export function joinGroupFromEnv(env: NodeJS.ProcessEnv = process.env): { rank: 
     serve: env.TORCHELASTIC_USE_AGENT_STORE !== "True",
     prefix: `qdc/${env.TORCHELASTIC_RESTART_COUNT ?? "0"}/`,
   });
-  return processGroup();
+  const g = processGroup();
+  return g ? { ...g, localRank } : null;
+}
+
+let localRank = 0;
+
+/**
+ * Fails on every rank unless all ranks hold the same `values` (where training starts, the
+ * starting weights' sum, whether a task is done): ranks that do not see the same output folder
+ * (shared storage) or data would otherwise train apart while their collectives still line up.
+ */
+export function agreeAcrossRanks(values: number[], what: string): void {
+  const g = processGroup();
+  if (!g) return;
+  const all = tidy(() => allGather(tensor(values, { dtype: "float64" })).data()) as Float64Array;
+  const n = values.length;
+  const of = (r: number) => Array.from(all.subarray(r * n, (r + 1) * n));
+  for (let r = 1; r < g.world; r++)
+    if (of(r).some((v, i) => v !== of(0)[i]))
+      throw new Error(
+        `the ranks disagree on ${what}: rank 0 has ${of(0).join(", ")}, rank ${r} has ${of(r).join(", ")}; every rank must see the same output folder (shared storage), model and data`,
+      );
 }
 
 /** `args` without the option `name` and its value (`--name v` or `--name=v`). */
@@ -112,7 +136,7 @@ export async function launchRanks(
   const threads = opts.threads ?? Math.max(1, Math.floor(availableParallelism() / nproc));
   log(`launching ${nproc} ranks (rendezvous 127.0.0.1:${port}, ${threads} thread(s) each)`);
   const children = Array.from({ length: nproc }, (_, rank) =>
-    spawn(process.execPath, [script, ...args], {
+    spawn(process.execPath, [...process.execArgv, script, ...args], {
       stdio: "inherit",
       env: {
         ...process.env,
@@ -144,6 +168,14 @@ export async function launchRanks(
       children.map(
         (c, rank) =>
           new Promise<void>((resolve) => {
+            c.once("error", (e) => {
+              if (failed === null) {
+                failed = 1;
+                log(`rank ${rank} could not be started (${e.message}): ending the others`);
+                endAll();
+              }
+              resolve();
+            });
             c.once("exit", (code, signal) => {
               if ((code !== 0 || signal) && failed === null) {
                 failed = code && code !== 0 ? code : 1;

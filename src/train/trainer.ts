@@ -30,7 +30,7 @@ import {
   tensor,
   tidy,
 } from "../tensor/index.js";
-import { joinGroupFromEnv } from "./distributed.js";
+import { agreeAcrossRanks, joinGroupFromEnv } from "./distributed.js";
 import { cosineDistillation, infoNCE } from "./losses.js";
 
 interface CachedEmbedding {
@@ -153,6 +153,8 @@ interface CheckpointState {
   position: StreamPosition;
   negativeRng: number;
   torchRng: string;
+  /** data parallel: each rank's random state, by rank */
+  torchRngRanks?: string[];
   options: Record<string, unknown>;
 }
 
@@ -225,7 +227,15 @@ function identity(o: TrainOptions): Record<string, unknown> {
 
 export async function train(o: TrainOptions): Promise<{ steps: number; resumedFrom: number }> {
   checkOptions(o);
-  const device = o.device ?? "cpu";
+  // data parallel (a rank of the group the environment describes): each rank embeds its share of
+  // every micro-batch; the embeddings are gathered so the loss sees the whole global batch (every
+  // document a negative for every query), and the gradients summed over the ranks; rank 0 alone
+  // writes the log, checkpoints and the model. A rank's "cuda" is its local rank's GPU.
+  const group = joinGroupFromEnv();
+  const rank = group?.rank ?? 0;
+  const world = group?.world ?? 1;
+  const lead = rank === 0;
+  const device = group && o.device === "cuda" ? `cuda:${group.localRank}` : (o.device ?? "cpu");
   const seed = o.seed ?? 0;
   const accumulation = o.accumulation ?? 1;
   const kdQ = o.kdQuery ?? 0;
@@ -235,14 +245,6 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
   const prefix = o.prefix === false ? false : undefined;
   const precision = o.precision ?? "auto";
   const bf16 = precision === "bf16" || (precision === "auto" && device.startsWith("cuda"));
-  // data parallel (a rank of the group the environment describes): each rank embeds its share of
-  // every micro-batch; the embeddings are gathered so the loss sees the whole global batch (every
-  // document a negative for every query), and the gradients summed over the ranks; rank 0 alone
-  // writes the log, checkpoints and the model
-  const group = joinGroupFromEnv();
-  const rank = group?.rank ?? 0;
-  const world = group?.world ?? 1;
-  const lead = rank === 0;
   if ((o.batchSize / accumulation) % world !== 0)
     throw new RangeError(
       `batchSize ${o.batchSize} / accumulation ${accumulation} = ${o.batchSize / accumulation} queries per micro-batch cannot be shared by ${world} ranks`,
@@ -319,9 +321,11 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
     opt.load(join(ckptDir, "optimizer.safetensors"));
     await stream.seek(state.position);
     negRng.state = state.negativeRng;
-    setRngState(Uint8Array.from(Buffer.from(state.torchRng, "base64")));
+    // every rank its own random state (checkpoints of one process: rank 0's)
+    const rng = state.torchRngRanks?.[rank] ?? state.torchRng;
+    setRngState(Uint8Array.from(Buffer.from(rng, "base64")));
     start = state.step;
-    if (rank > 0) manualSeed(seed + 7919 * rank + start);
+    if (rank > 0 && !state.torchRngRanks) manualSeed(seed + 7919 * rank + start);
     // drop log lines of steps that ran after the checkpoint and will run again
     if (lead && existsSync(logPath)) {
       const kept = readFileSync(logPath, "utf8")
@@ -332,10 +336,21 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
   } else if (lead) {
     rmSync(logPath, { force: true });
   }
-  // every rank has read what it needs before rank 0 writes again
-  if (world > 1) barrier();
+  // every rank has read what it needs before rank 0 writes again, and starts where the others do
+  if (world > 1) {
+    barrier();
+    const sum = noGrad(() => named.reduce((a, [, p]) => a + tidy(() => p.to({ dtype: "float64" }).sum().item()), 0));
+    agreeAcrossRanks([start, stream.position.rows, sum], "where training starts (step, rows read, sum of the weights)");
+  }
 
-  const saveCheckpoint = (step: number) => {
+  /** every rank's random state (a collective: all ranks call it at a checkpoint) */
+  const rngOfRanks = (): string[] | undefined => {
+    if (world === 1) return undefined;
+    const all = tidy(() => allGather(tensor(getRngState(), { dtype: "uint8" })).data()) as Uint8Array;
+    const n = all.length / world;
+    return Array.from({ length: world }, (_, r) => Buffer.from(all.subarray(r * n, (r + 1) * n)).toString("base64"));
+  };
+  const saveCheckpoint = (step: number, rngs?: string[]) => {
     const tmp = `${ckptDir}.tmp-${process.pid}`;
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp, { recursive: true });
@@ -346,6 +361,7 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
       position: { ...stream.position },
       negativeRng: negRng.state,
       torchRng: Buffer.from(getRngState()).toString("base64"),
+      ...(rngs ? { torchRngRanks: rngs } : {}),
       options: identity(o),
     };
     writeFileSync(join(tmp, "state.json"), JSON.stringify(state, null, 1));
@@ -443,13 +459,16 @@ export async function train(o: TrainOptions): Promise<{ steps: number; resumedFr
         seconds: (Date.now() - t0) / 1000,
       };
       if (lead) writeFileSync(logPath, `${JSON.stringify(entry)}\n`, { flag: "a" });
-      o.onStep?.(entry);
       ran++;
       bar?.update(step + 1, {
         rate: (ran / Math.max(1e-3, (Date.now() - t0) / 1000)).toFixed(2),
         loss: parts.loss.toFixed(4),
       });
-      if (lead && ((step + 1) % every === 0 || step + 1 === o.steps)) saveCheckpoint(step + 1);
+      if ((step + 1) % every === 0 || step + 1 === o.steps) {
+        const rngs = rngOfRanks();
+        if (lead) saveCheckpoint(step + 1, rngs);
+      }
+      o.onStep?.(entry);
       if (o.crashAfter !== undefined && ran >= o.crashAfter && step + 1 < o.steps)
         throw new Error(`simulated crash after step ${step}`);
     }

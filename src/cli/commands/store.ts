@@ -118,11 +118,23 @@ export function register(program: Command): void {
               }
             : undefined,
       });
+      if (opts.worker && s.kind !== "pgvector") {
+        // LanceDB workers beside a service's running re-index could write one row twice: refused
+        const { REINDEX_LEASE } = await import("../../server/reindex.js");
+        const held = await s.lease(REINDEX_LEASE, r.owner, 1);
+        if (held.owner === r.owner) await s.releaseLease(REINDEX_LEASE, r.owner);
+        else {
+          await service.close();
+          throw new Error(
+            `the re-index of this store runs in ${held.owner}: pause it there before starting LanceDB workers (they would write rows beside it)`,
+          );
+        }
+      }
       const other = await r.acquire();
       if (other) {
         await service.close();
         throw new Error(
-          `the re-index of this store runs in ${other.owner} (its lease lasts until ${new Date(other.until).toISOString()}): work beside it with --worker I/N or --lease S, or wait for it`,
+          `the re-index of this store runs in ${other.owner} (its lease lasts until ${new Date(other.until).toISOString()}): ${s.kind === "pgvector" ? "work beside it with --lease S (claimed rows; an upsert replaces by id), or wait for it" : "wait for it, or pause it there and run workers with --worker I/N (LanceDB workers beside a running re-index could write one row twice)"}`,
         );
       }
       if (r.status.state !== "running") r.start();
