@@ -68,6 +68,30 @@ const log = (dir: string) =>
     .split("\n")
     .map((l) => JSON.parse(l) as Record<string, number>);
 
+/** `qdc …args` as rank `rank` of 2, started as a cluster launcher would (the environment). */
+function rankProcess(rank: number, port: number, args: string[], env: Record<string, string> = {}) {
+  const child = spawn("node", [cli, ...args], {
+    env: {
+      ...process.env,
+      QDC_THREADS: "1",
+      WORLD_SIZE: "2",
+      RANK: String(rank),
+      MASTER_ADDR: "127.0.0.1",
+      MASTER_PORT: String(port),
+      ...env,
+    },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let err = "";
+  child.stderr?.on("data", (d: Buffer) => {
+    err += d.toString();
+  });
+  const exited = new Promise<{ code: number | null; signal: string | null; err: string }>((res) =>
+    child.once("exit", (code, signal) => res({ code, signal, err })),
+  );
+  return { child, exited };
+}
+
 /** The two runs' per-step losses and gradient norms, and their final weights, within 1e-5. */
 function assertSameRun(got: string, want: string) {
   const [a, b] = [log(got), log(want)];
@@ -147,27 +171,7 @@ describe("data-parallel training (2 Gloo ranks on this CPU)", {
     run([...recipe(trained), "--checkpoint-every", "3"]);
     const fresh = tmp();
     const port = await freePort();
-    const ranks = [fresh, trained].map(
-      (out, rank) =>
-        new Promise<{ code: number | null; err: string }>((res) => {
-          const c = spawn("node", [cli, ...recipe(out), "--resume"], {
-            env: {
-              ...process.env,
-              QDC_THREADS: "1",
-              WORLD_SIZE: "2",
-              RANK: String(rank),
-              MASTER_ADDR: "127.0.0.1",
-              MASTER_PORT: String(port),
-            },
-            stdio: ["ignore", "ignore", "pipe"],
-          });
-          let err = "";
-          c.stderr?.on("data", (d: Buffer) => {
-            err += d.toString();
-          });
-          c.once("exit", (code) => res({ code, err }));
-        }),
-    );
+    const ranks = [fresh, trained].map((out, rank) => rankProcess(rank, port, [...recipe(out), "--resume"]).exited);
     for (const r of await Promise.all(ranks)) {
       assert.notEqual(r.code, 0);
       assert.match(r.err, /the ranks disagree on where training starts .*rank 0 has 0, 0, .*rank 1 has 6, /);
@@ -191,29 +195,7 @@ describe("data-parallel training (2 Gloo ranks on this CPU)", {
     const port = await freePort();
     const args = [...recipe(out), "--checkpoint-every", "2"];
     // two ranks started as a cluster launcher would (the environment), rank 1 killed after step 3
-    const ranks = [0, 1].map((rank) => {
-      const child = spawn("node", [cli, ...args], {
-        env: {
-          ...process.env,
-          QDC_THREADS: "1",
-          WORLD_SIZE: "2",
-          RANK: String(rank),
-          MASTER_ADDR: "127.0.0.1",
-          MASTER_PORT: String(port),
-          QDC_TEST_KILL_RANK_AFTER_STEP: "1:3",
-        },
-        stdio: ["ignore", "ignore", "pipe"],
-      });
-      let err = "";
-      child.stderr?.on("data", (d: Buffer) => {
-        err += d.toString();
-      });
-      const t0 = Date.now();
-      const exited = new Promise<{ code: number | null; signal: string | null; err: string; ms: number }>((res) =>
-        child.once("exit", (code, signal) => res({ code, signal, err, ms: Date.now() - t0 })),
-      );
-      return { child, exited };
-    });
+    const ranks = [0, 1].map((rank) => rankProcess(rank, port, args, { QDC_TEST_KILL_RANK_AFTER_STEP: "1:3" }));
     const timer = setTimeout(() => {
       for (const r of ranks) r.child.kill("SIGKILL");
     }, 90_000);
