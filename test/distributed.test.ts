@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -176,6 +176,39 @@ describe("data-parallel training (2 Gloo ranks on this CPU)", {
       assert.notEqual(r.code, 0);
       assert.match(r.err, /the ranks disagree on where training starts .*rank 0 has 0, 0, .*rank 1 has 6, /);
     }
+  });
+
+  it("runs a continual run (--config) on two ranks as one process does: models and compensators", () => {
+    const config = (dir: string) => {
+      const file = join(dir, "run.yaml");
+      writeFileSync(
+        file,
+        [
+          "run: demo",
+          "out: runs",
+          `init: ${join(FIXTURES, "bert-tiny")}`,
+          "defaults: { batch_size: 4, lr: 0.001, warmup: 1, kd: true, max_length: 32, negatives: 1, prefix: false }",
+          "drift: { methods: [mean], queries: 50 }",
+          "tasks:",
+          `  - { name: first, data: [${join(fixture, "train.jsonl")}], steps: 2 }`,
+          `  - { name: second, data: [${join(fixture, "train.jsonl")}], steps: 3, seed: 5 }`,
+        ].join("\n"),
+      );
+      return file;
+    };
+    const [one, two] = [tmp(), tmp()];
+    run(["train", "--config", config(one)]);
+    const r = run(["train", "--config", config(two), "--nproc", "2"]);
+    assert.equal((r.stderr.match(/run finished/g) ?? []).length, 1, "rank 0 alone reports");
+    for (const task of ["first", "second"]) {
+      const [a, b] = [one, two].map((d) => join(d, "runs", "demo", task));
+      assertSameRun(b!, a!);
+      const [ca, cb] = [a, b].map((d) => loadSafetensors(join(d!, "drift", "mean.safetensors")));
+      for (const [name, w] of ca!) assertClose(cb!.get(name)!.toArray(), w.toArray(), 1e-5, 1e-6, `${task} ${name}`);
+    }
+    // rerun: both ranks find every task done
+    const again = run(["train", "--config", config(two), "--nproc", "2"]);
+    assert.equal((again.stderr.match(/done earlier, skipped/g) ?? []).length, 2);
   });
 
   it("refuses a micro-batch the ranks cannot share", () => {
