@@ -337,6 +337,17 @@ describe("the store's re-index lease", () => {
       assert.equal(rec.runningOn, r.owner, "the record names the process that ran it");
       // given up at the end: another process takes it at once
       assert.equal((await store.lease("reindex", "next", 5)).owner, "next");
+      // a replica not running it shows another process's re-index as the store records it, also
+      // once that one ended
+      const other2 = new Reindexer(service, { lease: 5 });
+      for (const state of ["running", "done"] as const) {
+        other2.observe({ ...rec, state, done: 30, runningOn: "elsewhere:2:x:y" });
+        assert.equal(other2.status.state, state);
+        assert.equal(other2.status.done, 30);
+        assert.equal(other2.status.runningOn, "elsewhere:2:x:y");
+      }
+      other2.observe({ ...rec, state: "running", runningOn: other2.owner }); // its own record: not another's
+      assert.equal(other2.status.state, "idle");
     } finally {
       await service.close();
     }

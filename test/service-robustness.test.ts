@@ -553,6 +553,8 @@ for (const { kind, uri } of stores)
           120000,
         );
         assert.match(b.stderr(), /"event":"reindex-taken-over"/);
+        assert.match(a.stderr(), /"event":"switched"/, "the replica that upgraded logs it");
+        assert.match(a.stderr(), /"event":"reindex-started"/);
         assert.match(b.stderr(), /"event":"followed"/);
       } finally {
         await la.stop();

@@ -300,6 +300,12 @@ export class Reindexer {
       if (!this.#recordedRunning) {
         this.#recordedRunning = true;
         this.#set({ state: "running" });
+        this.service.log({
+          level: "info",
+          event: "reindex-started",
+          target: this.#status.target,
+          done: this.#status.done,
+        });
       }
       return true;
     }
@@ -377,10 +383,11 @@ export class Reindexer {
    */
   observe(recorded: Record<string, unknown> | undefined): void {
     const r = recorded as Partial<ReindexStatus> | undefined;
-    const other = r?.state === "running" && r.runningOn && r.runningOn !== this.owner;
+    // another process's run, running or ended (done, paused, failed): shown as the store records it
+    const other = r?.runningOn && r.runningOn !== this.owner && STATES.includes(r.state as ReindexState);
     this.#remote = other
       ? {
-          state: "running",
+          state: r.state as ReindexState,
           target: r.target ?? null,
           done: r.done ?? 0,
           remaining: r.remaining ?? null,
@@ -390,7 +397,8 @@ export class Reindexer {
           runningOn: r.runningOn,
         }
       : null;
-    if (!other && this.#status.runningOn && !this.runningHere) this.#status = { ...this.#status, runningOn: undefined };
+    if (!(other && r.state === "running") && this.#status.runningOn && !this.runningHere)
+      this.#status = { ...this.#status, runningOn: undefined };
   }
 
   /** Resolves when the current run stops (done, paused or failed) and its state is recorded. */
@@ -401,7 +409,17 @@ export class Reindexer {
   }
 
   #set(patch: Partial<ReindexStatus>): void {
-    if (patch.state !== undefined && patch.state !== this.#status.state) this.#wake?.();
+    if (patch.state !== undefined && patch.state !== this.#status.state) {
+      this.#wake?.();
+      if (!this.opts.worker)
+        this.service.log({
+          level: patch.state === "failed" ? "warn" : "info",
+          event: `reindex-${patch.state}`,
+          target: patch.target ?? this.#status.target,
+          done: patch.done ?? this.#status.done,
+          ...(patch.error ? { message: patch.error } : {}),
+        });
+    }
     this.#status = { ...this.#status, ...patch, updatedAt: new Date().toISOString() };
     const snapshot = this.status;
     // one of several workers: the store's recorded re-index (what a restarted service resumes) is

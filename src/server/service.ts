@@ -657,7 +657,10 @@ export class SearchService {
       // the recording replica's view: what a rollback returns to, the models it knows
       this.#previous = follow.previous ?? this.#previous;
       for (const [id, d] of Object.entries(follow.models ?? {})) if (!this.#served.has(id)) this.#served.set(id, d);
-    } else await this.#record();
+    } else {
+      await this.#record();
+      this.log({ level: "info", event: "switched", previous: prev.version, current: next.version });
+    }
     return { previous: prev.version, current: next.version, ...(report ? { check: report } : {}) };
   }
 
