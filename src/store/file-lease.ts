@@ -6,7 +6,7 @@
  * a rename, so a reader sees the old or the new holder.
  */
 import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import type { Lease } from "./store.js";
+import { checkLease, type Lease } from "./store.js";
 
 /** a mutex older than this was left by a process that died holding it (a holder keeps it for ms) */
 const STALE_MS = 10_000;
@@ -62,7 +62,7 @@ async function holder(path: string): Promise<Lease | null> {
 
 /** Takes or renews the lease in `path` for `owner` (see `VectorStore.lease`). */
 export async function takeFileLease(path: string, owner: string, seconds: number, replace?: string): Promise<Lease> {
-  if (!owner || !(seconds > 0)) throw new Error(`a lease needs an owner and seconds > 0, got ${owner}, ${seconds}`);
+  checkLease(owner, seconds);
   return withFileMutex(path, async () => {
     const now = Date.now();
     const held = await holder(path);

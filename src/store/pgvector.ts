@@ -11,6 +11,7 @@ import { createHash } from "node:crypto";
 import pg from "pg";
 import {
   checkFilter,
+  checkLease,
   checkRows,
   checkSchema,
   type Lease,
@@ -797,7 +798,7 @@ export class PgVectorStore implements VectorStore {
    * statement's snapshot is not visible to it).
    */
   async lease(name: string, owner: string, seconds: number, opts: LeaseOptions = {}): Promise<Lease> {
-    if (!owner || !(seconds > 0)) throw new Error(`a lease needs an owner and seconds > 0, got ${owner}, ${seconds}`);
+    checkLease(owner, seconds);
     const until = "(extract(epoch FROM until) * 1000)::float8 AS until";
     try {
       // (a holder that gives the lease up between the two statements: taken on the next attempt)
