@@ -337,6 +337,11 @@ describe("the store's re-index lease", () => {
       assert.equal(rec.runningOn, r.owner, "the record names the process that ran it");
       // given up at the end: another process takes it at once
       assert.equal((await store.lease("reindex", "next", 5)).owner, "next");
+      await store.releaseLease("reindex", "next");
+      // a lease taken for a start that did not follow is given up again, also after earlier runs
+      assert.equal(await r.acquire(), null);
+      await r.release();
+      assert.equal((await store.lease("reindex", "next", 5)).owner, "next", "released by release()");
       // a replica not running it shows another process's re-index as the store records it, also
       // once that one ended
       const other2 = new Reindexer(service, { lease: 5 });

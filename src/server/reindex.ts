@@ -240,7 +240,7 @@ export class Reindexer {
     const generation = ++this.#generation;
     const previous = this.#loop;
     // one loop at a time: a resume waits for the paused run's batch in flight to finish
-    this.#loop = (async () => {
+    const loop = (async () => {
       await previous;
       try {
         await this.#run(generation, before);
@@ -253,6 +253,11 @@ export class Reindexer {
         await this.#letGo();
       }
     })();
+    this.#loop = loop;
+    // (none in progress once it ended: `release` and a refused `start` may give a lease up again)
+    void loop.then(() => {
+      if (this.#loop === loop) this.#loop = null;
+    });
     return this.status;
   }
 
@@ -343,9 +348,8 @@ export class Reindexer {
   /** Renews the lease when a third of it has passed since (between rounds and forward passes). */
   async #renewIfDue(): Promise<void> {
     if (!this.#holding || performance.now() - this.#renewedAt < (this.#leaseSeconds * 1000) / 3) return;
-    const lease = await this.service.store.lease(REINDEX_LEASE, this.owner, this.#leaseSeconds);
     // a lease lost meanwhile (this process stalled past it) is found at the next round's `#hold`
-    if (lease.owner === this.owner) this.#renewedAt = performance.now();
+    if ((await this.#take()).owner === this.owner) this.#renewedAt = performance.now();
   }
 
   /**
@@ -374,7 +378,7 @@ export class Reindexer {
     await this.#loop;
     await this.#recorded;
     if (this.#status.state === "running") this.#status = { ...this.#status, state: "paused" };
-    if (!this.opts.worker) await this.service.store.releaseLease(REINDEX_LEASE, this.owner).catch(() => undefined);
+    await this.#letGo(); // (a lease `acquire` took for a start that did not follow)
   }
 
   /**
