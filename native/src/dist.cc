@@ -76,9 +76,8 @@ V DistDestroy(const Info& info) {
 // the gradients (zeros where a rank has none, so every rank sends the same layout), then one count
 // per parameter of the ranks that had one. A parameter no rank has a gradient for keeps none (the
 // optimiser skips it, as in one process); one some ranks have gets the sum.
-V AllReduceGrads(const Info& info) {  // (params[], divisor): the sum divided by divisor
+V AllReduceGrads(const Info& info) {  // (params[])
   auto params = TensorList(info, 0);
-  double divisor = Double(info, 1);
   at::NoGradGuard guard;
   if (params.empty()) return info.Env().Undefined();
   std::vector<at::Tensor> flat;
@@ -95,7 +94,6 @@ V AllReduceGrads(const Info& info) {  // (params[], divisor): the sum divided by
   at::Tensor counts = buffer[0].narrow(0, total, static_cast<int64_t>(params.size())).cpu().contiguous();
   const float* count = counts.data_ptr<float>();
   at::Tensor grads = buffer[0].narrow(0, 0, total);
-  if (divisor != 1) grads.div_(divisor);
   int64_t offset = 0;
   for (size_t i = 0; i < params.size(); i++) {
     at::Tensor& p = params[i];

@@ -61,14 +61,9 @@ export function allGather(t: Tensor): Tensor {
   return collective("all-gather", () => Tensor.wrap(N.allGather(t.id)));
 }
 
-/** Sums the parameters' gradients over the ranks in place (one collective), divided by `divisor`. */
-export function allReduceGradients(params: Tensor[], divisor = 1): void {
-  collective("gradient all-reduce", () =>
-    N.allReduceGrads(
-      params.map((p) => p.id),
-      divisor,
-    ),
-  );
+/** Sums the parameters' gradients over the ranks in place (one collective). */
+export function allReduceGradients(params: Tensor[]): void {
+  collective("gradient all-reduce", () => N.allReduceGrads(params.map((p) => p.id)));
 }
 
 export function barrier(): void {

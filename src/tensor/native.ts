@@ -132,7 +132,7 @@ export interface Native {
     prefix: string,
   ): void;
   distDestroy(): void;
-  allReduceGrads(params: Id[], divisor: number): void;
+  allReduceGrads(params: Id[]): void;
   allGather(t: Id): Id;
   barrier(): void;
 
