@@ -5,6 +5,7 @@
 // 16,384, a final optimize), searched with each model's own queries, 8 callers, alternating.
 // Run after `npm start` and `npm run build:ts`: node bench/rewrite-after.mjs [documents]
 import { mkdtempSync, rmSync } from "node:fs";
+import { tinyModels } from "../dist/src/bench/common.js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { preparePairs, TASK_SOURCES } from "../dist/src/corpora/build.js";
@@ -12,7 +13,7 @@ import { EmbeddingModel } from "../dist/src/models/embedding-model.js";
 import { embedRows, tensorRows } from "../dist/src/retrieval/rows.js";
 import { LanceStore } from "../dist/src/store/lancedb.js";
 const N = Number(process.argv[2] ?? 100000);
-const oldDir = "runs/bench-tiny/kd/debian", newDir = "runs/bench-tiny/kd/wordnet";
+const { oldDir, newDir } = tinyModels("runs/bench-tiny");
 const docs = [];
 for (const name of ["debian", "wordnet"]) {
   for (const p of preparePairs(await TASK_SOURCES[name].read(), 0, 64)) { docs.push({ id: `${name}:${p.id}`, text: p.document }); if (docs.length >= N) break; }

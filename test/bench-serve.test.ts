@@ -1,10 +1,15 @@
 /**
  * `qdc bench serve`'s arithmetic: a phase measured in several windows (the "during" phase, one
- * window per re-index progress point) is reported as one, over all its requests.
+ * window per re-index progress point) is reported as one, over all its requests; ANN recall with
+ * ties; where it finds the tiny run's models.
  */
 import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
-import { phaseOf, poolPhases } from "../src/bench/serve.js";
+import { tinyModels } from "../src/bench/common.js";
+import { annFound, phaseOf, poolPhases } from "../src/bench/serve.js";
 
 const window = (phase: string, seconds: number, latenciesMs: number[], failed: number, storeMs: number) =>
   phaseOf({
@@ -41,5 +46,59 @@ describe("bench serve phases", () => {
     assert.equal(p.split.storeMs, 15);
     assert.equal(p.split.embedMs, 1);
     assert.deepEqual(p.failures, ["500: during 10%"]);
+  });
+});
+
+describe("bench serve ANN recall", () => {
+  const exact = [
+    { id: "a", score: 0.9 },
+    { id: "b", score: 0.8 },
+    { id: "c", score: 0.7 },
+    { id: "d", score: 0.7 }, // tied with the 3rd: as right as c
+    { id: "e", score: 0.69 },
+  ];
+  it("counts the exact top-k", () => {
+    assert.equal(annFound(exact, [{ id: "a" }, { id: "b" }, { id: "c" }], 3), 3);
+    assert.equal(annFound(exact, [{ id: "a" }, { id: "e" }, { id: "x" }], 3), 1);
+  });
+  it("counts a document tied with the k-th, and each id once", () => {
+    assert.equal(annFound(exact, [{ id: "a" }, { id: "b" }, { id: "d" }], 3), 3);
+    assert.equal(annFound(exact, [{ id: "a" }, { id: "a" }, { id: "d" }], 3), 2);
+    // a tie only within the tolerance
+    assert.equal(annFound(exact, [{ id: "a" }, { id: "b" }, { id: "e" }], 3), 2);
+    assert.equal(annFound(exact, [{ id: "a" }, { id: "b" }, { id: "e" }], 3, 0.02), 3);
+  });
+  it("looks at the first k of the ANN list only", () => {
+    assert.equal(annFound(exact, [{ id: "x" }, { id: "y" }, { id: "z" }, { id: "a" }], 3), 0);
+  });
+});
+
+describe("bench serve models", () => {
+  const model = (dir: string) => {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "lineage.json"), "{}");
+  };
+  it("finds the tasks' models in the run, or in its first seed's folder", () => {
+    const run = mkdtempSync(join(tmpdir(), "qdc-tiny-"));
+    try {
+      assert.throws(
+        () => tinyModels(run),
+        (e: Error) => e.message === `${join(run, "kd", "debian")}: missing; run the tiny benchmark first (npm start)`,
+      );
+      model(join(run, "seed-0", "kd", "debian"));
+      model(join(run, "seed-0", "kd", "wordnet"));
+      model(join(run, "seed-1", "kd", "debian"));
+      assert.deepEqual(tinyModels(run), {
+        oldDir: join(run, "seed-0", "kd", "debian"),
+        newDir: join(run, "seed-0", "kd", "wordnet"),
+      });
+      // a run without seeds keeps its chain in kd/ itself
+      model(join(run, "kd", "debian"));
+      assert.throws(() => tinyModels(run), /kd\/wordnet: missing/);
+      model(join(run, "kd", "wordnet"));
+      assert.deepEqual(tinyModels(run), { oldDir: join(run, "kd", "debian"), newDir: join(run, "kd", "wordnet") });
+    } finally {
+      rmSync(run, { recursive: true, force: true });
+    }
   });
 });

@@ -84,6 +84,29 @@ const stores: { kind: string; uri: (dir: string) => string }[] = [
   ...(PG ? [{ kind: "pgvector", uri: () => `${PG}#qdc_robust_${process.pid}_${tables++}` }] : []),
 ];
 if (!PG) console.error("# QDC_PG_URL is not set: the service's pgvector cases are skipped (LanceDB only)");
+// the tables of this run dropped at the end (a server of the user's keeps no test leftovers)
+if (PG)
+  after(async () => {
+    const c = new pg.Client({ connectionString: PG });
+    await c.connect();
+    try {
+      const names = [
+        ...Array.from({ length: tables }, (_, i) => `qdc_robust_${process.pid}_${i}`),
+        `qdc_pgkill_${process.pid}`,
+      ];
+      for (const name of names) {
+        await c.query(`DROP TABLE IF EXISTS ${name}`);
+        for (const [table, column] of [
+          ["qdc_stores", "name"],
+          ["qdc_leases", "store"],
+          ["qdc_claims", "store"],
+        ])
+          await c.query(`DELETE FROM ${table} WHERE ${column} = $1`, [name]).catch(() => {});
+      }
+    } finally {
+      await c.end();
+    }
+  });
 
 for (const { kind, uri } of stores)
   describe(`rollback under load (${kind})`, () => {

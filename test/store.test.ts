@@ -826,6 +826,41 @@ describe(`PostgreSQL + pgvector over the wire (${PG ? "QDC_PG_URL" : "PGlite + p
     }
   });
 
+  it("keeps the planner's statistics of the version column current as a re-index writes a new version", async () => {
+    const table = pgTable("stats");
+    const store = await PgVectorStore.open(url, table, SCHEMA);
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    // the rows the planner expects of a version (what its statistics say, not a count)
+    const expected = async (v: string) => {
+      const plan = await admin.query(`EXPLAIN SELECT id FROM ${table} WHERE version = '${v}'`);
+      return Number(/rows=(\d+)/.exec(plan.rows[0]["QUERY PLAN"])![1]);
+    };
+    try {
+      // no autovacuum on this table: only the store's own ANALYZE can tell the planner of v2
+      await admin.query(`ALTER TABLE ${table} SET (autovacuum_enabled = false)`);
+      await store.upsert(randomRows(600, "v1", 51));
+      await store.buildIndex();
+      await admin.query(`ANALYZE ${table}`);
+      assert.ok((await expected("v2")) <= 2, "before any v2 row the planner expects none");
+      const v2 = randomRows(600, "v2", 52);
+      // a re-index's first write of v2: analyzed at once
+      await store.upsert(v2.slice(0, 100));
+      assert.ok(
+        Math.abs((await expected("v2")) - 100) <= 20,
+        `expected ${await expected("v2")} rows of v2, 100 written`,
+      );
+      // (again after every 4,096 rows written)
+      await store.upsert(v2.slice(100, 400));
+      // a rename: the new name's rows known at once
+      await store.renameVersion("v1", "v3");
+      assert.ok(Math.abs((await expected("v3")) - 200) <= 40, `expected ${await expected("v3")} rows of v3, 200 there`);
+    } finally {
+      await admin.end();
+      await store.close();
+    }
+  });
+
   it("searches a store of earlier releases (one HNSW index over all rows) and replaces that index per version", async () => {
     const table = pgTable("legacyhnsw");
     const first = await PgVectorStore.open(url, table, SCHEMA);

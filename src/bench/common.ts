@@ -1,6 +1,6 @@
 /** Shared pieces of the benchmarks: timing, the machine's name, and finding the PyTorch peer. */
 import { execFileSync, spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { Tokenizer } from "../models/index.js";
@@ -13,6 +13,20 @@ export interface BenchOptions {
   peer: boolean;
   python: string;
   quick?: boolean;
+}
+
+/**
+ * The tiny benchmark's FT+KD models of tasks 1 and 2 (Debian, WordNet), which the serve benchmark
+ * and its diagnostics (bench/*.mjs) serve: in `run`/kd, or, for a run with seeds, in its first
+ * seed's folder.
+ */
+export function tinyModels(run: string): { oldDir: string; newDir: string } {
+  const chain = existsSync(join(run, "kd")) || !existsSync(join(run, "seed-0")) ? run : join(run, "seed-0");
+  const dirs = { oldDir: join(chain, "kd", "debian"), newDir: join(chain, "kd", "wordnet") };
+  for (const d of Object.values(dirs))
+    if (!existsSync(join(d, "lineage.json")))
+      throw new Error(`${d}: missing; run the tiny benchmark first (npm start)`);
+  return dirs;
 }
 
 /** Vocabulary size of the benchmarks' random-init BERTs (BERT-base's). */

@@ -29,6 +29,8 @@ import {
 
 /** rows per INSERT statement of an upsert */
 const UPSERT_ROWS = 128;
+/** rows a handle writes between two ANALYZEs of the version column (see `#keepStatistics`) */
+const ANALYZE_ROWS = 4096;
 
 const vectorLiteral = (v: ArrayLike<number>) => `[${Array.from(v).join(",")}]`;
 const { escapeLiteral } = pg as unknown as { escapeLiteral: (s: string) => string };
@@ -167,6 +169,9 @@ export class PgVectorStore implements VectorStore {
   #indexesChangedAt = Number.NEGATIVE_INFINITY;
   #invalidIndexes = new Set<string>();
   #refreshing: { at: number; done: Promise<void> } | null = null;
+  /** rows this handle wrote since its last ANALYZE of the version column, and the versions it analyzed with */
+  #sinceAnalyze = 0;
+  #analyzed = new Set<string>();
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -550,6 +555,7 @@ export class PgVectorStore implements VectorStore {
       if (!missing) break;
       await this.#ensureIndexes(versions, true);
     }
+    await this.#keepStatistics(versions, rows.length);
     if (!this.indexed && (await this.count()) >= this.opts.annThreshold) await this.buildIndex();
   }
 
@@ -559,6 +565,38 @@ export class PgVectorStore implements VectorStore {
     if (this.indexed) await this.#ensureIndex(to);
     await query(this.pool, `UPDATE ${this.table} SET version = $2 WHERE version = $1`, [from, to]);
     if (this.#annIndexes.has(from)) await this.#reconcileIndexes();
+    this.#analyzed.delete(to);
+    await this.#keepStatistics([to], 0);
+  }
+
+  /**
+   * Keeps the planner's statistics of the version column current while rows move between
+   * versions. Autovacuum analyzes a table only at the end of its VACUUM, which on an HNSW table in
+   * the middle of a re-index runs for minutes; until then the planner takes a new version for one
+   * row and searches it through the btree on `version` and a sort: an exact scan of every row
+   * re-indexed so far instead of the version's HNSW graph (measured with 50k of 100k rows
+   * rewritten, straight from Node: the new version at 61.8 QPS). So an indexed store's handle runs
+   * `ANALYZE (version)` (a sample of 30,000 rows: 86 ms on 100k) after its first write of a version
+   * and after every ANALYZE_ROWS rows. It waits for the table's lock at most 2 s: past
+   * deadlock_timeout (1 s) PostgreSQL cancels an autovacuum that holds it (and starts it again
+   * later; the re-index's own closing VACUUM does the cleanup), while a VACUUM that `optimize` or
+   * a user runs is waited out and the ANALYZE tried again after the next write.
+   */
+  async #keepStatistics(versions: string[], rows: number): Promise<void> {
+    if (!this.indexed) return;
+    this.#sinceAnalyze += rows;
+    if (this.#sinceAnalyze < ANALYZE_ROWS && versions.every((v) => this.#analyzed.has(v))) return;
+    const ok = await transaction(
+      this.pool,
+      (c) => c.query(`ANALYZE ${this.table} (version)`),
+      "BEGIN; SET LOCAL lock_timeout = '2s'",
+    ).then(
+      () => true,
+      () => false,
+    );
+    if (!ok) return;
+    this.#sinceAnalyze = 0;
+    for (const v of versions) this.#analyzed.add(v);
   }
 
   async delete(ids: string[]): Promise<void> {
