@@ -157,7 +157,8 @@ export class PgVectorStore implements VectorStore {
    * pgvector indexes every write, so a re-index needs no optimize until its end: a VACUUM in the
    * middle of one (16,384 of 100k rows rewritten, HNSW ef_construction 256) ran for more than
    * 3 minutes at a full core, repairing the graph around the dead rows, and held the re-index up
-   * meanwhile; autovacuum does that work throttled, as PostgreSQL intends
+   * meanwhile; autovacuum does that work throttled, as PostgreSQL intends, where the store's own
+   * ANALYZEs leave it time (`#keepStatistics` cancels one that holds the table)
    */
   readonly optimizeEvery = Number.POSITIVE_INFINITY;
   /** version → its HNSW index, as last read from the catalogue */
