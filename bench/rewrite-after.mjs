@@ -8,18 +8,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tinyModels } from "../dist/src/bench/common.js";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { preparePairs, TASK_SOURCES } from "../dist/src/corpora/build.js";
+import { concurrentRate, serveCorpus } from "../dist/src/bench/serve.js";
 import { EmbeddingModel } from "../dist/src/models/embedding-model.js";
 import { embedRows, tensorRows } from "../dist/src/retrieval/rows.js";
 import { LanceStore } from "../dist/src/store/lancedb.js";
 const N = Number(process.argv[2] ?? 100000);
 const { oldDir, newDir } = tinyModels("runs/bench-tiny");
-const docs = [];
-for (const name of ["debian", "wordnet"]) {
-  for (const p of preparePairs(await TASK_SOURCES[name].read(), 0, 64)) { docs.push({ id: `${name}:${p.id}`, text: p.document }); if (docs.length >= N) break; }
-  if (docs.length >= N) break;
-}
-const queries = (await TASK_SOURCES.wordnet.read()).slice(0, 1000).map((p) => p.query);
+const { docs, queries } = await serveCorpus(N);
 const work = mkdtempSync(join(tmpdir(), "qdc-after-"));
 const stores = {};
 const qs = {};
@@ -36,11 +31,8 @@ for (const [tag, dir] of [["old", oldDir], ["new", newDir]]) {
   let t = performance.now(); await s.buildIndex(); console.log(tag, "index built in", ((performance.now() - t) / 1000).toFixed(1), "s");
   stores[tag] = s;
 }
-async function qps(s, vecs, ms) {
-  let n = 0; const t0 = performance.now();
-  await Promise.all(Array.from({ length: 8 }, async (_, c) => { let i = c; while (performance.now() - t0 < ms) { await s.search(vecs[i % vecs.length], 10); i += 8; n++; } }));
-  return n / ((performance.now() - t0) / 1000);
-}
+// 8 callers, caller c's i-th request searching query c + 8i
+const qps = async (s, vecs, ms) => (await concurrentRate(8, ms / 1000, (c, i) => s.search(vecs[(c + 8 * i) % vecs.length], 10))).qps;
 for (let round = 0; round < 3; round++)
   for (const tag of ["old", "new"]) console.log(round, tag, (await qps(stores[tag], qs[tag], 8000)).toFixed(1), "QPS");
 // the old store rewritten with the new vectors as a re-index writes them

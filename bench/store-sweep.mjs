@@ -9,8 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { machineName, tinyModels } from "../dist/src/bench/common.js";
-import { annFound } from "../dist/src/bench/serve.js";
-import { preparePairs, TASK_SOURCES } from "../dist/src/corpora/build.js";
+import { annFound, concurrentRate, serveCorpus } from "../dist/src/bench/serve.js";
 import { EmbeddingModel } from "../dist/src/models/embedding-model.js";
 import { embedRows, tensorRows } from "../dist/src/retrieval/rows.js";
 import { LanceStore } from "../dist/src/store/lancedb.js";
@@ -21,15 +20,11 @@ const efs = (process.argv[3] ?? "100,160,240,320,400").split(",").map(Number);
 const build = JSON.parse(process.argv[4] ?? "{}");
 if (kind === "pgvector" && !process.env.QDC_PG_URL) throw new Error("pgvector: set QDC_PG_URL");
 const { oldDir } = tinyModels("runs/bench-tiny");
-const docs = [];
-for (const name of ["debian", "wordnet"]) {
-  for (const p of preparePairs(await TASK_SOURCES[name].read(), 0, 64)) { docs.push({ id: `${name}:${p.id}`, text: p.document }); if (docs.length >= 100000) break; }
-  if (docs.length >= 100000) break;
-}
+const { docs, queries } = await serveCorpus(100000);
 const m = EmbeddingModel.load(oldDir);
 const rows = [];
 for (let i = 0; i < docs.length; i += 2048) rows.push(...embedRows(m, docs.slice(i, i + 2048), "old", { batchSize: 128, maxLength: 64 }));
-const q = m.encode((await TASK_SOURCES.wordnet.read()).slice(0, 1000).map((p) => p.query), { kind: "query", maxLength: 64 });
+const q = m.encode(queries, { kind: "query", maxLength: 64 });
 const qs = tensorRows(q); q.dispose(); m.dispose();
 const dim = rows[0].vector.length;
 
@@ -54,10 +49,8 @@ try {
     await s.close(); s = await open(ef);
     const got = await s.searchMany(sample, 10);
     const recall = got.reduce((a, hs, i) => a + annFound(exact[i], hs, 10), 0) / 2000;
-    let n = 0; const lat = []; t = performance.now();
-    await Promise.all(Array.from({ length: 8 }, async (_, c) => { for (let i = c; performance.now() - t < 6000; i += 8) { const a = performance.now(); await s.search(qs[i % 1000], 10); lat.push(performance.now() - a); n++; } }));
-    lat.sort((a, b) => a - b);
-    console.log(`ef ${ef}: recall@10 ${recall.toFixed(3)}, ${(n / ((performance.now() - t) / 1000)).toFixed(1)} QPS, p50 ${lat[lat.length >> 1].toFixed(1)} ms, p99 ${lat[Math.floor(lat.length * 0.99)].toFixed(1)} ms`);
+    const r = await concurrentRate(8, 6, (c, i) => s.search(qs[(c + 8 * i) % 1000], 10));
+    console.log(`ef ${ef}: recall@10 ${recall.toFixed(3)}, ${r.qps.toFixed(1)} QPS, p50 ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms.toFixed(1)} ms`);
   }
   await s.close();
 } finally {

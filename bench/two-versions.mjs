@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { machineName, tinyModels } from "../dist/src/bench/common.js";
-import { preparePairs, TASK_SOURCES } from "../dist/src/corpora/build.js";
+import { concurrentRate, serveCorpus } from "../dist/src/bench/serve.js";
 import { EmbeddingModel } from "../dist/src/models/embedding-model.js";
 import { embedRows, tensorRows } from "../dist/src/retrieval/rows.js";
 import { LanceStore } from "../dist/src/store/lancedb.js";
@@ -29,12 +29,7 @@ const FRACTION = Number(args[1] ?? 0.5);
 const { oldDir, newDir } = tinyModels("runs/bench-tiny");
 const EF = 400; // LanceDB's ef for recall@10 0.95 on these vectors; pgvector's ef_search 320 (bench/results/serve.json)
 
-const docs = [];
-for (const name of ["debian", "wordnet"]) {
-  for (const p of preparePairs(await TASK_SOURCES[name].read(), 0, 64)) { docs.push({ id: `${name}:${p.id}`, text: p.document }); if (docs.length >= N) break; }
-  if (docs.length >= N) break;
-}
-const queries = (await TASK_SOURCES.wordnet.read()).slice(0, 1000).map((p) => p.query);
+const { docs, queries } = await serveCorpus(N);
 const rows = {}, qs = {};
 for (const [tag, dir] of [["old", oldDir], ["new", newDir]]) {
   const m = EmbeddingModel.load(dir);
@@ -45,14 +40,8 @@ for (const [tag, dir] of [["old", oldDir], ["new", newDir]]) {
 const dim = rows.old[0].vector.length;
 console.error(`${docs.length} documents embedded by both models`);
 
-async function measure(fn, ms = 6000) {
-  let n = 0; const lat = []; const t0 = performance.now();
-  await Promise.all(Array.from({ length: 8 }, async (_, c) => {
-    for (let i = c; performance.now() - t0 < ms; i += 8) { const t = performance.now(); await fn(i % 1000); lat.push(performance.now() - t); n++; }
-  }));
-  lat.sort((a, b) => a - b);
-  return { qps: n / ((performance.now() - t0) / 1000), p50Ms: lat[lat.length >> 1], p99Ms: lat[Math.floor(lat.length * 0.99)] };
-}
+// 8 callers for 6 s, caller c's i-th request searching query c + 8i
+const measure = (fn) => concurrentRate(8, 6, (c, i) => fn((c + 8 * i) % 1000));
 const best = (a, b) => (!a || b.qps > a.qps ? b : a);
 
 const work = mkdtempSync(join(tmpdir(), "qdc-two-versions-"));

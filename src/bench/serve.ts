@@ -69,15 +69,12 @@ const TIE_DEPTH = 10;
 export function annFound(exact: { id: string; score: number }[], ann: { id: string }[], k: number, tol = 1e-6): number {
   const kth = exact[Math.min(k, exact.length) - 1]?.score ?? Number.NEGATIVE_INFINITY;
   const right = new Set(exact.filter((h, i) => i < k || h.score >= kth - tol).map((h) => h.id));
-  return Math.min(
-    k,
-    new Set(
-      ann
-        .slice(0, k)
-        .filter((h) => right.has(h.id))
-        .map((h) => h.id),
-    ).size,
-  );
+  return new Set(
+    ann
+      .slice(0, k)
+      .filter((h) => right.has(h.id))
+      .map((h) => h.id),
+  ).size;
 }
 
 export interface Phase {
@@ -99,6 +96,52 @@ const pct = (xs: number[], p: number) => {
 };
 const f1 = (x: number) => x.toFixed(1);
 const log = (m: string) => console.error(`[bench serve] ${m}`);
+
+/**
+ * The serve benchmark's text: `n` documents (Debian descriptions, then WordNet entries, as the
+ * tiny run's tasks 1 and 2 prepare them) and 1,000 WordNet test-style queries. Its diagnostics
+ * (bench/*.mjs) search the same.
+ */
+export async function serveCorpus(n: number): Promise<{ docs: { id: string; text: string }[]; queries: string[] }> {
+  const docs: { id: string; text: string }[] = [];
+  for (const name of ["debian", "wordnet"]) {
+    const src = TASK_SOURCES[name];
+    if (!src || docs.length >= n) continue;
+    for (const p of preparePairs(await src.read(), 0, 64)) {
+      docs.push({ id: `${name}:${p.id}`, text: p.document });
+      if (docs.length >= n) break;
+    }
+  }
+  const queries = (await (TASK_SOURCES.wordnet as { read(): Promise<{ query: string }[]> }).read())
+    .slice(0, 1000)
+    .map((p) => p.query);
+  return { docs, queries };
+}
+
+/**
+ * `clients` concurrent callers, each calling `call(caller, i)` for its i-th request, one after
+ * another, for `seconds`: requests per second and the latency percentiles.
+ */
+export async function concurrentRate(
+  clients: number,
+  seconds: number,
+  call: (caller: number, i: number) => Promise<unknown>,
+): Promise<{ qps: number; p50Ms: number; p99Ms: number; requests: number }> {
+  const lat: number[] = [];
+  const end = performance.now() + seconds * 1000;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async (_, w) => {
+      for (let i = 0; performance.now() < end; i++) {
+        const t = performance.now();
+        await call(w, i);
+        lat.push(performance.now() - t);
+      }
+    }),
+  );
+  const s = (performance.now() - t0) / 1000;
+  return { qps: lat.length / s, p50Ms: pct(lat, 50), p99Ms: pct(lat, 99), requests: lat.length };
+}
 
 /** each measured phase's latencies (kept out of the JSON) */
 const latenciesOf = new WeakMap<Phase, number[]>();
@@ -160,21 +203,10 @@ class Load {
 }
 
 /** `clients` concurrent callers sending single-vector searches straight to the store. */
-async function storeAlone(store: VectorStore, queries: Float32Array[], clients: number, seconds: number) {
-  const lat: number[] = [];
-  const end = performance.now() + seconds * 1000;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: clients }, async (_, w) => {
-      for (let i = 0; performance.now() < end; i++) {
-        const t = performance.now();
-        await store.search(queries[(w * 7919 + i) % queries.length] as Float32Array, 10);
-        lat.push(performance.now() - t);
-      }
-    }),
+function storeAlone(store: VectorStore, queries: Float32Array[], clients: number, seconds: number) {
+  return concurrentRate(clients, seconds, (w, i) =>
+    store.search(queries[(w * 7919 + i) % queries.length] as Float32Array, 10),
   );
-  const s = (performance.now() - t0) / 1000;
-  return { qps: lat.length / s, p50Ms: pct(lat, 50), p99Ms: pct(lat, 99), requests: lat.length };
 }
 
 async function until(cond: () => boolean): Promise<void> {
@@ -283,19 +315,7 @@ export async function runServeBench(o: ServeBenchOptions): Promise<void> {
   const seconds = o.seconds ?? (o.quick ? 5 : 20);
   const pgUrl = o.pg ?? process.env.QDC_PG_URL;
 
-  // documents: Debian descriptions, then WordNet entries; queries: WordNet test-style queries
-  const docs: { id: string; text: string }[] = [];
-  for (const name of ["debian", "wordnet"]) {
-    const src = TASK_SOURCES[name];
-    if (!src || docs.length >= nDocs) continue;
-    for (const p of preparePairs(await src.read(), 0, 64)) {
-      docs.push({ id: `${name}:${p.id}`, text: p.document });
-      if (docs.length >= nDocs) break;
-    }
-  }
-  const queryTexts = (await (TASK_SOURCES.wordnet as { read(): Promise<{ query: string }[]> }).read())
-    .slice(0, 1000)
-    .map((p) => p.query);
+  const { docs, queries: queryTexts } = await serveCorpus(nDocs);
 
   // embedded once, written to every store
   const model = EmbeddingModel.load(oldDir);

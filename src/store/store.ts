@@ -218,12 +218,12 @@ export function checkFilter(schema: StoreSchema, filter: Filter | undefined): vo
   }
 }
 
-/** Checks rows against the schema before writing. */
 /** A lease is taken by someone, for a positive time (both stores' `lease`). */
 export function checkLease(owner: string, seconds: number): void {
   if (!owner || !(seconds > 0)) throw new Error(`a lease needs an owner and seconds > 0, got ${owner}, ${seconds}`);
 }
 
+/** Checks rows against the schema before writing. */
 export function checkRows(schema: StoreSchema, rows: StoreRow[]): void {
   const ids = new Set<string>();
   for (const r of rows) {
